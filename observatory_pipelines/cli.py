@@ -1,0 +1,242 @@
+"""The ``observatory`` command line.
+
+Every failure a user can cause or meet (bad value, unreachable database, missing migration)
+ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from sqlalchemy import exc as sa_exc
+
+from .core import database, months
+from .core.errors import ObservatoryError
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+def cmd_db_up(args: argparse.Namespace) -> int:
+    url = database.resolve_url(start_embedded=True)
+    major = database.server_version(url)
+    where = "external (DATABASE_URL)" if database.configured_url() else "embedded"
+    _print(f"PostgreSQL {major} ({where}) is up: {database.describe(url)}")
+    return 0
+
+
+def cmd_db_down(args: argparse.Namespace) -> int:
+    from .core.embedded import EmbeddedPostgres
+
+    if database.configured_url():
+        _print("DATABASE_URL points at an external server; observatory does not stop it")
+        return 0
+    stopped = EmbeddedPostgres().down()
+    _print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from .core import migrate, partitions
+    from .core.embedded import EmbeddedPostgres
+
+    if database.configured_url():
+        url = database.resolve_url()
+        _print(f"database: external {database.describe(url)}")
+    else:
+        status = EmbeddedPostgres().status()
+        state = "running" if status.running else ("stopped" if status.initialised else "not created")
+        _print(f"database: embedded, {state} ({status.pgdata})")
+        if not status.running:
+            _print("start it with: observatory db up")
+            return 3
+        url = database.resolve_url(start_embedded=False)
+    _print(f"server version: PostgreSQL {database.server_version(url)}")
+    revision = migrate.current(url)
+    head = migrate.head()
+    _print(f"schema: {revision or 'not migrated'}" + ("" if revision == head else f" (head is {head}; run: observatory db migrate)"))
+    if revision:
+        engine = database.make_engine(url)
+        try:
+            health = partitions.partition_health(engine)
+            with engine.connect() as conn:
+                found = sorted(partitions.existing_months(conn))
+        finally:
+            engine.dispose()
+        span = f"{found[0]} … {found[-1]} ({len(found)})" if found else "none"
+        _print(f"monthly partitions: {span}")
+        if not health.next_month_exists:
+            _print(f"warning: next month's partition ({health.next_month}) is missing; run: observatory partitions ensure")
+        if health.default_rows:
+            parked = ", ".join(f"{m}: {n}" for m, n in health.default_rows.items())
+            _print(f"warning: rows in the default partition ({parked}); run: observatory partitions ensure")
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    _print(database.resolve_url(start_embedded=not database.configured_url() and args.start))
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from .core import migrate
+
+    url = database.resolve_url()
+    database.server_version(url)
+    before = migrate.current(url)
+    migrate.upgrade(url, args.revision)
+    after = migrate.current(url)
+    _print(f"schema at {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+# --- partitions -------------------------------------------------------------------------------
+
+
+def _month_arg(value: str) -> str:
+    try:
+        months.parse_month(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
+def _months_ahead_arg(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 120:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of months between 0 and 120")
+    return n
+
+
+def _migrated_engine():
+    from .core import migrate
+
+    url = database.resolve_url()
+    if migrate.current(url) is None:
+        raise ObservatoryError(f"the database at {database.describe(url)} has no schema yet; run: observatory db migrate")
+    return database.make_engine(url)
+
+
+def cmd_partitions_ensure(args: argparse.Namespace) -> int:
+    from .core import partitions
+
+    engine = _migrated_engine()
+    try:
+        result = partitions.ensure_partitions(engine, first_month=args.first_month, months_ahead=args.months_ahead)
+    finally:
+        engine.dispose()
+    if result.created:
+        _print("created: " + ", ".join(months.partition_name(m) for m in result.created))
+    for month, n in result.moved_rows.items():
+        _print(f"moved {n} rows from the default partition into {months.partition_name(month)}")
+    _print(f"{len(result.created)} created, {len(result.existing)} already there")
+    return 0
+
+
+def cmd_partitions_list(args: argparse.Namespace) -> int:
+    from .core import partitions
+
+    engine = _migrated_engine()
+    try:
+        with engine.connect() as conn:
+            for info in partitions.list_partitions(conn):
+                _print(f"{info.name}\t{info.bound}")
+            parked = partitions.default_partition_months(conn)
+    finally:
+        engine.dispose()
+    for month, n in parked.items():
+        _print(f"warning: {n} rows for {month} wait in the default partition; run: observatory partitions ensure")
+    return 0
+
+
+# --- ui ---------------------------------------------------------------------------------------
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Replace this process with ``dagster dev`` (webserver + daemon) on the project's instance."""
+    import shutil
+
+    from .core import dagster_home
+
+    url = database.resolve_url()
+    env = {**os.environ, **dagster_home.prepare(url)}
+    dagster = shutil.which("dagster", path=os.path.dirname(sys.executable)) or shutil.which("dagster")
+    if not dagster:
+        raise ObservatoryError("the `dagster` command is not installed in this environment; run: ./dev sync")
+    argv = [dagster, "dev", "-w", str(dagster_home.workspace_file()), "-h", args.host, "-p", str(args.port)]
+    _print(f"Dagster UI on http://{args.host}:{args.port} (instance storage: {database.describe(env['DAGSTER_POSTGRES_URL'])})")
+    os.execve(dagster, argv, env)
+    return 0  # not reached
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="observatory",
+        description="Run and look after the observatory's pipelines. "
+        "Uses DATABASE_URL when set, otherwise an embedded PostgreSQL in .observatory/.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(group, name: str, func: Callable[[argparse.Namespace], int], help: str):
+        p = group.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    db = sub.add_parser("db", help="start, stop, inspect and migrate the database").add_subparsers(
+        dest="db_command", metavar="ACTION", required=True
+    )
+    add(db, "up", cmd_db_up, "start the embedded PostgreSQL (or check DATABASE_URL) and create the databases")
+    add(db, "down", cmd_db_down, "stop the embedded PostgreSQL")
+    add(db, "status", cmd_db_status, "show the server, schema revision and partition health")
+    p = add(db, "url", cmd_db_url, "print the content database URL")
+    p.add_argument("--no-start", dest="start", action="store_false", help="fail rather than start the embedded server")
+    p = add(db, "migrate", cmd_db_migrate, "apply Alembic migrations")
+    p.add_argument("--revision", default="head", help="target revision (default: head)")
+
+    parts = sub.add_parser("partitions", help="monthly partitions of content_records").add_subparsers(
+        dest="partitions_command", metavar="ACTION", required=True
+    )
+    p = add(parts, "ensure", cmd_partitions_ensure, "create missing monthly partitions through N months ahead")
+    p.add_argument("--months-ahead", type=_months_ahead_arg, default=3, metavar="N", help="months past the current one (default 3)")
+    p.add_argument("--first-month", type=_month_arg, default=months.FIRST_MONTH, metavar="YYYY-MM",
+                   help=f"first month to cover (default {months.FIRST_MONTH})")
+    add(parts, "list", cmd_partitions_list, "list partitions and their bounds")
+
+    p = add(sub, "ui", cmd_ui, "start the Dagster webserver and daemon on the project's instance")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ObservatoryError as err:
+        print(f"observatory: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"observatory: error: {err}", file=sys.stderr)
+        return 2
+    except sa_exc.OperationalError as err:
+        print(f"observatory: error: {database.unavailable(database.configured_url(), err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

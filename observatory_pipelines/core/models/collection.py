@@ -1,0 +1,142 @@
+"""Collection runs, their per-arena tasks, and the credit ledger."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import TIERS, Base, created_at, one_of, uuid_pk
+
+RUN_MODES = ("batch", "live")
+RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+TASK_STATUSES = RUN_STATUSES
+TRANSACTION_TYPES = ("reservation", "settlement", "refund")
+
+
+class CollectionRun(Base):
+    __tablename__ = "collection_runs"
+    __table_args__ = (
+        CheckConstraint(one_of("mode", RUN_MODES), name="mode"),
+        CheckConstraint(one_of("status", RUN_STATUSES), name="status"),
+        CheckConstraint(one_of("tier", TIERS), name="tier"),
+        # Windows are [date_from, date_to), as Dagster's time windows are.
+        CheckConstraint(
+            "date_from IS NULL OR date_to IS NULL OR date_from < date_to", name="date_window"
+        ),
+        CheckConstraint(
+            "records_collected >= 0 AND credits_spent >= 0", name="counters_nonnegative"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    query_design_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("query_designs.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+    initiated_by: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    mode: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'batch'"))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    tier: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'free'"))
+    date_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    date_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Links back to the Dagster run and partition that did the work; NULL for runs made elsewhere.
+    dagster_run_id: Mapped[str | None] = mapped_column(Text, index=True)
+    partition_key: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    records_collected: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("0")
+    )
+    credits_spent: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    error_log: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+
+    tasks: Mapped[list[CollectionTask]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class CollectionTask(Base):
+    """One arena's share of a run: each arena succeeds or fails on its own."""
+
+    __tablename__ = "collection_tasks"
+    __table_args__ = (
+        UniqueConstraint("collection_run_id", "arena"),
+        CheckConstraint(one_of("status", TASK_STATUSES), name="status"),
+        CheckConstraint(
+            "records_collected >= 0 AND attempts >= 0", name="counters_nonnegative"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    collection_run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("collection_runs.id", ondelete="CASCADE"), nullable=False
+    )
+    arena: Mapped[str] = mapped_column(Text, nullable=False)
+    platform: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    records_collected: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("0")
+    )
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    created_at: Mapped[datetime] = created_at()
+
+    run: Mapped[CollectionRun] = relationship(back_populates="tasks")
+
+
+class CreditTransaction(Base):
+    """The credit ledger. Rows are appended, never updated.
+
+    Balance = allocated - reserved - settled + refunded; history pages by keyset on
+    ``(created_at DESC, id DESC)``, which the composite index serves per user.
+    """
+
+    __tablename__ = "credit_transactions"
+    __table_args__ = (
+        CheckConstraint(one_of("transaction_type", TRANSACTION_TYPES), name="transaction_type"),
+        CheckConstraint("credits_consumed >= 0", name="credits_consumed_nonnegative"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    # No cascade: the ledger is an audit trail; users are deactivated, not deleted.
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id"), nullable=False
+    )
+    # Kept when a run is deleted, so spent credits stay accounted for.
+    collection_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("collection_runs.id", ondelete="SET NULL"), index=True
+    )
+    arena: Mapped[str | None] = mapped_column(Text)
+    platform: Mapped[str | None] = mapped_column(Text)
+    credits_consumed: Mapped[int] = mapped_column(Integer, nullable=False)
+    transaction_type: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+
+
+Index(
+    "ix_credit_transactions_user_id_created_at_id",
+    CreditTransaction.user_id,
+    CreditTransaction.created_at.desc(),
+    CreditTransaction.id.desc(),
+)

@@ -1,0 +1,1 @@
+"""Dagster wiring. Thin: each asset reads its context, calls ``core``, and reports metadata."""

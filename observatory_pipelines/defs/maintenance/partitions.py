@@ -1,0 +1,108 @@
+"""Partition upkeep: the ``content_partitions`` asset, its checks, job and daily schedule."""
+
+import dagster as dg
+
+from ...core import months, partitions
+from ..resources import CONTENT_DB_POOL, PostgresResource
+
+
+class EnsurePartitionsConfig(dg.Config):
+    months_ahead: int = 3
+    first_month: str = months.FIRST_MONTH
+
+
+@dg.asset(
+    group_name="maintenance",
+    pool=CONTENT_DB_POOL,
+    kinds={"postgres"},
+    description=(
+        "The monthly partitions of content_records (content_records_YYYY_MM, bounds "
+        "[first day 00:00 UTC, next first day 00:00 UTC)). Materializing creates every missing "
+        "month from the first month through N months ahead (default 3) and moves rows that were "
+        "parked in content_records_default into their new month's partition, one transaction per month."
+    ),
+)
+def content_partitions(
+    context: dg.AssetExecutionContext, config: EnsurePartitionsConfig, postgres: PostgresResource
+) -> dg.MaterializeResult:
+    engine = postgres.engine()
+    try:
+        result = partitions.ensure_partitions(
+            engine, first_month=config.first_month, months_ahead=config.months_ahead
+        )
+        with engine.connect() as conn:
+            present = sorted(partitions.existing_months(conn))
+    finally:
+        engine.dispose()
+    if result.created:
+        context.log.info("created partitions for %s", ", ".join(result.created))
+    return dg.MaterializeResult(
+        metadata={
+            "created": dg.MetadataValue.json(result.created),
+            "rows_moved_from_default": dg.MetadataValue.int(result.total_moved),
+            "partition_count": dg.MetadataValue.int(len(present)),
+            "first_month": present[0] if present else "",
+            "last_month": present[-1] if present else "",
+        }
+    )
+
+
+@dg.asset_check(
+    asset=content_partitions,
+    description="Warns when next month's partition is missing: rows for it would land in the default partition.",
+)
+def next_month_partition_exists(postgres: PostgresResource) -> dg.AssetCheckResult:
+    engine = postgres.engine()
+    try:
+        health = partitions.partition_health(engine)
+    finally:
+        engine.dispose()
+    return dg.AssetCheckResult(
+        passed=health.next_month_exists,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if health.next_month_exists else
+        f"{months.partition_name(health.next_month)} is missing; materialize content_partitions",
+        metadata={"next_month": health.next_month},
+    )
+
+
+@dg.asset_check(
+    asset=content_partitions,
+    description="Warns when content_records_default holds rows: a month without a partition received data.",
+)
+def default_partition_empty(postgres: PostgresResource) -> dg.AssetCheckResult:
+    engine = postgres.engine()
+    try:
+        health = partitions.partition_health(engine)
+    finally:
+        engine.dispose()
+    parked = health.default_rows
+    return dg.AssetCheckResult(
+        passed=not parked,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if not parked else
+        f"{sum(parked.values())} rows wait in the default partition; materialize content_partitions to move them",
+        metadata={"rows_by_month": dg.MetadataValue.json(parked)},
+    )
+
+
+ensure_partitions_job = dg.define_asset_job(
+    "ensure_partitions",
+    selection=dg.AssetSelection.assets(content_partitions),
+    description="Create missing monthly partitions ahead of time and empty the default partition.",
+)
+
+ensure_partitions_daily = dg.ScheduleDefinition(
+    name="ensure_partitions_daily",
+    job=ensure_partitions_job,
+    cron_schedule="15 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+defs = dg.Definitions(
+    assets=[content_partitions],
+    asset_checks=[next_month_partition_exists, default_partition_empty],
+    jobs=[ensure_partitions_job],
+    schedules=[ensure_partitions_daily],
+)

@@ -1,0 +1,31 @@
+"""Resources shared by every domain."""
+
+from typing import Optional
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+
+from ..core import database
+
+#: Concurrency pool for assets that write to the content database.
+CONTENT_DB_POOL = "content_db"
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The content database.
+
+    ``database_url`` is normally left empty: the URL is then resolved when a run starts, from
+    ``DATABASE_URL`` or the embedded server, so no secret is stored in run config or shown in the UI.
+    """
+
+    database_url: Optional[str] = Field(
+        default=None,
+        description="Override the content database URL (default: DATABASE_URL, else the embedded server).",
+    )
+
+    def url(self) -> str:
+        return self.database_url or database.resolve_url()
+
+    def engine(self) -> sa.Engine:
+        return database.make_engine(self.url())

@@ -1,0 +1,107 @@
+"""The ``observatory`` CLI as a user runs it: a subprocess, its stdout, stderr and exit code."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from observatory_pipelines.core import database
+
+
+def run_cli(*args, env_extra=None, drop=("DATABASE_URL",), timeout=120):
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "observatory_pipelines.cli", *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_the_subcommands():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for word in ("db", "partitions", "ui"):
+        assert word in proc.stdout
+    db_help = run_cli("db", "--help").stdout
+    for action in ("up", "down", "status", "url", "migrate"):
+        assert action in db_help
+    assert "--months-ahead" in run_cli("partitions", "ensure", "--help").stdout
+
+
+def test_unreachable_database_is_one_line_naming_the_host():
+    proc = run_cli("db", "migrate", env_extra={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/observatory"})
+    assert_one_line_error(proc, "127.0.0.1:1", "check DATABASE_URL")
+
+
+def test_non_postgres_url_is_refused_clearly():
+    proc = run_cli("db", "status", env_extra={"DATABASE_URL": "mysql://root@localhost/x"})
+    assert_one_line_error(proc, "only PostgreSQL is supported")
+
+
+def test_bad_arguments_are_refused_by_the_parser():
+    proc = run_cli("partitions", "ensure", "--months-ahead", "-4")
+    assert proc.returncode == 2 and "between 0 and 120" in proc.stderr
+    proc = run_cli("partitions", "ensure", "--first-month", "2026-13")
+    assert proc.returncode == 2 and "YYYY-MM" in proc.stderr
+
+
+def test_external_database_migrate_ensure_status(empty_db_url):
+    env = {"DATABASE_URL": empty_db_url}
+    unmigrated = run_cli("partitions", "ensure", env_extra=env)
+    assert_one_line_error(unmigrated, "observatory db migrate")
+
+    migrated = run_cli("db", "migrate", env_extra=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "schema at 002_add_arenas_config_to_query_designs" in migrated.stdout
+
+    ensured = run_cli("partitions", "ensure", "--months-ahead", "2", env_extra=env)
+    assert ensured.returncode == 0, ensured.stderr
+    again = run_cli("partitions", "ensure", "--months-ahead", "2", env_extra=env)
+    assert again.stdout.strip().startswith("0 created")
+
+    status = run_cli("db", "status", env_extra=env)
+    assert status.returncode == 0, status.stderr
+    assert "schema: 002_add_arenas_config_to_query_designs" in status.stdout
+    assert "warning" not in status.stdout
+
+    engine = database.make_engine(empty_db_url)
+    with engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    engine.dispose()
+    assert "content_records_2026_02" in tables
+
+
+def test_embedded_database_lifecycle(tmp_path):
+    env = {"OBSERVATORY_HOME": str(tmp_path / "state")}
+    try:
+        down_before = run_cli("db", "status", env_extra=env)
+        assert down_before.returncode != 0 and "observatory db up" in down_before.stdout
+
+        up = run_cli("db", "up", env_extra=env)
+        assert up.returncode == 0, up.stderr
+        assert "PostgreSQL 18 (embedded) is up" in up.stdout
+        assert up.stderr == ""
+
+        url = run_cli("db", "url", env_extra=env).stdout.strip()
+        assert url.startswith("postgresql://") and "observatory" in url
+        assert run_cli("db", "up", env_extra=env).returncode == 0  # reused, not re-created
+
+        migrated = run_cli("db", "migrate", env_extra=env)
+        assert migrated.returncode == 0, migrated.stderr
+        status = run_cli("db", "status", env_extra=env)
+        assert "embedded, running" in status.stdout and "PostgreSQL 18" in status.stdout
+    finally:
+        down = run_cli("db", "down", env_extra=env)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert "stopped" in run_cli("db", "status", env_extra=env).stdout
