@@ -175,6 +175,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise ObservatoryError("the `dagster` command is not installed in this environment; run: ./dev sync")
     argv = [dagster, "dev", "-w", str(dagster_home.workspace_file()), "-h", args.host, "-p", str(args.port)]
     _print(f"Dagster UI on http://{args.host}:{args.port} (instance storage: {database.describe(env['DAGSTER_POSTGRES_URL'])})")
+    # Run from the Dagster home: Dagster warns about any dagster.yaml in the working directory.
+    os.chdir(env["DAGSTER_HOME"])
     os.execve(dagster, argv, env)
     return 0  # not reached
 
