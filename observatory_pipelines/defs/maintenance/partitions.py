@@ -47,37 +47,37 @@ def content_partitions(
     )
 
 
-@dg.asset_check(
-    asset=content_partitions,
-    description="Warns when next month's partition is missing: rows for it would land in the default partition.",
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "next_month_partition_exists",
+            asset=content_partitions,
+            description="Warns when next month's partition is missing: its rows would land in the default partition.",
+        ),
+        dg.AssetCheckSpec(
+            "default_partition_empty",
+            asset=content_partitions,
+            description="Warns when content_records_default holds rows: a month without a partition received data.",
+        ),
+    ],
 )
-def next_month_partition_exists(postgres: PostgresResource) -> dg.AssetCheckResult:
-    engine = postgres.engine()
-    try:
-        health = partitions.partition_health(engine)
-    finally:
-        engine.dispose()
-    return dg.AssetCheckResult(
-        passed=health.next_month_exists,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=None if health.next_month_exists else
-        f"{months.partition_name(health.next_month)} is missing; materialize content_partitions",
-        metadata={"next_month": health.next_month},
-    )
-
-
-@dg.asset_check(
-    asset=content_partitions,
-    description="Warns when content_records_default holds rows: a month without a partition received data.",
-)
-def default_partition_empty(postgres: PostgresResource) -> dg.AssetCheckResult:
+def partition_health_checks(postgres: PostgresResource):
     engine = postgres.engine()
     try:
         health = partitions.partition_health(engine)
     finally:
         engine.dispose()
     parked = health.default_rows
-    return dg.AssetCheckResult(
+    yield dg.AssetCheckResult(
+        check_name="next_month_partition_exists",
+        passed=health.next_month_exists,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if health.next_month_exists else
+        f"{months.partition_name(health.next_month)} is missing; materialize content_partitions",
+        metadata={"next_month": health.next_month},
+    )
+    yield dg.AssetCheckResult(
+        check_name="default_partition_empty",
         passed=not parked,
         severity=dg.AssetCheckSeverity.WARN,
         description=None if not parked else
@@ -102,7 +102,7 @@ ensure_partitions_daily = dg.ScheduleDefinition(
 
 defs = dg.Definitions(
     assets=[content_partitions],
-    asset_checks=[next_month_partition_exists, default_partition_empty],
+    asset_checks=[partition_health_checks],
     jobs=[ensure_partitions_job],
     schedules=[ensure_partitions_daily],
 )
