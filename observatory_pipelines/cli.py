@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 
 from .core import database, months
 from .core.errors import ObservatoryError
+from .core.privacy import SALT_VARIABLE
 
 
 def _print(msg: str = "") -> None:
@@ -159,6 +160,74 @@ def cmd_partitions_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- run and demo -----------------------------------------------------------------------------
+
+
+def _print_report(report) -> None:
+    _print(f"corpus {report.design} {report.month} (Dagster run {report.run_id})")
+    for asset in report.assets:
+        m = asset.metadata
+        if not asset.succeeded:
+            _print(f"  {asset.asset:<22} FAILED  {asset.error}")
+        elif m.get("status") == "skipped":
+            _print(f"  {asset.asset:<22} skipped {m.get('summary', '')}")
+        else:
+            _print(
+                f"  {asset.asset:<22} {m.get('records_new', 0):>6} new {m.get('records_updated', 0):>6} updated "
+                f"{m.get('records_unchanged', 0):>6} unchanged {m.get('records_rejected', 0):>5} rejected"
+            )
+
+
+def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -> int:
+    from . import local_run
+    from .definitions import defs
+    from .defs.resources import CollectionResource, PostgresResource
+
+    url = database.resolve_url()
+    instance = local_run.project_instance(url)
+    resources = {"postgres": PostgresResource(database_url=url), "collector": CollectionResource(salt=salt)}
+    report = local_run.materialize_corpus(month, design, instance=instance, defs=defs, resources=resources, arenas=arenas)
+    _print_report(report)
+    if report.failed:
+        names = ", ".join(a.asset for a in report.failed)
+        print(f"observatory: error: {len(report.failed)} asset(s) failed: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .core import migrate
+
+    url = database.resolve_url()
+    if migrate.current(url) != migrate.head():
+        raise ObservatoryError(f"the database at {database.describe(url)} is not migrated; run: observatory db migrate")
+    return _run_corpus(args.month, args.design, arenas=args.arena)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .core import demo, migrate, partitions, paths
+
+    url = database.resolve_url()
+    database.server_version(url)
+    migrate.upgrade(url)
+    engine = database.make_engine(url)
+    try:
+        partitions.ensure_partitions(engine)
+        seeded = demo.seed(engine, paths.import_dir())
+    finally:
+        engine.dispose()
+    salt = demo.demo_salt(paths.state_dir())
+    _print(f"demo design '{demo.DESIGN_SLUG}' ready; import files in {seeded.import_folder}")
+    status = _run_corpus(args.month, demo.DESIGN_SLUG, salt=salt)
+    if args.no_ui:
+        return status
+    _print("")
+    _print(f"Open the Dagster UI below, then Assets → collection → collect_rss_feeds → partition "
+           f"{demo.DESIGN_SLUG}|{args.month} to see what was collected. Ctrl-C stops it.")
+    os.environ[SALT_VARIABLE] = salt  # so runs launched from the UI pseudonymise the same way
+    return cmd_ui(argparse.Namespace(host=args.host, port=args.port))
+
+
 # --- ui ---------------------------------------------------------------------------------------
 
 
@@ -216,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-month", type=_month_arg, default=months.FIRST_MONTH, metavar="YYYY-MM",
                    help=f"first month to cover (default {months.FIRST_MONTH})")
     add(parts, "list", cmd_partitions_list, "list partitions and their bounds")
+
+    p = add(sub, "run", cmd_run, "materialize one corpus (month x query design) in this process")
+    p.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM")
+    p.add_argument("--design", required=True, metavar="SLUG", help="the query design's slug")
+    p.add_argument("--arena", action="append", metavar="NAME", help="only this arena (repeatable)")
+
+    p = add(sub, "demo", cmd_demo, "seed the offline demo, collect its month, then open the Dagster UI")
+    p.add_argument("--no-ui", action="store_true", help="stop after collecting (for scripts)")
+    p.add_argument("--month", type=_month_arg, default="2026-03", metavar="YYYY-MM")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
 
     p = add(sub, "ui", cmd_ui, "start the Dagster webserver and daemon on the project's instance")
     p.add_argument("--host", default="127.0.0.1")

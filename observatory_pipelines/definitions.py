@@ -5,10 +5,12 @@ Nothing here reads the environment: resources resolve their settings when a run 
 
 import dagster as dg
 
+from .defs.collection import definitions as collection
 from .defs.maintenance import partitions as maintenance_partitions
-from .defs.resources import PostgresResource
+from .defs.resources import CollectionResource, PostgresResource
 
 defs = dg.Definitions.merge(
+    collection.defs,
     maintenance_partitions.defs,
-    dg.Definitions(resources={"postgres": PostgresResource()}),
+    dg.Definitions(resources={"postgres": PostgresResource(), "collector": CollectionResource()}),
 )

@@ -102,3 +102,4 @@ def engine(db_url):
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+from tests.http_fixtures import arena_server  # noqa: E402,F401

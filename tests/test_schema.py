@@ -194,7 +194,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "002_add_arenas_config_to_query_designs"
+    assert head == "003_collection_task_accounting"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

@@ -22,3 +22,11 @@ def state_dir() -> Path:
     path = Path(configured).expanduser() if configured else project_root() / ".observatory"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def import_dir() -> Path:
+    """``$OBSERVATORY_IMPORT_DIR`` or ``<state dir>/imports``: file imports, one folder per design."""
+    configured = os.environ.get("OBSERVATORY_IMPORT_DIR")
+    path = Path(configured).expanduser() if configured else state_dir() / "imports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()

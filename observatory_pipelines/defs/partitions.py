@@ -3,6 +3,10 @@
 Monthly keys are ``YYYY-MM``, the same months as the PostgreSQL partitions
 (``content_records_YYYY_MM``; see ``core.months``). ``end_offset=1`` includes the current,
 unfinished month, because researchers collect the month they are in.
+
+A corpus is one query design's data for one month: per-corpus assets are partitioned by
+month × design, where the design dimension holds the slugs of query designs and is kept in
+step with the database by the ``sync_query_design_partitions`` sensor.
 """
 
 import dagster as dg
@@ -15,3 +19,13 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
     timezone="UTC",
     end_offset=1,
 )
+
+query_design_partitions = dg.DynamicPartitionsDefinition(name="query_design")
+
+corpus_partitions = dg.MultiPartitionsDefinition(
+    {"month": monthly_partitions, "design": query_design_partitions}
+)
+
+
+def corpus_key(month: str, design_slug: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"month": month, "design": design_slug})

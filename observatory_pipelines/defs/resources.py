@@ -6,7 +6,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from ..core import database
+from ..core import database, paths
 
 #: Concurrency pool for assets that write to the content database.
 CONTENT_DB_POOL = "content_db"
@@ -29,3 +29,21 @@ class PostgresResource(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         return database.make_engine(self.url())
+
+
+class CollectionResource(dg.ConfigurableResource):
+    """Settings for collection runs.
+
+    The pseudonymisation salt is read from ``PSEUDONYMIZATION_SALT`` when a collection starts,
+    never stored in run config or shown in the UI; ``salt`` exists only for tests.
+    """
+
+    import_dir: Optional[str] = Field(
+        default=None,
+        description="Folder holding file imports, one subfolder per design slug "
+        "(default: OBSERVATORY_IMPORT_DIR, else .observatory/imports).",
+    )
+    salt: Optional[str] = Field(default=None, description="Test override for PSEUDONYMIZATION_SALT.")
+
+    def resolved_import_dir(self) -> str:
+        return self.import_dir or str(paths.import_dir())

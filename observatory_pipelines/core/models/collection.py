@@ -15,20 +15,26 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import TIERS, Base, created_at, one_of, uuid_pk
 
 RUN_MODES = ("batch", "live")
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-TASK_STATUSES = RUN_STATUSES
+TASK_STATUSES = (*RUN_STATUSES, "skipped")  # skipped: the design has this arena disabled
+TASK_COUNTERS = ("records_collected", "attempts", "records_new", "records_updated", "records_rejected",
+                 "records_filtered", "api_calls", "credits_reserved", "credits_spent")
 TRANSACTION_TYPES = ("reservation", "settlement", "refund")
 
 
 class CollectionRun(Base):
     __tablename__ = "collection_runs"
     __table_args__ = (
+        # The arena assets of one Dagster run share one collection run per corpus.
+        UniqueConstraint(
+            "dagster_run_id", "query_design_id", "partition_key", name="uq_collection_runs_dagster_run_id"
+        ),
         CheckConstraint(one_of("mode", RUN_MODES), name="mode"),
         CheckConstraint(one_of("status", RUN_STATUSES), name="status"),
         CheckConstraint(one_of("tier", TIERS), name="tier"),
@@ -80,9 +86,7 @@ class CollectionTask(Base):
     __table_args__ = (
         UniqueConstraint("collection_run_id", "arena"),
         CheckConstraint(one_of("status", TASK_STATUSES), name="status"),
-        CheckConstraint(
-            "records_collected >= 0 AND attempts >= 0", name="counters_nonnegative"
-        ),
+        CheckConstraint(" AND ".join(f"{c} >= 0" for c in TASK_COUNTERS), name="counters_nonnegative"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -100,6 +104,19 @@ class CollectionTask(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     created_at: Mapped[datetime] = created_at()
+    # Figures shown in the Dagster UI for each arena's materialization (migration 003).
+    records_new: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    records_updated: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    records_rejected: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # Read but not stored: outside the month, or matching none of the design's terms.
+    records_filtered: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    api_calls: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    credits_reserved: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    credits_spent: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    #: Up to a few dozen {"reason", "source"} objects: why records were rejected.
+    rejection_samples: Mapped[list] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
 
     run: Mapped[CollectionRun] = relationship(back_populates="tasks")
 

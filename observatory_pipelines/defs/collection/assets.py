@@ -1,0 +1,95 @@
+"""One collection asset per registered arena, partitioned month × query design."""
+
+import dagster as dg
+
+from ...core import collection
+from ...core.arenas import registry
+from ...core.arenas.base import Arena
+from ...core.arenas.errors import ArenaError
+from ...core.errors import ObservatoryError
+from ..partitions import corpus_partitions
+from ..resources import CONTENT_DB_POOL, CollectionResource, PostgresResource
+
+#: Our HTTP client already retries quickly; these are the slower retries for 429 storms and outages.
+DEFAULT_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+_DESCRIPTION = """Collects {arena} ({platform}) for one query design and one month into content_records. {about}
+
+Per design, arenas_config.{arena} may disable it or set its tier and options. Writes are
+idempotent (COPY into staging, then INSERT ... ON CONFLICT on the corpus key), so re-running a
+partition leaves the same rows; engagement counts are refreshed. Records are pseudonymised
+(HMAC-SHA256 of platform and author id with PSEUDONYMIZATION_SALT), fingerprinted (content hash,
+64-bit SimHash) and tagged with the design's terms they match. Credits are reserved before the
+arena is called and settled afterwards. A failure fails only this arena."""
+
+
+def outcome_metadata(outcome: collection.CollectionOutcome) -> dict:
+    metadata = {
+        "status": outcome.status,
+        "records_new": dg.MetadataValue.int(outcome.written.new),
+        "records_updated": dg.MetadataValue.int(outcome.written.updated),
+        "records_unchanged": dg.MetadataValue.int(outcome.written.unchanged),
+        "records_rejected": dg.MetadataValue.int(outcome.rejected),
+        "records_filtered": dg.MetadataValue.json(outcome.filtered),
+        "credits_reserved": dg.MetadataValue.int(outcome.credits_reserved),
+        "credits_spent": dg.MetadataValue.int(outcome.credits_spent),
+        "api_calls": dg.MetadataValue.int(outcome.api_calls),
+        "tier": outcome.tier or "",
+        "time_window": f"{outcome.window_start:%Y-%m-%d %H:%M}Z → {outcome.window_end:%Y-%m-%d %H:%M}Z",
+        "collection_run_id": str(outcome.collection_run_id or ""),
+        "summary": outcome.message,
+    }
+    if outcome.rejection_samples:
+        rows = "\n".join(
+            f"| {s['reason'].replace('|', '/')} | {s['source'].replace('|', '/')} |"
+            for s in outcome.rejection_samples[:10]
+        )
+        metadata["rejection_sample"] = dg.MetadataValue.md(f"| reason | where |\n|---|---|\n{rows}")
+    return metadata
+
+
+def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
+    arena_name = arena_cls.name
+
+    @dg.asset(
+        name=f"collect_{arena_name}",
+        group_name="collection",
+        partitions_def=corpus_partitions,
+        pool=CONTENT_DB_POOL,
+        retry_policy=retry_policy,
+        kinds={"python", "postgres"},
+        tags={"observatory/arena": arena_name},
+        description=_DESCRIPTION.format(
+            arena=arena_name, platform=arena_cls.platform, about=arena_cls.description
+        ),
+    )
+    def _collect(
+        context: dg.AssetExecutionContext, postgres: PostgresResource, collector: CollectionResource
+    ) -> dg.MaterializeResult:
+        keys = context.partition_key.keys_by_dimension
+        try:
+            outcome = collection.collect_arena(
+                postgres.engine(),
+                design_slug=keys["design"],
+                month=keys["month"],
+                arena_name=arena_name,
+                dagster_run_id=context.run_id,
+                salt=collector.salt,
+                import_dir=collector.resolved_import_dir(),
+                log=context.log.info,
+            )
+        except ArenaError as err:
+            raise dg.Failure(description=str(err), allow_retries=err.retryable) from None
+        except ObservatoryError as err:
+            # Configuration, credits, salt, a concurrent run: retrying would not change the answer.
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+        context.log.info(f"{arena_name}: {outcome.message}")
+        return dg.MaterializeResult(metadata=outcome_metadata(outcome))
+
+    return _collect
+
+
+def build_collection_assets(retry_policy: dg.RetryPolicy = DEFAULT_RETRY_POLICY) -> list[dg.AssetsDefinition]:
+    return [_build_asset(cls, retry_policy) for cls in registry().values()]

@@ -1,0 +1,80 @@
+"""Keeping the design partitions in step with the database, and the nightly collection."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from ...core import designs, months
+from ..partitions import corpus_key, query_design_partitions
+from ..resources import PostgresResource
+
+collect_corpus_job = dg.define_asset_job(
+    "collect_corpus",
+    selection=dg.AssetSelection.groups("collection"),
+    description="Collect every arena for one corpus (month × query design).",
+)
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def sync_query_design_partitions(context: dg.SensorEvaluationContext, postgres: PostgresResource):
+    """Adds a design partition for each active query design and removes those of deleted designs.
+
+    Inactive designs keep their partition, so their materialization history stays visible.
+    """
+    engine = postgres.engine()
+    try:
+        with engine.connect() as conn:
+            active = set(designs.active_design_slugs(conn))
+            existing_designs = set(designs.all_design_slugs(conn))
+    finally:
+        engine.dispose()
+    known = set(context.instance.get_dynamic_partitions(query_design_partitions.name))
+    to_add = sorted(active - known)
+    to_delete = sorted(known - existing_designs)
+    requests = []
+    if to_add:
+        requests.append(query_design_partitions.build_add_request(to_add))
+    if to_delete:
+        requests.append(query_design_partitions.build_delete_request(to_delete))
+    if not requests:
+        return dg.SkipReason(f"{len(known)} design partitions, all in step with the database")
+    return dg.SensorResult(dynamic_partitions_requests=requests)
+
+
+def months_to_collect(when: datetime) -> list[str]:
+    """The current month, plus a last pass over the previous month on the 1st."""
+    current = months.current_month(when)
+    if when.astimezone(timezone.utc).day == 1:
+        previous = months.add_months(current, -1)
+        if previous >= months.FIRST_MONTH:
+            return [previous, current]
+    return [current]
+
+
+@dg.schedule(
+    job=collect_corpus_job,
+    cron_schedule="0 1 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: re-collect the current month for every active design (and the previous month on the 1st).",
+)
+def nightly_collection(context: dg.ScheduleEvaluationContext, postgres: PostgresResource):
+    when = context.scheduled_execution_time or datetime.now(timezone.utc)
+    engine = postgres.engine()
+    try:
+        with engine.connect() as conn:
+            active = designs.active_design_slugs(conn)
+    finally:
+        engine.dispose()
+    known = set(context.instance.get_dynamic_partitions(query_design_partitions.name))
+    waiting = sorted(set(active) - known)
+    if waiting:
+        context.log.warning(f"designs without a partition yet (the sensor adds them): {', '.join(waiting)}")
+    for slug in active:
+        if slug not in known:
+            continue
+        for month in months_to_collect(when):
+            yield dg.RunRequest(
+                partition_key=corpus_key(month, slug),
+                run_key=f"nightly|{slug}|{month}|{when:%Y-%m-%d}",
+            )

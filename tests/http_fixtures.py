@@ -1,0 +1,125 @@
+"""A local HTTP server that replays canned responses, so arena tests never touch the internet.
+
+A test registers, per path, a queue of ``Canned`` responses; each request to that path takes the
+next one, and the last one repeats once the queue is down to it (so "503 forever" is one entry).
+Every request is recorded (path, query, headers) for assertions. Unknown paths answer 404.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def fixture_bytes(relative: str) -> bytes:
+    """The bytes of a file under ``tests/fixtures``."""
+    return (FIXTURES / relative).read_bytes()
+
+
+@dataclass(frozen=True)
+class Canned:
+    """One response. ``truncate`` promises more bytes in Content-Length than it sends, then hangs up."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    truncate: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+class ArenaServer:
+    def __init__(self) -> None:
+        self._routes: dict[str, list[Canned]] = {}
+        self._lock = threading.Lock()
+        self.requests: list[RecordedRequest] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        # A short poll keeps shutdown (once per test) quick.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def route(self, path: str, *responses: Canned) -> str:
+        """Queue ``responses`` for ``path`` (no query string); returns the full URL."""
+        if not responses:
+            raise ValueError("give at least one canned response")
+        with self._lock:
+            self._routes.setdefault(path, []).extend(responses)
+        return self.url(path)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == path]
+
+    def _next_response(self, path: str) -> Canned:
+        with self._lock:
+            queue = self._routes.get(path)
+            if not queue:
+                return Canned(404, f"no canned response for {path}".encode())
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                with server._lock:
+                    server.requests.append(
+                        RecordedRequest(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()})
+                    )
+                canned = server._next_response(parts.path)
+                if canned.delay:
+                    time.sleep(canned.delay)
+                try:
+                    self.send_response(canned.status)
+                    for name, value in canned.headers.items():
+                        self.send_header(name, value)
+                    declared = len(canned.body) + (1000 if canned.truncate else 0)
+                    self.send_header("Content-Length", str(declared))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(canned.body)
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up first (timeout tests); nothing left to tell it
+                self.close_connection = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # keep pytest output clean; requests are recorded instead
+
+        return Handler
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def arena_server():
+    server = ArenaServer()
+    server.start()
+    yield server
+    server.stop()
