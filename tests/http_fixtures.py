@@ -83,10 +83,9 @@ class ArenaServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
+                headers = {name.lower(): value for name, value in self.headers.items()}
                 with server._lock:
-                    server.requests.append(
-                        RecordedRequest(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()})
-                    )
+                    server.requests.append(RecordedRequest(parts.path, parse_qs(parts.query), headers))
                 canned = server._next_response(parts.path)
                 if canned.delay:
                     time.sleep(canned.delay)

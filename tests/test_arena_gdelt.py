@@ -85,7 +85,8 @@ def window(request) -> tuple[str, str]:
 
 
 def test_the_arena_is_registered():
-    pytest.importorskip("observatory_pipelines.core.arenas.file_import", reason="the registry loads all built-in arenas")
+    # The registry imports every built-in arena; file_import is written separately.
+    pytest.importorskip("observatory_pipelines.core.arenas.file_import")
     assert registry()["gdelt"] is GdeltArena
 
 
@@ -93,6 +94,7 @@ def test_gdelt_is_free_and_keeps_what_it_matched_server_side():
     assert GdeltArena.platform == "gdelt" and GdeltArena.keep_unmatched is True
     for tier in Tier:
         assert GdeltArena().estimate_credits(replace(make_spec(), tier=tier)) == 0
+        assert GdeltArena().credits_used(replace(make_spec(), tier=tier), items=5_000, api_calls=40) == 0
 
 
 @pytest.mark.parametrize(
@@ -100,7 +102,10 @@ def test_gdelt_is_free_and_keeps_what_it_matched_server_side():
     [
         (("klima",), "klima sourcecountry:DA sourcelang:danish"),
         (("klima", "grøn omstilling"), '(klima OR "grøn omstilling") sourcecountry:DA sourcelang:danish'),
-        (('"Mette  Frederiksen"', "covid-19", "  "), '("Mette Frederiksen" OR "covid-19") sourcecountry:DA sourcelang:danish'),
+        (
+            ('"Mette  Frederiksen"', "covid-19", "  "),
+            '("Mette Frederiksen" OR "covid-19") sourcecountry:DA sourcelang:danish',
+        ),
     ],
 )
 def test_query_quotes_phrases_and_ors_terms(terms, query):
@@ -128,7 +133,8 @@ def test_collect_maps_articles_across_daily_slices(arena_server):
     assert [window(r) for r in requests] == [("20250304000000", "20250305000000"), ("20250305000000", "20250306000000")]
     query = requests[0].query
     assert query["query"] == ['(klima OR "grøn omstilling") sourcecountry:DA sourcelang:danish']
-    assert (query["mode"], query["format"], query["maxrecords"], query["sort"]) == (["artlist"], ["json"], ["250"], ["DateDesc"])
+    fixed = {key: query[key] for key in ("mode", "format", "maxrecords", "sort")}
+    assert fixed == {"mode": ["artlist"], "format": ["json"], "maxrecords": ["250"], "sort": ["DateDesc"]}
     assert requests[0].headers["user-agent"].startswith("observatory-pipelines/")
 
     got = items(results)
@@ -142,7 +148,11 @@ def test_collect_maps_articles_across_daily_slices(arena_server):
     assert dr.author_display_name == "dr.dk" and dr.language == "da"
     assert dr.media_urls == ["https://asset.dr.dk/img/klima.jpg"]
     assert dr.raw_metadata == {
-        "domain": "dr.dk", "sourcecountry": "Denmark", "language": "Danish", "url_mobile": None, "seendate": "20250304T101500Z",
+        "domain": "dr.dk",
+        "sourcecountry": "Denmark",
+        "language": "Danish",
+        "url_mobile": None,
+        "seendate": "20250304T101500Z",
     }
     assert got[1].media_urls == []
     assert got[-1].language == "en"
@@ -183,10 +193,16 @@ def test_a_slice_still_full_at_15_minutes_is_reported_not_silently_capped(arena_
     ]
     assert requests[0].query["maxrecords"] == ["3"]
     rejects = [r for r in results if isinstance(r, Rejected)]
-    assert [r.source for r in rejects] == ["2025-03-04T10:00:00Z/2025-03-04T10:15:00Z", "2025-03-04T10:15:00Z/2025-03-04T10:30:00Z"]
-    assert "3-record cap for a 15-minute slice" in rejects[0].reason and "narrow the design's terms" in rejects[0].reason
+    assert [r.source for r in rejects] == [
+        "2025-03-04T10:00:00Z/2025-03-04T10:15:00Z",
+        "2025-03-04T10:15:00Z/2025-03-04T10:30:00Z",
+    ]
+    assert rejects[0].reason == (
+        "GDELT returned its 3-record cap even for a 15-minute slice, so some articles are missing; "
+        "narrow the design's terms"
+    )
     assert len(items(results)) == 3  # the same three articles both times, deduplicated
-    assert sum("still full" in line for line in log) == 2
+    assert sum("is full, cannot split" in line for line in log) == 2
 
 
 def test_no_matches_is_an_empty_object(arena_server):
@@ -214,7 +230,8 @@ def test_other_text_answers_are_retryable():
 def test_429_text_body_is_retried_with_5_second_spacing(arena_server):
     limited = Canned(429, fixture_bytes("gdelt/rate_limited.txt"), {"content-type": "text/plain"})
     spec = make_spec(end=DAY1 + timedelta(days=1), min_interval_seconds=5)
-    results, requests, clock, log = run(arena_server, spec, limited, Canned(200, fixture_bytes("gdelt/artlist_day1.json"), JSON))
+    day1 = Canned(200, fixture_bytes("gdelt/artlist_day1.json"), JSON)
+    results, requests, clock, _ = run(arena_server, spec, limited, day1)
     assert len(requests) == 2 and len(items(results)) == 3
     assert clock.waits == [1.0, 4.0]  # backoff, then the rest of GDELT's 5 s spacing
 
@@ -240,7 +257,13 @@ def test_malformed_json_raises_malformed_response(body, error):
 
 def test_odd_articles_are_rejected_or_mapped_leniently():
     body = json.dumps(
-        {"articles": [42, {"url": ""}, {"url": "https://x.dk/a", "seendate": "yesterday", "language": "Klingon", "domain": 7}]}
+        {
+            "articles": [
+                42,
+                {"url": ""},
+                {"url": "https://x.dk/a", "seendate": "yesterday", "language": "Klingon", "domain": 7},
+            ]
+        }
     ).encode()
     not_object, no_url, odd = parse_artlist(body, "application/json", "slice")
     assert not_object == Rejected("GDELT article is not a JSON object; skipped", "slice")

@@ -103,7 +103,11 @@ def test_5xx_is_retried_with_backoff_then_succeeds(arena_server, client, fake_ti
 def test_backoff_is_jittered_and_capped(arena_server, fake_time):
     draws = iter([0.5, 0.25, 1.0])
     client = HttpClient(
-        sleep=fake_time.sleep, clock=fake_time.clock, random=lambda: next(draws), backoff_base_seconds=10, backoff_cap_seconds=15
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        random=lambda: next(draws),
+        backoff_base_seconds=10,
+        backoff_cap_seconds=15,
     )
     url = arena_server.route("/flaky", Canned(502), Canned(502), Canned(502), Canned(200))
     client.get(url, arena="test")
@@ -164,7 +168,7 @@ def test_refused_connection_raises_transport_error(fake_time):
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_refused_credential_raises_without_retrying(arena_server, client, fake_time, status):
-    url = arena_server.route("/private", Canned(status, b"bad token"))
+    url = arena_server.route("/private", Canned(status, b"token expired"))
     with pytest.raises(CredentialError, match="check or renew the credential") as caught:
         client.get(url, headers={"Authorization": f"Bearer {SECRET}"}, arena="bluesky")
     assert not caught.value.retryable
@@ -174,13 +178,14 @@ def test_refused_credential_raises_without_retrying(arena_server, client, fake_t
 
 
 def test_other_4xx_raises_with_a_scrubbed_body_excerpt(arena_server, client):
-    body = f"<html><body><h1>Not found</h1>\n<p>No page for key {SECRET}</p></body></html>".encode()
-    url = arena_server.route("/gone", Canned(404, body))
+    bearer = "tok-0123456789"
+    body = f"<html><body><h1>Not found</h1>\n<p>No page for key {SECRET} and token {bearer}</p></body></html>"
+    url = arena_server.route("/gone", Canned(404, body.encode()))
     with pytest.raises(ArenaError) as caught:
-        client.get(url + f"?apikey={SECRET}", arena="test")
+        client.get(url + f"?apikey={SECRET}", headers={"Authorization": f"Bearer {bearer}"}, arena="test")
     assert type(caught.value) is ArenaError
     message = str(caught.value)
-    assert "HTTP 404 from 127.0.0.1/gone" in message and "No page for key ***" in message
+    assert "HTTP 404 from 127.0.0.1/gone" in message and "No page for key *** and token ***" in message
     assert_one_line_without_secrets(caught.value)
     assert len(arena_server.requests_to("/gone")) == 1
 
@@ -219,15 +224,17 @@ def test_retries_are_logged_without_query_strings(arena_server, fake_time):
 
 
 def test_get_json_decodes_or_raises_malformed_response(arena_server, client):
-    url = arena_server.route("/json", Canned(200, b'{"a": [1, 2]}'), Canned(200, b"<html>oops</html>", {"Content-Type": "text/html"}))
+    html = Canned(200, b"<html>oops</html>", {"Content-Type": "text/html"})
+    url = arena_server.route("/json", Canned(200, b'{"a": [1, 2]}'), html)
     assert client.get_json(url, arena="test") == {"a": [1, 2]}
     with pytest.raises(MalformedResponse, match="text/html that is not JSON"):
         client.get_json(url, arena="test")
 
 
-def test_unsupported_url_fails_at_once(client):
+@pytest.mark.parametrize("url", ["ftp://example.org/feed.xml", "http://[::1/feed", "https://"])
+def test_unusable_urls_fail_at_once(client, url):
     with pytest.raises(ArenaError, match="check the URL"):
-        client.get("ftp://example.org/feed.xml", arena="test")
+        client.get(url, arena="test")
     assert client.api_calls == 1
 
 

@@ -73,14 +73,20 @@ def validate_min_interval(value: Any) -> float:
 
 def where(url: str) -> str:
     """Host and path of ``url``: enough to find the endpoint, never a query-string secret."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or ''}{parts.path or '/'}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname or ''}{parts.path or '/'}"
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "(unparseable URL)"
 
 
 def _secret_values(url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> list[str]:
     pairs: list[tuple[str, Any]] = parse_qsl(urlsplit(url).query)
     pairs += list((params or {}).items()) + list((headers or {}).items())
-    return [str(v) for k, v in pairs if _SECRET_NAME.search(str(k)) and len(str(v)) >= _MIN_SCRUBBED_LENGTH]
+    values = [str(v) for k, v in pairs if _SECRET_NAME.search(str(k))]
+    # "Bearer <token>": a body that echoes the credential usually echoes the token alone.
+    values += [v.rsplit(" ", 1)[-1] for v in values if " " in v]
+    return [v for v in values if len(v) >= _MIN_SCRUBBED_LENGTH]
 
 
 def _excerpt(response: httpx.Response, secrets: list[str]) -> str:
@@ -187,7 +193,7 @@ class HttpClient:
                     ) from None
                 self._back_off(arena, endpoint, problem, attempt, self._backoff_delay(attempt))
                 continue
-            except httpx.HTTPError as exc:  # invalid URL, unsupported scheme, redirect loop
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:  # bad URL or scheme, redirect loop
                 raise ArenaError(arena, f"cannot fetch {endpoint} ({type(exc).__name__}); check the URL") from None
 
             status = response.status_code

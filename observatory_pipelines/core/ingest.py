@@ -33,15 +33,22 @@ _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS content_staging "
     "(LIKE content_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+# New rows keep the id generated in staging; an updated row keeps its old one. Joining the
+# returned ids back to staging therefore tells new from updated (RETURNING xmax is not allowed
+# on partitioned tables).
 _MERGE_SQL = f"""
-INSERT INTO content_records ({_COLUMN_LIST})
-SELECT {_COLUMN_LIST} FROM content_staging
-ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in REFRESHED)},
-    raw_metadata = content_records.raw_metadata || EXCLUDED.raw_metadata
-WHERE ({", ".join(f"content_records.{c}" for c in REFRESHED)}, content_records.raw_metadata @> EXCLUDED.raw_metadata)
-    IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in REFRESHED)}, true)
-RETURNING (xmax = 0) AS inserted
+WITH merged AS (
+    INSERT INTO content_records (id, {_COLUMN_LIST})
+    SELECT id, {_COLUMN_LIST} FROM content_staging
+    ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in REFRESHED)},
+        raw_metadata = content_records.raw_metadata || EXCLUDED.raw_metadata
+    WHERE ({", ".join(f"content_records.{c}" for c in REFRESHED)}, content_records.raw_metadata @> EXCLUDED.raw_metadata)
+        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in REFRESHED)}, true)
+    RETURNING id
+)
+SELECT count(s.id) AS new, count(*) - count(s.id) AS updated
+FROM merged LEFT JOIN content_staging s ON s.id = merged.id
 """
 
 
@@ -83,13 +90,11 @@ def write_batch(engine: sa.Engine, rows: Sequence[Sequence]) -> WriteCounts:
                 for row in unique_rows:
                     copy.write_row(row)
             cur.execute(_MERGE_SQL)
-            flags = [r[0] for r in cur.fetchall()]
+            new, updated = cur.fetchone()
         conn.commit()
     except BaseException:
         raw.rollback()
         raise
     finally:
         raw.close()
-    new = sum(flags)
-    updated = len(flags) - new
     return WriteCounts(new=new, updated=updated, unchanged=len(unique_rows) - new - updated)

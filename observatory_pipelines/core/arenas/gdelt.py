@@ -30,6 +30,8 @@ ARENA = "gdelt"
 DEFAULT_BASE_URL = "https://api.gdeltproject.org/api/v2/doc/doc"
 MAX_RECORDS_LIMIT = 250
 MIN_SLICE = timedelta(minutes=15)
+# A window is a month; slices longer than a year only invite an overflowing timedelta.
+MAX_SLICE_HOURS = 24 * 366
 # GDELT only promises about three months of history; older windows may quietly come back empty.
 SEARCHABLE_HISTORY = timedelta(days=90)
 
@@ -154,7 +156,9 @@ def parse_artlist(body: bytes, content_type: str, source: str = "") -> list[Coll
     if not text.startswith(("{", "[")) and "json" not in content_type.lower():
         message = html_to_text(text)[:_MESSAGE_CHARS] or "(no text)"
         if _QUERY_PROBLEM.search(message):
-            raise GdeltQueryRejected(ARENA, f"GDELT rejected the query: {message}; fix the design's terms or gdelt options")
+            raise GdeltQueryRejected(
+                ARENA, f"GDELT rejected the query: {message}; fix the design's terms or gdelt options"
+            )
         raise MalformedResponse(ARENA, f"GDELT answered with text instead of JSON: {message}; retry later")
     try:
         # strict=False: raw tabs and newlines inside strings are GDELT's, not corruption.
@@ -162,7 +166,8 @@ def parse_artlist(body: bytes, content_type: str, source: str = "") -> list[Coll
     except (ValueError, RecursionError):
         raise MalformedResponse(ARENA, "GDELT answered with invalid JSON; it may be overloaded, retry later") from None
     if not isinstance(document, dict):
-        raise MalformedResponse(ARENA, f"GDELT answered with a JSON {type(document).__name__}, not an object; retry later")
+        kind = type(document).__name__
+        raise MalformedResponse(ARENA, f"GDELT answered with a JSON {kind}, not an object; retry later")
     articles = document.get("articles")
     if articles is None:
         return []
@@ -176,8 +181,13 @@ def _filter_option(options: Mapping[str, Any], key: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _FILTER_VALUE.match(value):
-        raise ValueError(f"option '{key}' must be a single word of letters (or empty to drop the filter), not {value!r}")
+        raise ValueError(f"option '{key}' must be one word of letters, or empty to drop the filter, not {value!r}")
     return value
+
+
+def _is_plain_number(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    # bool is an int subclass, but "slice_hours: true" in a design is a mistake, not 1.
+    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 def _slice_label(start: datetime, end: datetime) -> str:
@@ -188,7 +198,7 @@ def _slice_label(start: datetime, end: datetime) -> str:
 class GdeltArena(Arena):
     name = "gdelt"
     platform = "gdelt"
-    description = "News articles worldwide from the GDELT DOC 2.0 API, searched by the design's terms (free, no key)."
+    description = "News articles from the GDELT DOC 2.0 API (Danish sources by default) that match the design's terms."
     keep_unmatched = True
     expected_items_per_month = 5_000
 
@@ -201,13 +211,16 @@ class GdeltArena(Arena):
             raise ValueError(f"option 'base_url' must be an http(s) URL, not {base_url!r}")
         slice_hours = options.get("slice_hours", DEFAULT_OPTIONS["slice_hours"])
         minimum_hours = MIN_SLICE.total_seconds() / 3600
-        if isinstance(slice_hours, bool) or not isinstance(slice_hours, (int, float)) or not (
-            minimum_hours <= slice_hours <= 24 * 366
-        ):
-            raise ValueError(f"option 'slice_hours' must be a number of hours from {minimum_hours} up, not {slice_hours!r}")
+        if not _is_plain_number(slice_hours, (int, float)) or not minimum_hours <= slice_hours <= MAX_SLICE_HOURS:
+            raise ValueError(
+                f"option 'slice_hours' must be a number of hours from {minimum_hours} to {MAX_SLICE_HOURS}, "
+                f"not {slice_hours!r}"
+            )
         max_records = options.get("max_records", MAX_RECORDS_LIMIT)
-        if isinstance(max_records, bool) or not isinstance(max_records, int) or not 1 <= max_records <= MAX_RECORDS_LIMIT:
-            raise ValueError(f"option 'max_records' must be a whole number from 1 to {MAX_RECORDS_LIMIT}, not {max_records!r}")
+        if not _is_plain_number(max_records, int) or not 1 <= max_records <= MAX_RECORDS_LIMIT:
+            raise ValueError(
+                f"option 'max_records' must be a whole number from 1 to {MAX_RECORDS_LIMIT}, not {max_records!r}"
+            )
         return {
             "source_country": _filter_option(options, "source_country"),
             "source_language": _filter_option(options, "source_language"),
@@ -219,8 +232,12 @@ class GdeltArena(Arena):
             ),
         }
 
+    # GDELT is free at every tier, whatever the tier table says about other arenas.
     def estimate_credits(self, spec: QuerySpec) -> int:
-        return 0  # GDELT is free at every tier
+        return 0
+
+    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
+        return 0
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)
@@ -240,10 +257,11 @@ class GdeltArena(Arena):
                     middle = start + timedelta(seconds=(end - start).total_seconds() // 2)
                     pending += [(middle, end), (start, middle)]
                     continue
-                ctx.log(f"{self.name}: the slice {_slice_label(start, end)} is still full at 15 minutes")
+                minutes = round((end - start).total_seconds() / 60)
+                ctx.log(f"{self.name}: the {minutes}-minute slice {_slice_label(start, end)} is full, cannot split")
                 yield Rejected(
-                    f"GDELT returned its {max_records}-record cap for a 15-minute slice, so some articles are "
-                    "missing; narrow the design's terms",
+                    f"GDELT returned its {max_records}-record cap even for a {minutes}-minute slice, so some "
+                    "articles are missing; narrow the design's terms",
                     _slice_label(start, end),
                 )
             for result in results:

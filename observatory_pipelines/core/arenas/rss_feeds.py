@@ -116,12 +116,13 @@ def _text(value: Any) -> str | None:
     return (value.strip() or None) if isinstance(value, str) else None
 
 
-def _html_or_text(value: Any, media_type: Any) -> str | None:
+def _html_or_text(value: Any, detail: Any) -> str | None:
+    """``value`` as plain text; ``detail`` is feedparser's ``*_detail`` (or content) mapping with its type."""
     text = _text(value)
     if text is None:
         return None
     # feedparser already decodes text/plain, where a literal "<" must survive.
-    if isinstance(media_type, str) and media_type == "text/plain":
+    if isinstance(detail, Mapping) and detail.get("type") == "text/plain":
         return " ".join(text.split()) or None
     return html_to_text(text) or None
 
@@ -143,11 +144,10 @@ def _one_line(exc: BaseException) -> str:
 def _body_text(entry: Mapping[str, Any]) -> str | None:
     for content in entry.get("content") or []:
         if isinstance(content, Mapping):
-            text = _html_or_text(content.get("value"), content.get("type"))
+            text = _html_or_text(content.get("value"), content)
             if text:
                 return text
-    detail = entry.get("summary_detail")
-    return _html_or_text(entry.get("summary"), detail.get("type") if isinstance(detail, Mapping) else None)
+    return _html_or_text(entry.get("summary"), entry.get("summary_detail"))
 
 
 def _media_urls(entry: Mapping[str, Any]) -> list[str]:
@@ -169,14 +169,15 @@ def _outlet(feed_url: str, feed_link: Any) -> str:
     return Path(urlsplit(feed_url).path).stem or "unknown-feed"
 
 
-def _entry_item(entry: Mapping[str, Any], feed: Mapping[str, Any], feed_url: str, spec: QuerySpec) -> CollectedItem | Rejected:
+def _entry_item(
+    entry: Mapping[str, Any], feed: Mapping[str, Any], feed_url: str, spec: QuerySpec
+) -> CollectedItem | Rejected:
     guid = _text(entry.get("id"))
     link = _text(entry.get("link"))
     platform_id = guid or link
     if platform_id is None:
-        title = (_text(entry.get("title")) or "untitled")[:60]
+        title = " ".join((_text(entry.get("title")) or "untitled").split())[:60]
         return Rejected(f"entry '{title}' has neither id nor link, so it cannot be identified; skipped", feed_url)
-    title_detail = entry.get("title_detail")
     tags = [t.get("term") for t in entry.get("tags") or [] if isinstance(t, Mapping)]
     return CollectedItem(
         platform="rss",
@@ -185,7 +186,7 @@ def _entry_item(entry: Mapping[str, Any], feed: Mapping[str, Any], feed_url: str
         content_type="article",
         url=link,
         text_content=_body_text(entry),
-        title=_html_or_text(entry.get("title"), title_detail.get("type") if isinstance(title_detail, Mapping) else None),
+        title=_html_or_text(entry.get("title"), entry.get("title_detail")),
         language=_language(feed.get("language")) or spec.language,
         author_platform_id=_outlet(feed_url, feed.get("link")),
         author_display_name=_text(entry.get("author")),
@@ -233,7 +234,9 @@ def parse_feed(
         if _looks_like_html(data) and not parsed.get("version"):
             yield Rejected("the URL returned an HTML page, not an RSS or Atom feed; check the feed URL", feed_url)
         elif problem is not None:
-            yield Rejected(f"feed is malformed and no entries could be read ({_one_line(problem)}); check the feed", feed_url)
+            yield Rejected(
+                f"feed is malformed and no entries could be read ({_one_line(problem)}); check the feed", feed_url
+            )
         elif not parsed.get("version"):
             yield Rejected("the URL did not return an RSS or Atom feed; check the feed URL", feed_url)
         return
@@ -261,7 +264,7 @@ def _validate_feed_url(value: Any) -> str:
 class RssFeedsArena(Arena):
     name = "rss_feeds"
     platform = "rss"
-    description = "News articles from RSS and Atom feeds (by default major Danish outlets), filtered by the design's terms."
+    description = "News articles from RSS and Atom feeds (major Danish outlets by default) that match the terms."
     keep_unmatched = False
 
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -312,6 +315,7 @@ class RssFeedsArena(Arena):
             try:
                 return path.read_bytes(), None
             except OSError as exc:
-                raise ArenaError(self.name, f"cannot read feed file {path} ({exc.strerror or exc}); check the path") from None
+                reason = exc.strerror or type(exc).__name__
+                raise ArenaError(self.name, f"cannot read feed file {path} ({reason}); check the path") from None
         response = http.get(feed_url, arena=self.name, min_interval_seconds=min_interval_seconds)
         return response.content, response.headers.get("content-type")
