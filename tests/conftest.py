@@ -99,6 +99,24 @@ def engine(db_url):
     eng.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _forget_stale_dagster_state_storage():
+    """Dagster 1.13 leaves the last instance's definitions-state storage in a ContextVar after some
+    in-process runs (schedule contexts, instance_for_test); the next in-process load then reads a
+    deleted sqlite file or a garbage-collected instance. Every test starts without it."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+
+
+@pytest.fixture
+def instance(tmp_path):
+    """A Dagster instance of the test's own (sqlite, in tmp_path)."""
+    import dagster as dg
+
+    return dg.DagsterInstance.local_temp(tempdir=str(tmp_path))
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]

@@ -79,10 +79,11 @@ def test_monthly_partition_keys_are_the_postgres_partitions(engine):
     assert tables - {months.partition_name(k) for k in keys} == ahead | {partitions.DEFAULT_PARTITION}
 
 
-def test_content_partitions_materializes_and_its_checks_pass(db_url):
+def test_content_partitions_materializes_and_its_checks_pass(db_url, instance):
     result = dg.materialize(
         [content_partitions, partition_health_checks],
         resources={"postgres": PostgresResource(database_url=db_url)},
+        instance=instance,
         run_config={"ops": {"content_partitions": {"config": {"months_ahead": 2}}}},
     )
     assert result.success
@@ -95,7 +96,7 @@ def test_content_partitions_materializes_and_its_checks_pass(db_url):
     assert checks["default_partition_empty"].passed
 
 
-def test_checks_warn_on_missing_next_month_and_parked_rows(db_url):
+def test_checks_warn_on_missing_next_month_and_parked_rows(db_url, instance):
     # A fresh schema only has 2026-02..04 and the default partition.
     engine = database.make_engine(db_url)
     later = months.add_months(months.current_month(), 2)
@@ -118,6 +119,7 @@ def test_checks_warn_on_missing_next_month_and_parked_rows(db_url):
     result = dg.materialize(
         [content_partitions, partition_health_checks],
         resources={"postgres": PostgresResource(database_url=db_url)},
+        instance=instance,
         selection=dg.AssetSelection.checks_for_assets(content_partitions),
     )
     assert result.success  # WARN checks never fail the run

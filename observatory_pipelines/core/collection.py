@@ -204,21 +204,24 @@ def collect_arena(
         return outcome
 
     salt_bytes = privacy.load_salt(salt)
-    lock_conn = engine.connect()
-    try:
-        key = _lock_key(design.slug, month, arena.name)
+    key = _lock_key(design.slug, month, arena.name)
+    with engine.connect() as lock_conn:
+        # A session-level lock, held on this connection while the collection runs (the pooled
+        # connection outlives us, so it is released explicitly).
         if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one():
             raise CollectionInProgress(
                 f"{arena.name} for design '{design.slug}', {month} is already being collected by another run; "
                 "wait for it to finish or cancel it in the Dagster UI"
             )
         lock_conn.commit()
-        return _collect_locked(
-            engine, arena, design, settings, month, window, dagster_run_id, salt_bytes,
-            import_dir, http_factory, log, now, outcome,
-        )
-    finally:
-        lock_conn.close()  # closing the session releases the advisory lock
+        try:
+            return _collect_locked(
+                engine, arena, design, settings, month, window, dagster_run_id, salt_bytes,
+                import_dir, http_factory, log, now, outcome,
+            )
+        finally:
+            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            lock_conn.commit()
 
 
 def _collect_locked(engine, arena, design, settings, month, window, dagster_run_id, salt, import_dir,

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from ..core import database, paths
+from ..core.http import HttpClient
 
 #: Concurrency pool for assets that write to the content database.
 CONTENT_DB_POOL = "content_db"
@@ -44,6 +45,13 @@ class CollectionResource(dg.ConfigurableResource):
         "(default: OBSERVATORY_IMPORT_DIR, else .observatory/imports).",
     )
     salt: Optional[str] = Field(default=None, description="Test override for PSEUDONYMIZATION_SALT.")
+    http_max_attempts: int = Field(default=4, description="Tries per HTTP request before the arena fails.")
+    http_backoff_seconds: float = Field(default=1.0, description="Base of the exponential backoff between tries.")
+
+    def http_client(self, log) -> HttpClient:
+        return HttpClient(
+            max_attempts=self.http_max_attempts, backoff_base_seconds=self.http_backoff_seconds, log=log
+        )
 
     def resolved_import_dir(self) -> str:
         return self.import_dir or str(paths.import_dir())

@@ -78,6 +78,7 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
                 dagster_run_id=context.run_id,
                 salt=collector.salt,
                 import_dir=collector.resolved_import_dir(),
+                http_factory=collector.http_client,
                 log=context.log.info,
             )
         except ArenaError as err:

@@ -1,0 +1,100 @@
+"""The collection assets, sensor and schedule, run by Dagster in process against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from observatory_pipelines.defs.collection.assets import build_collection_assets
+from observatory_pipelines.defs.collection.automation import months_to_collect, nightly_collection, sync_query_design_partitions
+from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
+from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
+from observatory_pipelines.local_run import materialize_corpus
+from tests.factories import SALT, content_rows, make_design, task
+from tests.http_fixtures import Canned
+from tests.test_collection import FEED_A
+
+
+def _resources(db_url):
+    return {
+        "postgres": PostgresResource(database_url=db_url),
+        "collector": CollectionResource(salt=SALT, http_max_attempts=1, http_backoff_seconds=0.0),
+    }
+
+
+def test_one_failing_arena_fails_alone_after_its_retries(engine, db_url, arena_server, instance):
+    feed = arena_server.route("/a.xml", Canned(200, FEED_A))
+    gdelt = arena_server.route("/doc", Canned(503, b"overloaded"))
+    design = make_design(engine, arenas_config={
+        "rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}},
+        "gdelt": {"options": {"base_url": gdelt, "min_interval_seconds": 0, "slice_hours": 24 * 31}},
+    })
+    assets = build_collection_assets(retry_policy=dg.RetryPolicy(max_retries=1, delay=0))
+    defs = dg.Definitions(assets=assets, resources=_resources(db_url))
+
+    report = materialize_corpus("2026-03", "klimadebat", instance=instance, defs=defs)
+
+    by_asset = {a.asset: a for a in report.assets}
+    assert by_asset["collect_rss_feeds"].succeeded
+    assert by_asset["collect_rss_feeds"].metadata["records_new"] == 2
+    assert by_asset["collect_file_import"].succeeded
+    assert by_asset["collect_file_import"].metadata["status"] == "skipped"
+    failed = by_asset["collect_gdelt"]
+    assert not failed.succeeded and "503" in failed.error and "\n" not in failed.error
+    assert [a.asset for a in report.failed] == ["collect_gdelt"]
+    gdelt_task = task(engine, design, "gdelt")
+    assert gdelt_task["status"] == "failed" and gdelt_task["attempts"] == 2  # retried once by Dagster
+    assert gdelt_task["dagster_run_id"] == report.run_id
+    assert len(content_rows(engine, design)) == 2
+
+
+def test_materialization_metadata_shows_the_figures(engine, db_url, arena_server, instance):
+    feed = arena_server.route("/a.xml", Canned(200, FEED_A))
+    make_design(engine, arenas_config={"rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}},
+                                       "gdelt": {"enabled": False}})
+    defs = dg.Definitions(assets=build_collection_assets(), resources=_resources(db_url))
+    report = materialize_corpus("2026-03", "klimadebat", instance=instance, defs=defs, arenas=["rss_feeds"])
+    (rss,) = report.assets
+    m = rss.metadata
+    assert (m["records_new"], m["records_updated"], m["records_rejected"]) == (2, 0, 0)
+    assert m["records_filtered"] == {"no_term_matched": 1}
+    assert m["api_calls"] == 1 and m["credits_spent"] == 0 and m["tier"] == "free"
+    assert m["time_window"] == "2026-03-01 00:00Z → 2026-04-01 00:00Z"
+    assert SALT not in str(m)
+    event = instance.get_latest_materialization_event(dg.AssetKey("collect_rss_feeds"))
+    assert event.dagster_event.partition == corpus_key("2026-03", "klimadebat")
+
+
+def test_sensor_adds_active_designs_and_removes_deleted_ones(engine, db_url, instance):
+    make_design(engine, "aktiv")
+    make_design(engine, "hvilende")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE query_designs SET is_active = false WHERE slug = 'hvilende'"))
+    instance.add_dynamic_partitions(query_design_partitions.name, ["slettet", "hvilende"])
+    context = dg.build_sensor_context(instance=instance, resources={"postgres": PostgresResource(database_url=db_url)})
+
+    result = sync_query_design_partitions(context)
+
+    requests = {type(r).__name__: r.partition_keys for r in result.dynamic_partitions_requests}
+    assert requests == {"AddDynamicPartitionsRequest": ["aktiv"], "DeleteDynamicPartitionsRequest": ["slettet"]}
+
+
+def test_nightly_schedule_recollects_the_current_month_and_the_last_on_the_first(engine, db_url, instance):
+    make_design(engine, "aktiv")
+    make_design(engine, "ny-endnu-uden-partition")
+    resources = {"postgres": PostgresResource(database_url=db_url)}
+    instance.add_dynamic_partitions(query_design_partitions.name, ["aktiv"])
+
+    def requests(when):
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources)
+        return list(nightly_collection(context))
+
+    mid = requests(datetime(2026, 11, 14, 1, 0, tzinfo=timezone.utc))
+    first = requests(datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc))
+    assert [r.partition_key for r in mid] == [corpus_key("2026-11", "aktiv")]
+    assert [r.partition_key for r in first] == [corpus_key("2026-11", "aktiv"), corpus_key("2026-12", "aktiv")]
+    assert len({r.run_key for r in mid + first}) == 3
+    assert months_to_collect(datetime(2026, 2, 1, tzinfo=timezone.utc)) == ["2026-02"]  # nothing before the first month
