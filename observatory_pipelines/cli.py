@@ -164,17 +164,20 @@ def cmd_partitions_list(args: argparse.Namespace) -> int:
 
 
 def _print_report(report) -> None:
-    _print(f"corpus {report.design} {report.month} (Dagster run {report.run_id})")
+    _print(f"\ncorpus '{report.design}', {report.month} (Dagster run {report.run_id})")
+    _print(f"  {'asset':<22} {'new':>7} {'updated':>8} {'same':>7} {'rejected':>9} {'filtered':>9} {'credits':>8}")
     for asset in report.assets:
         m = asset.metadata
         if not asset.succeeded:
-            _print(f"  {asset.asset:<22} FAILED  {asset.error}")
+            _print(f"  {asset.asset:<22} FAILED: {asset.error}")
         elif m.get("status") == "skipped":
-            _print(f"  {asset.asset:<22} skipped {m.get('summary', '')}")
+            _print(f"  {asset.asset:<22} skipped: {m.get('summary', '')}")
         else:
+            filtered = sum((m.get("records_filtered") or {}).values())
             _print(
-                f"  {asset.asset:<22} {m.get('records_new', 0):>6} new {m.get('records_updated', 0):>6} updated "
-                f"{m.get('records_unchanged', 0):>6} unchanged {m.get('records_rejected', 0):>5} rejected"
+                f"  {asset.asset:<22} {m.get('records_new', 0):>7} {m.get('records_updated', 0):>8} "
+                f"{m.get('records_unchanged', 0):>7} {m.get('records_rejected', 0):>9} {filtered:>9} "
+                f"{m.get('credits_spent', 0):>8}"
             )
 
 

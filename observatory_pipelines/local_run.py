@@ -88,6 +88,8 @@ def materialize_corpus(
         resources=resources if resources is not None else defs.resources,
         raise_on_error=False,
         tags={"observatory/launched_by": "cli"},
+        # Progress at INFO (each arena says what it read and wrote); Dagster's step events are DEBUG.
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     reports = []
     for asset in assets:

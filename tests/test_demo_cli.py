@@ -1,0 +1,63 @@
+"""The README's main command without the UI, and `observatory run`, as a user runs them."""
+
+import os
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from observatory_pipelines.core import database
+
+
+def run_cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "observatory_pipelines.cli", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "DAGSTER", "PSEUDONYMIZATION", "OBSERVATORY"))}
+    env["OBSERVATORY_HOME"] = str(tmp_path / "state")
+    try:
+        first = run_cli("demo", "--no-ui", env=env)
+        assert first.returncode == 0, first.stderr[-3000:]
+        lines = {line.split()[0]: line.split()[1:] for line in first.stdout.splitlines() if line.strip().startswith("collect_")}
+        assert lines["collect_gdelt"][0] == "skipped:"
+        rss_new, file_new = int(lines["collect_rss_feeds"][0]), int(lines["collect_file_import"][0])
+        assert rss_new > 20 and file_new > 30
+        assert lines["collect_file_import"][3] == "1"  # the one truncated line in the X export
+
+        again = run_cli("demo", "--no-ui", env=env)
+        assert again.returncode == 0, again.stderr[-3000:]
+        lines_again = {l.split()[0]: l.split()[1:] for l in again.stdout.splitlines() if l.strip().startswith("collect_")}
+        assert lines_again["collect_rss_feeds"][:3] == ["0", "0", str(rss_new)]
+        assert lines_again["collect_file_import"][:3] == ["0", "0", str(file_new)]
+
+        url = run_cli("db", "url", env=env).stdout.strip()
+        engine = database.make_engine(url)
+        with engine.connect() as conn:
+            total = conn.execute(sa.text("SELECT count(*) FROM content_records")).scalar_one()
+            linked = conn.execute(sa.text(
+                "SELECT count(*) FROM content_records c JOIN actors a ON a.id = c.author_id "
+                "WHERE a.is_public_figure AND c.author_platform_id = 'hdalsgaard'")).scalar_one()
+            runs = conn.execute(sa.text("SELECT count(*), bool_and(status = 'completed') FROM collection_runs")).one()
+            danish = conn.execute(sa.text(
+                "SELECT count(*) FROM content_records WHERE text_content ~ '[æøåÆØÅ]'")).scalar_one()
+        engine.dispose()
+        assert total == rss_new + file_new
+        assert linked >= 1, "the minister's posts should point at his actor"
+        assert runs == (2, True)
+        assert danish > 10
+
+        # `observatory run` for a design that does not exist: the assets fail, each says why.
+        missing = run_cli("run", "--month", "2026-03", "--design", "findes-ikke", env=env)
+        assert missing.returncode == 1
+        assert "no query design with slug 'findes-ikke'" in missing.stdout
+        assert "asset(s) failed" in missing.stderr and "Traceback" not in missing.stderr.split("observatory: error")[-1]
+
+        # Without the salt a real (non-demo) run refuses to collect, in one line per arena.
+        no_salt = run_cli("run", "--month", "2026-03", "--design", "klimadebat", "--arena", "rss_feeds", env=env)
+        assert no_salt.returncode == 1
+        assert "PSEUDONYMIZATION_SALT is not set" in no_salt.stdout
+    finally:
+        run_cli("db", "down", env=env)
