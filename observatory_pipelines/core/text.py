@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from html.parser import HTMLParser
 from typing import Iterable
 
 import numpy as np
@@ -87,3 +88,57 @@ class TermMatcher:
         if not haystack:
             return []
         return [term for term, pattern in self._patterns if pattern.search(haystack)]
+
+
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote dd div dl dt figcaption figure footer h1 h2 h3 h4 h5 h6 header hr "
+    "li main nav ol p pre section table td th tr ul".split()
+)
+_INVISIBLE_TAGS = frozenset({"script", "style", "template"})
+_LINE_BREAK = "\x01"  # <br>: a new line inside a block, where other blocks get a blank line
+
+
+class _VisibleText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._invisible_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _INVISIBLE_TAGS:
+            self._invisible_depth += 1
+        elif tag == "br":
+            self.parts.append(_LINE_BREAK)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _INVISIBLE_TAGS:
+            self._invisible_depth = max(0, self._invisible_depth - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._invisible_depth:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str, keep_paragraphs: bool = False) -> str:
+    """Visible text of an HTML fragment: tags dropped, entities decoded, scripts and styles skipped.
+
+    Block boundaries become breaks, so "<p>slut</p><p>Ny</p>" never reads "slutNy". On one line
+    by default; ``keep_paragraphs`` keeps one blank line between blocks (for post bodies).
+    """
+    parser = _VisibleText()
+    parser.feed(markup)
+    parser.close()
+    blocks = []
+    for block in "".join(parser.parts).split("\n"):
+        lines = [" ".join(line.split()) for line in block.split(_LINE_BREAK)]
+        lines = [line for line in lines if line]
+        if lines:
+            blocks.append(("\n" if keep_paragraphs else " ").join(lines))
+    return ("\n\n" if keep_paragraphs else " ").join(blocks)

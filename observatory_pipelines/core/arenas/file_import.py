@@ -29,10 +29,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
+from ..text import html_to_text
 from ..tiers import Tier
 from . import register
 from .base import Arena, CollectedItem, CollectionContext, QuerySpec, Rejected
@@ -139,32 +139,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-class _HtmlText(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "br":
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("p", "div", "li", "blockquote"):
-            self.parts.append("\n\n")
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
 def _html_text(value: Any) -> str | None:
     markup = _text(value)
     if markup is None or "<" not in markup:
         return markup
-    parser = _HtmlText()
-    parser.feed(markup)
-    parser.close()
-    lines = [" ".join(line.split()) for line in "".join(parser.parts).split("\n")]
-    return _text(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)))
+    return _text(html_to_text(markup, keep_paragraphs=True))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from ..http import validate_min_interval
+from ..text import html_to_text
 from . import register
 from .base import Arena, CollectedItem, CollectionContext, QuerySpec, Rejected
 from .errors import ArenaError, MalformedResponse
-from .rss_feeds import html_to_text
+
 
 ARENA = "gdelt"
 DEFAULT_BASE_URL = "https://api.gdeltproject.org/api/v2/doc/doc"

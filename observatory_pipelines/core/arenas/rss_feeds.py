@@ -12,7 +12,6 @@ import io
 import ipaddress
 import time
 from datetime import datetime, timezone
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import unquote, urlsplit
@@ -22,6 +21,7 @@ import feedparser
 from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 
 from ..http import HttpClient, validate_min_interval
+from ..text import html_to_text
 from . import register
 from .base import Arena, CollectedItem, CollectionContext, QuerySpec, Rejected
 from .errors import ArenaError
@@ -44,52 +44,9 @@ DEFAULT_DANISH_FEEDS: tuple[str, ...] = (
 DEFAULT_MIN_INTERVAL_SECONDS = 1.0
 
 _OPTIONS = ("feeds", "min_interval_seconds")
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 h4 h5 h6 header hr "
-    "li main nav ol p pre section table td th tr ul".split()
-)
-_INVISIBLE_TAGS = frozenset({"script", "style", "template"})
 # Second-level labels under which a country TLD sells domains (bbc.co.uk), for outlet slugs.
 _GENERIC_SECOND_LEVEL = frozenset({"co", "com", "org", "net", "gov", "ac", "edu"})
 _REASON_CHARS = 160
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._invisible_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._invisible_depth += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._invisible_depth = max(0, self._invisible_depth - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._invisible_depth:
-            self.parts.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    """Visible text of an HTML fragment on one line: tags dropped, entities decoded.
-
-    Block boundaries become spaces so that "<p>slut</p><p>Ny</p>" does not read "slutNy".
-    """
-    parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
-    return " ".join("".join(parser.parts).split())
 
 
 def outlet_slug(host: str) -> str:
