@@ -98,3 +98,16 @@ def test_nightly_schedule_recollects_the_current_month_and_the_last_on_the_first
     assert [r.partition_key for r in first] == [corpus_key("2026-11", "aktiv"), corpus_key("2026-12", "aktiv")]
     assert len({r.run_key for r in mid + first}) == 3
     assert months_to_collect(datetime(2026, 2, 1, tzinfo=timezone.utc)) == ["2026-02"]  # nothing before the first month
+
+
+def test_an_unreachable_database_fails_the_asset_in_one_line(instance):
+    resources = {
+        "postgres": PostgresResource(database_url="postgresql://postgres@127.0.0.1:1/observatory"),
+        "collector": CollectionResource(salt=SALT),
+    }
+    defs = dg.Definitions(assets=build_collection_assets(retry_policy=dg.RetryPolicy(max_retries=0)),
+                          resources=resources)
+    report = materialize_corpus("2026-03", "klimadebat", instance=instance, defs=defs, arenas=["rss_feeds"])
+    (failed,) = report.failed
+    assert failed.error.startswith("cannot use PostgreSQL at 127.0.0.1:1/observatory")
+    assert "check DATABASE_URL" in failed.error and "\n" not in failed.error

@@ -1,8 +1,9 @@
 """One collection asset per registered arena, partitioned month × query design."""
 
 import dagster as dg
+import sqlalchemy as sa
 
-from ...core import collection
+from ...core import collection, database
 from ...core.arenas import registry
 from ...core.arenas.base import Arena
 from ...core.arenas.errors import ArenaError
@@ -70,8 +71,13 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
     ) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
         try:
+            url = postgres.url()
+        except ObservatoryError as err:
+            raise dg.Failure(description=str(err)) from None
+        engine = database.make_engine(url)
+        try:
             outcome = collection.collect_arena(
-                postgres.engine(),
+                engine,
                 design_slug=keys["design"],
                 month=keys["month"],
                 arena_name=arena_name,
@@ -86,6 +92,10 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
         except ObservatoryError as err:
             # Configuration, credits, salt, a concurrent run: retrying would not change the answer.
             raise dg.Failure(description=str(err), allow_retries=False) from None
+        except sa.exc.OperationalError as err:
+            raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
+        finally:
+            engine.dispose()
         context.log.info(f"{arena_name}: {outcome.message}")
         return dg.MaterializeResult(metadata=outcome_metadata(outcome))
 
