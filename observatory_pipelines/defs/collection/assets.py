@@ -81,7 +81,7 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
                 design_slug=keys["design"],
                 month=keys["month"],
                 arena_name=arena_name,
-                dagster_run_id=context.run_id,
+                dagster_run_id=context.run.run_id,
                 salt=collector.salt,
                 import_dir=collector.resolved_import_dir(),
                 http_factory=collector.http_client,
