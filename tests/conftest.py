@@ -121,3 +121,4 @@ def instance(tmp_path):
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 from tests.http_fixtures import arena_server  # noqa: E402,F401
+from tests.s3_server import s3_server  # noqa: E402,F401
