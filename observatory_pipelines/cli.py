@@ -164,10 +164,12 @@ def cmd_partitions_list(args: argparse.Namespace) -> int:
 
 
 def _print_report(report) -> None:
-    _print(f"\ncorpus '{report.design}', {report.month} (Dagster run {report.run_id})")
+    _print(f"\ncorpus '{report.design}', {report.month} (Dagster runs {', '.join(report.run_ids)})")
     _print(f"  {'asset':<22} {'new':>7} {'updated':>8} {'same':>7} {'rejected':>9} {'filtered':>9} {'credits':>8}")
     for asset in report.assets:
         m = asset.metadata
+        if not asset.asset.startswith("collect_"):
+            continue
         if not asset.succeeded:
             _print(f"  {asset.asset:<22} FAILED: {asset.error}")
         elif m.get("status") == "skipped":
@@ -179,6 +181,19 @@ def _print_report(report) -> None:
                 f"{m.get('records_unchanged', 0):>7} {m.get('records_rejected', 0):>9} {filtered:>9} "
                 f"{m.get('credits_spent', 0):>8}"
             )
+    for asset in report.assets:
+        if asset.asset.startswith("collect_"):
+            continue
+        if asset.succeeded:
+            _print(f"  {asset.asset:<28} {asset.metadata.get('summary') or _summary(asset.metadata)}")
+        else:
+            _print(f"  {asset.asset:<28} FAILED: {asset.error}")
+
+
+def _summary(metadata: dict) -> str:
+    """A short line from an analysis asset's numeric metadata."""
+    numbers = [f"{k.replace('_', ' ')} {v}" for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return ", ".join(numbers[:4]) or "done"
 
 
 def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -> int:

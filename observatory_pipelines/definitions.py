@@ -5,12 +5,25 @@ Nothing here reads the environment: resources resolve their settings when a run 
 
 import dagster as dg
 
+from .defs.analysis import networks, statistics
 from .defs.collection import definitions as collection
 from .defs.maintenance import partitions as maintenance_partitions
+from .defs.processing import dedup, entities
 from .defs.resources import CollectionResource, PostgresResource
+from .defs.storage import StorageResource
 
 defs = dg.Definitions.merge(
     collection.defs,
+    dedup.defs,
+    entities.defs,
+    statistics.defs,
+    networks.defs,
     maintenance_partitions.defs,
-    dg.Definitions(resources={"postgres": PostgresResource(), "collector": CollectionResource()}),
+    dg.Definitions(
+        resources={
+            "postgres": PostgresResource(),
+            "collector": CollectionResource(),
+            "storage": StorageResource(),
+        }
+    ),
 )

@@ -47,7 +47,7 @@ def test_one_failing_arena_fails_alone_after_its_retries(engine, db_url, arena_s
     assert [a.asset for a in report.failed] == ["collect_gdelt"]
     gdelt_task = task(engine, design, "gdelt")
     assert gdelt_task["status"] == "failed" and gdelt_task["attempts"] == 2  # retried once by Dagster
-    assert gdelt_task["dagster_run_id"] == report.run_id
+    assert gdelt_task["dagster_run_id"] == report.run_ids[0]
     assert len(content_rows(engine, design)) == 2
 
 

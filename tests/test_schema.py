@@ -31,6 +31,8 @@ TABLES = [
     "collection_tasks",
     "credit_transactions",
     "content_records",
+    "actor_match_suggestions",
+    "actor_audit_log",
 ]
 
 CONTENT_INDEXES = {
@@ -194,7 +196,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "003_collection_task_accounting"
+    assert head == "004_entity_resolution"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

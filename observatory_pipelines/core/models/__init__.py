@@ -8,14 +8,17 @@ from .base import NAMING_CONVENTION, TIERS, Base, TimestampMixin
 from .collection import CollectionRun, CollectionTask, CreditTransaction
 from .content import CORPUS_ITEM_CONSTRAINT, FULLTEXT_DOCUMENT_SQL, ContentRecord
 from .credentials import ApiCredential
+from .entities import ActorAuditLog, ActorMatchSuggestion
 from .query_design import ActorList, QueryDesign, SearchTerm
 from .users import CreditAllocation, RefreshToken, User
 
 __all__ = [
     "Actor",
     "ActorAlias",
+    "ActorAuditLog",
     "ActorList",
     "ActorListMember",
+    "ActorMatchSuggestion",
     "ActorPlatformPresence",
     "ApiCredential",
     "Base",

@@ -1,0 +1,261 @@
+"""The four networks: edges and weights exactly as documented, the demo corpus end to end, the assets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import networkx as nx
+import pytest
+import sqlalchemy as sa
+
+from observatory_pipelines.core import collection, demo, ingest, networks, privacy, stats
+from observatory_pipelines.defs.analysis.networks import ASSET_NAMES, corpus_networks
+from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
+from observatory_pipelines.defs.resources import PostgresResource
+from tests.factories import make_design
+from tests.test_stats import MARCH, analysis_dir, at, make_actor, pseudonym, record  # noqa: F401
+
+A, B, C, D = (pseudonym("x_twitter", name) for name in ("anna", "bo", "carl", "dorte"))
+
+
+def d(day: int) -> date:
+    return date(2026, 3, day)
+
+
+@pytest.fixture
+def corpus(engine):
+    """Anna and Bo share klima and havvind, Carl only klima; Dorte matched no term; Bo's duplicate
+    would have given him grøn omstilling with Anna. Eva Ødegård (public figure) and Frederik are
+    resolved actors: Eva on X and Bluesky, Frederik on X only."""
+    design = make_design(engine, terms=("klima", "havvind", "grøn omstilling"))
+    ingest.write_batch(engine, [
+        record(design, "a1", at(2), author="anna", terms=["klima", "havvind"], likes=9),
+        record(design, "a2", at(5), author="anna", terms=["grøn omstilling"], likes=9),
+        record(design, "b1", at(3), author="bo", terms=["havvind"], likes=1),
+        record(design, "b2", at(10), author="bo", terms=["klima"], likes=1),
+        record(design, "b3", at(7), author="bo", terms=["grøn omstilling"], duplicate_of=str(uuid.uuid4())),
+        record(design, "c1", at(4), author="carl", terms=["klima"]),
+        record(design, "d1", at(6), author="dorte"),
+        record(design, "e1", at(11), author="eva_x", display_name="Eva Ødegård"),
+        record(design, "e2", at(12), author="eva_x", display_name="Eva Ødegård"),
+        record(design, "e3", at(12), author="eva.bsky", platform="bluesky", arena="bluesky"),
+        record(design, "f1", at(13), author="frederik"),
+    ])
+    make_actor(engine, "Eva Ødegård", [("x_twitter", "eva_x"), ("bluesky", "eva.bsky")], public_figure=True)
+    make_actor(engine, "Frederik", [("x_twitter", "frederik")])
+    return design
+
+
+@pytest.fixture
+def analysis_corpus(engine, corpus):
+    return stats.load_analysis_corpus(engine, "klimadebat", MARCH)
+
+
+def edges(network: networks.Network, *columns: str) -> set[tuple]:
+    return {
+        (frozenset((r["source"], r["target"])), *(tuple(r[c]) if isinstance(r[c], list) else r[c] for c in columns))
+        for r in network.edges.iter_rows(named=True)
+    }
+
+
+def test_actor_cooccurrence_links_actors_by_shared_terms(analysis_corpus):
+    network = networks.actor_cooccurrence(analysis_corpus)
+
+    assert edges(network, "weight", "shared_terms", "days") == {
+        (frozenset((A, B)), 2, ("havvind", "klima"), (d(2), d(3), d(10))),
+        (frozenset((A, C)), 1, ("klima",), (d(2), d(4))),
+        (frozenset((B, C)), 1, ("klima",), (d(4), d(10))),
+    }
+    assert set(network.nodes["id"]) == {A, B, C}  # Dorte, Eva and Frederik matched no term
+    assert all(r["source"] < r["target"] for r in network.edges.iter_rows(named=True))
+    first = network.edges.row(0, named=True)
+    assert (first["weight"], first["first_seen"], first["last_seen"]) == (2, d(2), d(10))
+    assert network.info == {"actors_total": 3, "actors_included": 3, "links": 4, "links_complete": 4,
+                            "max_links": networks.DEFAULT_MAX_LINKS}
+    nodes = {r["id"]: r for r in network.nodes.iter_rows(named=True)}
+    assert (nodes[A]["degree"], nodes[A]["weighted_degree"], nodes[A]["records"]) == (2, 3, 2)
+    assert nodes[A]["label"] == A[:12] and nodes[A]["type"] == "actor"
+    assert network.density == pytest.approx(1.0)
+
+
+def test_actor_cooccurrence_keeps_the_most_active_actors_within_max_links(analysis_corpus):
+    # Anna (2 records, more engagement) and Bo make 2 links; Carl would add 2 more (klima with both).
+    network = networks.actor_cooccurrence(analysis_corpus, max_links=3)
+
+    assert set(network.nodes["id"]) == {A, B}
+    assert edges(network, "weight") == {(frozenset((A, B)), 2)}
+    assert network.info == {"actors_total": 3, "actors_included": 2, "links": 2, "links_complete": 4, "max_links": 3}
+
+
+def test_term_cooccurrence_counts_records_with_both_terms(engine, corpus, analysis_corpus):
+    ingest.write_batch(engine, [
+        record(corpus, "g1", at(20), author="gitte", terms=["klima", "havvind", "grøn omstilling"]),
+        record(corpus, "g2", at(20, 15), author="gitte", terms=["klima", "havvind"]),
+    ])
+    network = networks.term_cooccurrence(stats.load_analysis_corpus(engine, "klimadebat", MARCH))
+
+    assert edges(network, "weight", "days") == {
+        (frozenset(("term:havvind", "term:klima")), 3, (d(2), d(20))),
+        (frozenset(("term:grøn omstilling", "term:klima")), 1, (d(20),)),
+        (frozenset(("term:grøn omstilling", "term:havvind")), 1, (d(20),)),
+    }
+    labels = dict(zip(network.nodes["id"], network.nodes["label"]))
+    assert labels == {"term:klima": "klima", "term:havvind": "havvind", "term:grøn omstilling": "grøn omstilling"}
+    assert dict(zip(network.nodes["label"], network.nodes["records"])) == {"klima": 5, "havvind": 4, "grøn omstilling": 2}
+
+
+def test_actor_term_links_each_actor_to_its_terms(analysis_corpus):
+    network = networks.actor_term(analysis_corpus)
+
+    assert edges(network, "weight", "days") == {
+        (frozenset((A, "term:klima")), 1, (d(2),)),
+        (frozenset((A, "term:havvind")), 1, (d(2),)),
+        (frozenset((A, "term:grøn omstilling")), 1, (d(5),)),
+        (frozenset((B, "term:havvind")), 1, (d(3),)),
+        (frozenset((B, "term:klima")), 1, (d(10),)),
+        (frozenset((C, "term:klima")), 1, (d(4),)),
+    }
+    assert dict(zip(network.nodes["id"], network.nodes["type"])) == {
+        A: "actor", B: "actor", C: "actor", "term:klima": "term", "term:havvind": "term", "term:grøn omstilling": "term",
+    }
+
+
+def test_cross_platform_actors_are_resolved_actors_on_several_platforms(engine, analysis_corpus):
+    network = networks.cross_platform_actors(analysis_corpus)
+    with engine.connect() as conn:
+        eva = conn.execute(sa.text("SELECT id::text FROM actors WHERE canonical_name = 'Eva Ødegård'")).scalar_one()
+
+    assert edges(network, "weight", "days") == {
+        (frozenset((eva, "platform:x_twitter")), 2, (d(11), d(12))),
+        (frozenset((eva, "platform:bluesky")), 1, (d(12),)),
+    }
+    nodes = {r["id"]: r for r in network.nodes.iter_rows(named=True)}
+    assert set(nodes) == {eva, "platform:x_twitter", "platform:bluesky"}  # Frederik is on X only
+    assert (nodes[eva]["label"], nodes[eva]["platforms"], nodes[eva]["is_public_figure"]) == (
+        "Eva Ødegård", ["bluesky", "x_twitter"], True
+    )
+    assert nodes["platform:x_twitter"]["records"] == 9  # every non-duplicate X record of the corpus
+
+
+def test_graph_round_trips_through_the_store_for_the_exports(analysis_corpus):
+    built = networks.build_networks(analysis_corpus)
+    for network in built.values():
+        networks.write_network(network, "klimadebat", MARCH)
+
+    graph = networks.load_graph("klimadebat", MARCH, networks.ACTOR_COOCCURRENCE)
+    assert isinstance(graph, nx.Graph) and not graph.is_directed()
+    assert graph.edges[A, B] == {
+        "weight": 2, "days": [d(2), d(3), d(10)], "first_seen": d(2), "last_seen": d(10),
+        "shared_terms": ["havvind", "klima"],
+    }
+    assert graph.nodes[A]["label"] == A[:12] and graph.nodes[A]["platforms"] == ["x_twitter"]
+    assert nx.density(graph) == pytest.approx(built[networks.ACTOR_COOCCURRENCE].density)
+    assert graph.graph["edges"] == 3 and graph.graph["design"] == "klimadebat"
+    term_graph = networks.load_graph("klimadebat", MARCH, networks.ACTOR_TERM)
+    assert term_graph.nodes["term:grøn omstilling"]["label"] == "grøn omstilling"
+    with pytest.raises(ValueError, match="unknown network"):
+        networks.load_graph("klimadebat", MARCH, "friends")
+
+
+def test_empty_month_gives_empty_networks(engine, corpus):
+    empty = stats.load_analysis_corpus(engine, "klimadebat", "2026-05")
+    for name, network in networks.build_networks(empty).items():
+        assert network.nodes.is_empty() and network.edges.is_empty() and network.records == 0, name
+        assert network.top_nodes().is_empty() and network.density == 0.0
+        networks.write_network(network, "klimadebat", "2026-05")
+        assert networks.load_graph("klimadebat", "2026-05", name).number_of_nodes() == 0
+
+
+# --- the demo corpus, end to end ------------------------------------------------------------
+
+
+@pytest.fixture
+def demo_corpus(engine, tmp_path):
+    imports = tmp_path / "imports"
+    demo.seed(engine, imports)
+    for arena in ("rss_feeds", "file_import"):
+        outcome = collection.collect_arena(engine, design_slug=demo.DESIGN_SLUG, month=demo.DEMO_MONTH,
+                                           arena_name=arena, dagster_run_id="t", salt=DEMO_SALT,
+                                           import_dir=str(imports))
+        assert outcome.status == "completed"
+    return imports
+
+
+DEMO_SALT = "x" * 32
+SOFIE_ACCOUNTS = [("x_twitter", "sofie_kjaer_dk"), ("instagram", "sofiekjaer")]
+
+
+def test_demo_corpus_gives_non_trivial_networks_and_sofie_crosses_platforms_once_resolved(engine, demo_corpus):
+    corpus = stats.load_analysis_corpus(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH)
+    built = networks.build_networks(corpus)
+
+    assert built[networks.ACTOR_COOCCURRENCE].edges.height > 0
+    assert built[networks.TERM_COOCCURRENCE].edges.height > 0
+    assert built[networks.ACTOR_TERM].edges.height > 0
+    assert built[networks.CROSS_PLATFORM_ACTORS].edges.is_empty()  # her two accounts are two actors yet
+    labels = set(built[networks.ACTOR_TERM].nodes["label"])
+    assert demo.PUBLIC_FIGURE["name"] in labels  # the public figure is named...
+    assert not labels & {"Sofie Kjær", "Sofie Kjaer", "sofie_kjaer_dk"}  # ...nobody else is
+
+    sofie = str(make_actor(engine, "Sofie Kjær", SOFIE_ACCOUNTS))
+    resolved = networks.cross_platform_actors(stats.load_analysis_corpus(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH))
+
+    assert edges(resolved, "weight") == {
+        (frozenset((sofie, "platform:x_twitter")), 2), (frozenset((sofie, "platform:instagram")), 2)
+    }
+    node = resolved.nodes.filter(resolved.nodes["id"] == sofie).row(0, named=True)
+    assert node["platforms"] == ["instagram", "x_twitter"] and node["resolved"]
+    assert node["label"] == min(privacy.pseudonymise(p, u, DEMO_SALT.encode()) for p, u in SOFIE_ACCOUNTS)[:12]
+
+
+def _materialize(instance, db_url, **kwargs):
+    instance.add_dynamic_partitions(query_design_partitions.name, [demo.DESIGN_SLUG])
+    return dg.materialize(
+        [corpus_networks], instance=instance, partition_key=corpus_key(demo.DEMO_MONTH, demo.DESIGN_SLUG),
+        resources={"postgres": PostgresResource(database_url=db_url)}, **kwargs,
+    )
+
+
+def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors(
+    engine, db_url, demo_corpus, instance, analysis_dir
+):
+    result = _materialize(instance, db_url)
+
+    assert result.success
+    materialized = {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+                    for m in result.asset_materializations_for_node("corpus_networks")}
+    assert set(materialized) == set(ASSET_NAMES.values())
+    actor = materialized["actor_cooccurrence_network"]
+    assert actor["records"] == 73 and actor["nodes"] > 0 and actor["edges"] > 0 and 0 < actor["density"] <= 1
+    assert actor["actors_included"] == actor["actors_total"]
+    assert "| label | type | degree | weighted_degree | records |" in actor["top_nodes_by_degree"]
+    assert Path(actor["edges_path"]).is_file() and Path(actor["edges_path"]).parent == analysis_dir / "klimadebat" / MARCH
+    checks = {c.asset_key.to_user_string(): c for c in result.get_asset_check_evaluations()}
+    assert {k: c.passed for k, c in checks.items()} == {
+        "actor_cooccurrence_network": True, "term_cooccurrence_network": True, "actor_term_network": True,
+        "cross_platform_actor_network": False,
+    }
+    warning = checks["cross_platform_actor_network"]
+    assert warning.severity == dg.AssetCheckSeverity.WARN
+    assert "73 records but no cross_platform_actors edge" in warning.description
+
+    make_actor(engine, "Sofie Kjær", SOFIE_ACCOUNTS)
+    rerun = _materialize(instance, db_url, run_config={"ops": {"corpus_networks": {"config": {"max_links": 5}}}})
+    assert all(c.passed for c in rerun.get_asset_check_evaluations())
+    capped = next(m.metadata for m in rerun.asset_materializations_for_node("corpus_networks")
+                  if m.asset_key.to_user_string() == "actor_cooccurrence_network")
+    assert capped["max_links"].value == 5 and capped["links"].value <= 5
+    assert capped["actors_included"].value < capped["actors_total"].value
+
+
+def test_asset_descriptions_say_how_edges_are_built():
+    specs = {s.key.to_user_string(): s.description for s in corpus_networks.specs}
+    assert "weight = the number of distinct terms they share" in specs["actor_cooccurrence_network"]
+    assert "weight = the number of records matching both" in specs["term_cooccurrence_network"]
+    assert "weight = the actor's records matching the term" in specs["actor_term_network"]
+    assert "two or more platforms" in specs["cross_platform_actor_network"]
+    for description in specs.values():
+        assert "duplicate" in description and "never from a self-join" in description
