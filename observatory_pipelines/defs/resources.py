@@ -1,12 +1,14 @@
 """Resources shared by every domain."""
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
 from ..core import database, paths
+from ..core.errors import ObservatoryError
 from ..core.http import HttpClient
 
 #: Concurrency pool for assets that write to the content database.
@@ -30,6 +32,29 @@ class PostgresResource(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         return database.make_engine(self.url())
+
+
+@contextmanager
+def content_engine(postgres: PostgresResource) -> Iterator[sa.Engine]:
+    """The content database for one asset run, with failures turned into one-line ``dg.Failure``s.
+
+    Our own errors fail with their message, retried only when they say retrying can help
+    (``retryable``, e.g. a rate-limited arena): configuration, credits, a concurrent run cannot
+    change by retrying. An unreachable database names the host and is retried.
+    """
+    try:
+        url = postgres.url()
+    except ObservatoryError as err:
+        raise dg.Failure(description=str(err)) from None
+    engine = database.make_engine(url)
+    try:
+        yield engine
+    except ObservatoryError as err:
+        raise dg.Failure(description=str(err), allow_retries=getattr(err, "retryable", False)) from None
+    except sa.exc.OperationalError as err:
+        raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
+    finally:
+        engine.dispose()
 
 
 class CollectionResource(dg.ConfigurableResource):

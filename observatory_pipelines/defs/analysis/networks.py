@@ -1,13 +1,11 @@
 """The four network assets of one corpus, built together from one read of the corpus."""
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
-from ...core import database, networks, stats
-from ...core.errors import ObservatoryError
+from ...core import networks, stats
 from ..partitions import corpus_partitions
-from ..resources import PostgresResource
+from ..resources import PostgresResource, content_engine
 
 _COMMON = """
 
@@ -135,19 +133,8 @@ def _check(network: networks.Network) -> dg.AssetCheckResult:
 def corpus_networks(context: dg.AssetExecutionContext, config: NetworkConfig, postgres: PostgresResource):
     keys = context.partition_key.keys_by_dimension
     month, slug = keys["month"], keys["design"]
-    try:
-        url = postgres.url()
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err)) from None
-    engine = database.make_engine(url)
-    try:
+    with content_engine(postgres) as engine:
         corpus = stats.load_analysis_corpus(engine, slug, month)
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
-    except sa.exc.OperationalError as err:
-        raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
-    finally:
-        engine.dispose()
     for name, network in networks.build_networks(corpus, max_links=config.max_links).items():
         paths = networks.write_network(network, slug, month)
         context.log.info(f"{name}: {network.nodes.height} nodes, {network.edges.height} edges")

@@ -3,12 +3,10 @@
 import base64
 
 import dagster as dg
-import sqlalchemy as sa
 
-from ...core import analysis_store, database, stats
-from ...core.errors import ObservatoryError
+from ...core import analysis_store, stats
 from ..partitions import corpus_partitions
-from ..resources import PostgresResource
+from ..resources import PostgresResource, content_engine
 
 TOP_ROWS = 10
 
@@ -83,20 +81,9 @@ def _metadata(figures: stats.Statistics, chart_path, table_dir, chart_png: bytes
 def corpus_statistics(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension
     month, slug = keys["month"], keys["design"]
-    try:
-        url = postgres.url()
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err)) from None
-    engine = database.make_engine(url)
-    try:
+    with content_engine(postgres) as engine:
         figures = stats.build_statistics(engine, slug, month)
         partition_rows = stats.partition_row_count(engine, slug, month)
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
-    except sa.exc.OperationalError as err:
-        raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
-    finally:
-        engine.dispose()
     stats.write_statistics(figures, slug, month)
     chart_png = stats.volume_chart_png(figures, month)
     chart_path = analysis_store.write_image(slug, month, stats.VOLUME_CHART, chart_png)

@@ -1,15 +1,12 @@
 """One collection asset per registered arena, partitioned month × query design."""
 
 import dagster as dg
-import sqlalchemy as sa
 
-from ...core import collection, database
+from ...core import collection
 from ...core.arenas import registry
 from ...core.arenas.base import Arena
-from ...core.arenas.errors import ArenaError
-from ...core.errors import ObservatoryError
 from ..partitions import corpus_partitions
-from ..resources import CONTENT_DB_POOL, CollectionResource, PostgresResource
+from ..resources import CONTENT_DB_POOL, CollectionResource, PostgresResource, content_engine
 
 #: Our HTTP client already retries quickly; these are the slower retries for 429 storms and outages.
 DEFAULT_RETRY_POLICY = dg.RetryPolicy(
@@ -70,12 +67,7 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
         context: dg.AssetExecutionContext, postgres: PostgresResource, collector: CollectionResource
     ) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
-        try:
-            url = postgres.url()
-        except ObservatoryError as err:
-            raise dg.Failure(description=str(err)) from None
-        engine = database.make_engine(url)
-        try:
+        with content_engine(postgres) as engine:
             outcome = collection.collect_arena(
                 engine,
                 design_slug=keys["design"],
@@ -87,15 +79,6 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
                 http_factory=collector.http_client,
                 log=context.log.info,
             )
-        except ArenaError as err:
-            raise dg.Failure(description=str(err), allow_retries=err.retryable) from None
-        except ObservatoryError as err:
-            # Configuration, credits, salt, a concurrent run: retrying would not change the answer.
-            raise dg.Failure(description=str(err), allow_retries=False) from None
-        except sa.exc.OperationalError as err:
-            raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
-        finally:
-            engine.dispose()
         context.log.info(f"{arena_name}: {outcome.message}")
         return dg.MaterializeResult(metadata=outcome_metadata(outcome))
 

@@ -1,14 +1,12 @@
 """The dedup pass: one asset per corpus (month × query design), with its WARN check."""
 
 import dagster as dg
-import sqlalchemy as sa
 
-from ...core import database, dedup
+from ...core import dedup
 from ...core.arenas import registry
 from ...core.designs import load_design
-from ...core.errors import ObservatoryError
 from ..partitions import corpus_partitions
-from ..resources import CONTENT_DB_POOL, PostgresResource
+from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
 MARKED_AT_MOST_HALF = "dedup_marked_at_most_half"
 MAX_SHARE_MARKED = 0.5
@@ -56,21 +54,10 @@ Runs by itself after a collection of the corpus updates, also when another arena
 )
 def dedup_pass(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension
-    try:
-        url = postgres.url()
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err)) from None
-    engine = database.make_engine(url)
-    try:
+    with content_engine(postgres) as engine:
         with engine.connect() as conn:
             design = load_design(conn, keys["design"])
         result = dedup.run_dedup(engine, design.id, keys["month"])
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
-    except sa.exc.OperationalError as err:
-        raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
-    finally:
-        engine.dispose()
     context.log.info(
         f"{result.duplicates} of {result.records} records marked as duplicates in {result.groups} groups "
         f"({result.marked} rows written, {result.unmarked} unmarked)"

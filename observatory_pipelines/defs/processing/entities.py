@@ -2,18 +2,15 @@
 ``merge_actors`` and ``split_actors`` jobs a data engineer launches from the Launchpad."""
 
 import warnings
-from contextlib import contextmanager
-from typing import Iterator, List
+from typing import List
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
-from ...core import database, entities
+from ...core import entities
 from ...core.arenas import registry
-from ...core.errors import ObservatoryError
 from ..partitions import monthly_partitions
-from ..resources import CONTENT_DB_POOL, PostgresResource
+from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
 TOP_SUGGESTIONS = 25
 
@@ -51,25 +48,6 @@ with warnings.catch_warnings():
     MONTH_OF_CORPUS = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="month")
 
 
-@contextmanager
-def _content_engine(postgres: PostgresResource) -> Iterator[sa.Engine]:
-    """The content database; refusals and configuration problems fail the run in their one line,
-    without retries (retrying cannot change the answer)."""
-    try:
-        url = postgres.url()
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
-    engine = database.make_engine(url)
-    try:
-        yield engine
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
-    except sa.exc.OperationalError as err:
-        raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
-    finally:
-        engine.dispose()
-
-
 @dg.asset(
     name="actor_match_suggestions",
     group_name="processing",
@@ -86,7 +64,7 @@ def _content_engine(postgres: PostgresResource) -> Iterator[sa.Engine]:
 def actor_match_suggestions(
     context: dg.AssetExecutionContext, postgres: PostgresResource
 ) -> dg.MaterializeResult:
-    with _content_engine(postgres) as engine:
+    with content_engine(postgres) as engine:
         result = entities.suggest_matches(engine, context.partition_key)
     context.log.info(
         f"{context.partition_key}: {result.total} suggestions from {result.authors} authors "
@@ -125,7 +103,7 @@ class SplitConfig(dg.Config):
     "move presences and list memberships, keep their names as aliases, write the audit log.",
 )
 def merge_actors_op(context: dg.OpExecutionContext, config: MergeConfig, postgres: PostgresResource) -> dg.Output:
-    with _content_engine(postgres) as engine:
+    with content_engine(postgres) as engine:
         result = entities.merge_actors(
             engine, config.canonical_actor_id, config.duplicate_actor_ids, config.performed_by
         )
@@ -151,7 +129,7 @@ def merge_actors_op(context: dg.OpExecutionContext, config: MergeConfig, postgre
     "transaction; the new name becomes an alias of the original; write the audit log.",
 )
 def split_actor_op(context: dg.OpExecutionContext, config: SplitConfig, postgres: PostgresResource) -> dg.Output:
-    with _content_engine(postgres) as engine:
+    with content_engine(postgres) as engine:
         result = entities.split_actor(
             engine, config.actor_id, config.presence_ids, config.new_canonical_name, config.performed_by
         )
