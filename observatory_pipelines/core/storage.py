@@ -56,9 +56,10 @@ MAX_METADATA_BYTES = 2048
 _COPY_CHUNK = 1024 * 1024
 
 # A key segment starts with a letter, digit or underscore (so never "." or "..", nor a dot folder)
-# and continues with those or . = + -. \w admits Danish and other letters; NFC is required below so
-# that "ø" typed on two machines is one key, not two.
-_SEGMENT = re.compile(r"\w[\w.=+-]*")
+# and continues with those or . = + @ - (the "@" lets an owner's email name their exports' folder).
+# \w admits Danish and other letters; NFC is required below so that "ø" typed on two machines is
+# one key, not two.
+_SEGMENT = re.compile(r"\w[\w.=+@-]*")
 _METADATA_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 # S3's bucket naming rules; checked here because servers differ in how strictly they apply them.
@@ -113,7 +114,7 @@ def validate_key(key: str) -> str:
             raise ValueError(f"object key {key!r} has an empty segment ('//' or a trailing '/')")
         if not _SEGMENT.fullmatch(segment):
             raise ValueError(
-                f"object key {key!r} has segment {segment!r}: use letters, digits and _ . = + - "
+                f"object key {key!r} has segment {segment!r}: use letters, digits and _ . = + @ - "
                 "(not starting with . or -)"
             )
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
