@@ -246,6 +246,89 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_ui(argparse.Namespace(host=args.host, port=args.port))
 
 
+# --- exports ----------------------------------------------------------------------------------
+
+EXPORTS_HELP = (
+    "list and download corpus exports as the user named by --user or OBSERVATORY_USER. "
+    "This is authorization by the stated user, for operators acting for a researcher: a researcher "
+    "sees the exports of the query designs they own, an admin sees all; nobody is authenticated here."
+)
+
+
+def _exports_user(args: argparse.Namespace) -> str:
+    email = (args.user or os.environ.get("OBSERVATORY_USER", "")).strip()
+    if not email:
+        raise ObservatoryError("whose exports? pass --user EMAIL or set OBSERVATORY_USER")
+    return email
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # not reached
+
+
+def cmd_exports_list(args: argparse.Namespace) -> int:
+    from .core import export_access, storage
+
+    email = _exports_user(args)
+    store = storage.store_from_env()
+    engine = _migrated_engine()
+    try:
+        viewer = export_access.viewer_for(engine, email)
+        found = export_access.list_exports(engine, store, viewer)
+    finally:
+        engine.dispose()
+    if not found:
+        whose = "anyone" if viewer.is_admin else viewer.email
+        _print(f"no exports for {whose} yet; materialize a corpus's export assets in the Dagster UI "
+               "(or run: observatory run --month YYYY-MM --design SLUG)")
+        return 0
+    rows = [
+        (item.design, item.month, item.file.filename, "?" if item.rows is None else str(item.rows),
+         _human_size(item.size), item.last_modified.strftime("%Y-%m-%d %H:%M UTC"),
+         *((item.owner,) if viewer.is_admin else ()))
+        for item in found
+    ]
+    header = ("design", "month", "file", "rows", "size", "modified", *(("owner",) if viewer.is_admin else ()))
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    right = {3, 4}  # numbers line up on the right
+    for row in (header, *rows):
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        _print("  ".join(cells).rstrip())
+    return 0
+
+
+def cmd_exports_download(args: argparse.Namespace) -> int:
+    from .core import export_access, storage
+    from .core.export_layout import ExportFile
+
+    if args.format != "gexf" and (args.network or args.dynamic):
+        raise ObservatoryError("--network and --dynamic apply to --format gexf only")
+    file = ExportFile(
+        args.format,
+        network=(args.network or "actor_cooccurrence") if args.format == "gexf" else None,
+        dynamic=args.dynamic,
+    )
+    email = _exports_user(args)
+    store = storage.store_from_env()
+    engine = _migrated_engine()
+    try:
+        viewer = export_access.viewer_for(engine, email)
+        if args.link:
+            url = export_access.link(engine, store, viewer, args.design, args.month, file)
+            _print(url)
+            return 0
+        path = export_access.download(engine, store, viewer, args.design, args.month, file, args.to or os.getcwd())
+    finally:
+        engine.dispose()
+    _print(f"{path} ({_human_size(path.stat().st_size)}, checksum verified)")
+    return 0
+
+
 # --- ui ---------------------------------------------------------------------------------------
 
 
@@ -318,6 +401,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(sub, "ui", cmd_ui, "start the Dagster webserver and daemon on the project's instance")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
+
+    exports = sub.add_parser("exports", help="list and download corpus exports (as a stated user)",
+                             description=EXPORTS_HELP).add_subparsers(
+        dest="exports_command", metavar="ACTION", required=True
+    )
+    user_help = "act for this user (default: $OBSERVATORY_USER); authorization only, not a login"
+    p = add(exports, "list", cmd_exports_list, "list the exports the user may download")
+    p.description = EXPORTS_HELP
+    p.add_argument("--user", metavar="EMAIL", help=user_help)
+    p = add(exports, "download", cmd_exports_download, "download one export file, or print a link to it")
+    p.description = EXPORTS_HELP
+    p.add_argument("--design", required=True, metavar="SLUG", help="the query design's slug")
+    p.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM")
+    # Checked by the command, not by choices=: the names live in modules too slow to import for
+    # every other command.
+    p.add_argument("--format", required=True, metavar="FORMAT",
+                   help="csv, xlsx, ndjson or parquet (the content), gexf (a network) or manifest")
+    p.add_argument("--network", metavar="NAME",
+                   help="with --format gexf: which network (default actor_cooccurrence; "
+                   "actor_cooccurrence, term_cooccurrence, actor_term or cross_platform_actors)")
+    p.add_argument("--dynamic", action="store_true", help="with --format gexf: the dynamic (time-sliced) graph")
+    p.add_argument("--to", metavar="PATH", help="a folder (default: the current one) or a file path")
+    p.add_argument("--link", action="store_true",
+                   help="print a fresh download link (valid one hour) instead of downloading")
+    p.add_argument("--user", metavar="EMAIL", help=user_help)
     return parser
 
 

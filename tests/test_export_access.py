@@ -1,0 +1,352 @@
+"""Who may list and download which corpus exports, on both storage backends: a local folder and a
+real S3 server (SeaweedFS). Objects are put where the export assets put them, with the metadata
+they record."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from observatory_pipelines.core import export_access
+from observatory_pipelines.core.export_access import AccessRefused, ExportCorrupted, ExportMissing
+from observatory_pipelines.core.export_layout import (
+    MANIFEST,
+    ExportFile,
+    ExportMetadata,
+    content_file,
+    export_key,
+    owner_folder,
+)
+from observatory_pipelines.core.storage import LocalObjectStore, S3ObjectStore
+from tests.factories import make_design
+
+CSV = content_file("csv")
+PARQUET = content_file("parquet")
+XLSX = content_file("xlsx")
+ACTORS_GEXF = ExportFile("gexf", "actor_cooccurrence")
+
+KLIMA_CSV = (
+    "id,tekst,aktør\n"
+    "1,Grøn omstilling på Ærø kræver flere vindmøller,Søren Ørsted\n"
+    "2,CO2-afgiften rammer landbruget i Sønderjylland,Karen Blixen\n"
+).encode()
+KLIMA_APRIL_CSV = "id,tekst,aktør\n1,Åbent samråd om klimaloven,Æbelø Lokalråd\n".encode()
+VIND_CSV = "id,tekst,aktør\n1,Havvindmøller ved Bornholm,Østkraft\n".encode()
+GEXF = '<?xml version="1.0" encoding="UTF-8"?><gexf><graph><nodes><node id="0" label="Søren Ørsted"/></nodes></graph></gexf>'.encode()
+MANIFEST_JSON = '{"design": "klimadebat", "month": "2026-03", "note": "æøå"}'.encode()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "objects")
+    server = request.getfixturevalue("s3_server")
+    return S3ObjectStore(server.endpoint, server.access_key, server.secret_key, bucket=f"test-{uuid.uuid4().hex[:12]}")
+
+
+@dataclass(frozen=True)
+class People:
+    karen: uuid.UUID  # researcher: owns klimadebat and groen-omstilling
+    soeren: uuid.UUID  # researcher whose address cannot be a folder name: owns vindmoeller
+    admin: uuid.UUID
+    karen_folder: str
+    soeren_folder: str
+
+
+KAREN = "karen.blixen@ku.dk"
+SOEREN = "søren.ørsted@au.dk"
+ADMIN = "admin@observatoriet.dk"
+INACTIVE = "tidligere.forsker@ku.dk"
+FORMER_OWNER_FOLDER = "tidligere.ejer@ku.dk"
+
+
+def _owner_of(engine, design_id) -> uuid.UUID:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT owner_id FROM query_designs WHERE id = :d"), {"d": design_id}).scalar_one()
+
+
+def seed_people(engine) -> People:
+    """Two researchers, an admin and a deactivated account, with three designs."""
+    klima = make_design(engine, slug="klimadebat")
+    groen = make_design(engine, slug="groen-omstilling")
+    vind = make_design(engine, slug="vindmoeller", terms=("havvind", "vindmøller"))
+    karen, soeren = _owner_of(engine, klima), _owner_of(engine, vind)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Karen Blixen' WHERE id = :u"),
+                     {"e": KAREN, "u": karen})
+        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Søren Ørsted' WHERE id = :u"),
+                     {"e": SOEREN, "u": soeren})
+        conn.execute(sa.text("UPDATE query_designs SET owner_id = :u WHERE id = :d"), {"u": karen, "d": groen})
+        admin = conn.execute(
+            sa.text("INSERT INTO users (email, display_name, role) VALUES (:e, 'Åse Admin', 'admin') RETURNING id"),
+            {"e": ADMIN},
+        ).scalar_one()
+        conn.execute(sa.text("INSERT INTO users (email, is_active) VALUES (:e, false)"), {"e": INACTIVE})
+    return People(karen, soeren, admin, owner_folder(KAREN, karen), owner_folder(SOEREN, soeren))
+
+
+def put_export(store, owner: str, slug: str, month: str, file: ExportFile, data: bytes, rows: int,
+               metadata: dict | None = None):
+    recorded = ExportMetadata(sha256=hashlib.sha256(data).hexdigest(), rows=rows).to_object_metadata()
+    return store.put_stream(
+        export_key(owner, slug, month, file), io.BytesIO(data), len(data), file.content_type,
+        recorded if metadata is None else metadata,
+    )
+
+
+def seed_exports(store, people: People) -> None:
+    put_export(store, people.karen_folder, "klimadebat", "2026-03", CSV, KLIMA_CSV, 2)
+    put_export(store, people.karen_folder, "klimadebat", "2026-03", MANIFEST, MANIFEST_JSON, 0)
+    put_export(store, people.karen_folder, "klimadebat", "2026-03", ACTORS_GEXF, GEXF, 1)
+    put_export(store, people.karen_folder, "klimadebat", "2026-04", CSV, KLIMA_APRIL_CSV, 1)
+    put_export(store, people.karen_folder, "groen-omstilling", "2026-03", PARQUET, b"PAR1\x00\x01PAR1", 0)
+    put_export(store, people.soeren_folder, "vindmoeller", "2026-03", CSV, VIND_CSV, 1)
+    # Left behind by klimadebat's former owner: the design is Karen's now, the folder is not.
+    put_export(store, FORMER_OWNER_FOLDER, "klimadebat", "2026-02", CSV, KLIMA_CSV, 2)
+    # Objects no export writes: a note beside the exports, and a database backup.
+    store.put_stream(f"exports/{people.karen_folder}/klimadebat/2026-03/noter.txt", io.BytesIO(b"note"), 4)
+    store.put_stream("postgres/2026/03/01/observatory.sql.gz", io.BytesIO(b"\x1f\x8b"), 2)
+
+
+@pytest.fixture
+def people(engine) -> People:
+    return seed_people(engine)
+
+
+@pytest.fixture
+def seeded(engine, store, people) -> People:
+    seed_exports(store, people)
+    return people
+
+
+def _viewer(engine, email):
+    return export_access.viewer_for(engine, email)
+
+
+def _refusal(call) -> str:
+    with pytest.raises(AccessRefused) as refused:
+        call()
+    message = str(refused.value)
+    assert "\n" not in message
+    return message
+
+
+# --- who is asking -----------------------------------------------------------------------------
+
+
+def test_viewer_is_found_by_address_in_any_case(engine, people):
+    karen = _viewer(engine, "  Karen.Blixen@KU.dk ")
+    assert (karen.user_id, karen.email, karen.is_admin) == (people.karen, KAREN, False)
+    assert karen.folder == KAREN
+    soeren = _viewer(engine, SOEREN)
+    assert soeren.folder == f"user-{people.soeren}"  # "ø" cannot be a folder name
+    assert _viewer(engine, ADMIN).is_admin
+
+
+def test_unknown_and_deactivated_users_are_refused_alike(engine, people):
+    unknown = _refusal(lambda: _viewer(engine, "ukendt@ku.dk"))
+    inactive = _refusal(lambda: _viewer(engine, INACTIVE))
+    assert "ask an admin" in unknown
+    assert unknown.replace("ukendt@ku.dk", INACTIVE) == inactive
+    assert "ask an admin" in _refusal(lambda: _viewer(engine, ""))
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+def test_researcher_lists_only_their_own_designs(engine, store, seeded, monkeypatch):
+    listed_prefixes = []
+    real_list = store.list
+    monkeypatch.setattr(store, "list", lambda prefix="": listed_prefixes.append(prefix) or real_list(prefix))
+
+    found = export_access.list_exports(engine, store, _viewer(engine, KAREN))
+
+    assert [(e.design, e.month, e.file.filename) for e in found] == [
+        ("groen-omstilling", "2026-03", "content.parquet"),
+        ("klimadebat", "2026-03", "content.csv"),
+        ("klimadebat", "2026-03", "actor_cooccurrence.gexf"),
+        ("klimadebat", "2026-03", "manifest.json"),
+        ("klimadebat", "2026-04", "content.csv"),
+    ]
+    csv = found[1]
+    assert (csv.owner, csv.size, csv.rows, csv.sha256) == (KAREN, len(KLIMA_CSV), 2, hashlib.sha256(KLIMA_CSV).hexdigest())
+    assert csv.key == f"exports/{KAREN}/klimadebat/2026-03/content.csv"
+    assert csv.last_modified.tzinfo is not None
+    # Other owners' folders are never even listed, not merely filtered out.
+    assert listed_prefixes and all(p.startswith(f"exports/{KAREN}/") for p in listed_prefixes)
+
+    soeren = export_access.list_exports(engine, store, _viewer(engine, SOEREN))
+    assert [(e.design, e.owner, e.rows) for e in soeren] == [("vindmoeller", f"user-{seeded.soeren}", 1)]
+
+
+def test_admin_lists_every_export_and_nothing_else(engine, store, seeded):
+    found = export_access.list_exports(engine, store, _viewer(engine, ADMIN))
+
+    assert [(e.design, e.month, e.file.filename, e.owner) for e in found] == [
+        ("groen-omstilling", "2026-03", "content.parquet", KAREN),
+        ("klimadebat", "2026-02", "content.csv", FORMER_OWNER_FOLDER),
+        ("klimadebat", "2026-03", "content.csv", KAREN),
+        ("klimadebat", "2026-03", "actor_cooccurrence.gexf", KAREN),
+        ("klimadebat", "2026-03", "manifest.json", KAREN),
+        ("klimadebat", "2026-04", "content.csv", KAREN),
+        ("vindmoeller", "2026-03", "content.csv", f"user-{seeded.soeren}"),
+    ]
+
+
+def test_nothing_to_list(engine, store, people):
+    assert export_access.list_exports(engine, store, _viewer(engine, KAREN)) == []
+    assert export_access.list_exports(engine, store, _viewer(engine, ADMIN)) == []
+
+
+def test_an_object_without_export_metadata_is_listed_without_rows(engine, store, seeded):
+    # Copied into place by hand: listed (it is there) but with nothing vouching for it.
+    put_export(store, KAREN, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
+    found = {e.file: e for e in export_access.list_exports(engine, store, _viewer(engine, KAREN)) if e.month == "2026-04"}
+    assert (found[XLSX].rows, found[XLSX].sha256) == (None, None)
+    assert found[CSV].rows == 1
+
+
+# --- refusals and missing exports --------------------------------------------------------------
+
+
+def test_someone_elses_design_and_no_design_are_refused_identically(engine, store, seeded):
+    soeren = _viewer(engine, SOEREN)
+    # Klimadebat is Karen's and its March CSV exists; the April parquet does not.
+    for month, file in (("2026-03", CSV), ("2026-04", PARQUET)):
+        others = _refusal(lambda: export_access.locate(engine, store, soeren, "klimadebat", month, file))
+        download = _refusal(lambda: export_access.download(engine, store, soeren, "klimadebat", month, file, "."))
+        link = _refusal(lambda: export_access.link(engine, store, soeren, "klimadebat", month, file))
+        assert others == download == link
+    assert "observatory exports list" in others
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE query_designs SET slug = 'klimadebat-arkiv' WHERE slug = 'klimadebat'"))
+    nonexistent = _refusal(lambda: export_access.locate(engine, store, soeren, "klimadebat", "2026-03", CSV))
+    assert nonexistent.encode() == others.encode()
+
+
+def test_a_slug_that_cannot_exist_is_refused_like_any_other(engine, store, seeded):
+    karen = _viewer(engine, KAREN)
+    message = _refusal(lambda: export_access.locate(engine, store, karen, "../søren", "2026-03", CSV))
+    assert message.startswith("no query design '../søren' of yours;")
+
+
+def test_missing_export_names_the_asset_and_partition(engine, store, seeded):
+    karen = _viewer(engine, KAREN)
+    with pytest.raises(ExportMissing) as missing:
+        export_access.locate(engine, store, karen, "klimadebat", "2026-05", CSV)
+    assert str(missing.value) == (
+        "no content.csv export of 'klimadebat' for 2026-05 yet: materialize export_csv for partition "
+        "klimadebat|2026-05 in the Dagster UI (or run: observatory run --month 2026-05 --design klimadebat)"
+    )
+    dynamic = ExportFile("gexf", "term_cooccurrence", dynamic=True)
+    with pytest.raises(ExportMissing, match=r"term_cooccurrence\.dynamic\.gexf .* export_gexf .* klimadebat\|2026-03"):
+        export_access.download(engine, store, karen, "klimadebat", "2026-03", dynamic, ".")
+
+
+def test_the_partition_named_is_the_one_dagster_shows():
+    from observatory_pipelines.defs.partitions import corpus_key
+
+    assert str(corpus_key("2026-03", "klimadebat")) == "klimadebat|2026-03"
+
+
+def test_admin_finds_a_researchers_export_in_the_owners_folder(engine, store, seeded):
+    admin = _viewer(engine, ADMIN)
+    found = export_access.locate(engine, store, admin, "vindmoeller", "2026-03", CSV)
+    assert found.key == f"exports/user-{seeded.soeren}/vindmoeller/2026-03/content.csv"
+    assert ExportMetadata.from_object_metadata(found.metadata).rows == 1
+    with pytest.raises(ExportMissing):
+        export_access.locate(engine, store, admin, "vindmoeller", "2026-04", CSV)
+    # An admin may learn a design does not exist; the message says so without "of yours".
+    assert _refusal(lambda: export_access.locate(engine, store, admin, "findes-ikke", "2026-03", CSV)).startswith(
+        "no query design 'findes-ikke';"
+    )
+
+
+# --- downloads and links -----------------------------------------------------------------------
+
+
+def test_download_into_a_folder_or_to_a_path(engine, store, seeded, tmp_path):
+    karen = _viewer(engine, KAREN)
+    folder = tmp_path / "hentet"
+    folder.mkdir()
+
+    saved = export_access.download(engine, store, karen, "klimadebat", "2026-03", CSV, folder)
+    assert saved == folder / "content.csv"
+    assert saved.read_bytes() == KLIMA_CSV
+
+    named = export_access.download(engine, store, karen, "klimadebat", "2026-03", ACTORS_GEXF, folder / "aktører.gexf")
+    assert named.read_bytes() == GEXF
+    assert sorted(p.name for p in folder.iterdir()) == ["aktører.gexf", "content.csv"]  # no temp files left
+
+    admin = export_access.download(engine, store, _viewer(engine, ADMIN), "vindmoeller", "2026-03", CSV,
+                                   folder / "vind.csv")
+    assert admin.read_bytes() == VIND_CSV
+
+
+def test_download_into_a_missing_folder_is_refused(engine, store, seeded, tmp_path):
+    karen = _viewer(engine, KAREN)
+    with pytest.raises(export_access.ObservatoryError, match="does not exist"):
+        export_access.download(engine, store, karen, "klimadebat", "2026-03", CSV, tmp_path / "nej" / "x.csv")
+
+
+def test_a_tampered_export_is_refused_and_leaves_no_file(engine, store, seeded, tmp_path):
+    karen = _viewer(engine, KAREN)
+    original = store.stat(export_key(KAREN, "klimadebat", "2026-03", CSV))
+    tampered = KLIMA_CSV.replace("Ærø".encode(), "Fanø".encode())
+    put_export(store, KAREN, "klimadebat", "2026-03", CSV, tampered, 2, metadata=dict(original.metadata))
+    folder = tmp_path / "hentet"
+    folder.mkdir()
+    (folder / "earlier.csv").write_bytes(b"an earlier download")
+
+    with pytest.raises(ExportCorrupted) as corrupted:
+        export_access.download(engine, store, karen, "klimadebat", "2026-03", CSV, folder)
+    assert str(corrupted.value) == (
+        f"download of exports/{KAREN}/klimadebat/2026-03/content.csv was corrupted (checksum mismatch); try again"
+    )
+    with pytest.raises(ExportCorrupted):
+        export_access.download(engine, store, karen, "klimadebat", "2026-03", CSV, folder / "earlier.csv")
+    assert [p.name for p in folder.iterdir()] == ["earlier.csv"]
+    assert (folder / "earlier.csv").read_bytes() == b"an earlier download"
+
+
+def test_an_export_without_a_recorded_checksum_is_not_downloaded(engine, store, seeded, tmp_path):
+    put_export(store, KAREN, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
+    folder = tmp_path / "hentet"
+    folder.mkdir()
+    with pytest.raises(ExportCorrupted, match="no recorded checksum.*export_xlsx.*klimadebat\\|2026-04"):
+        export_access.download(engine, store, _viewer(engine, KAREN), "klimadebat", "2026-04", XLSX, folder)
+    assert list(folder.iterdir()) == []
+
+
+def test_link_fetches_the_same_bytes(engine, store, seeded):
+    url = export_access.link(engine, store, _viewer(engine, KAREN), "klimadebat", "2026-03", CSV)
+    if isinstance(store, S3ObjectStore):
+        assert url.startswith("http://") and "X-Amz-Signature=" in url
+        assert "X-Amz-Expires=3600" in url
+    else:
+        assert url.startswith("file:///")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == KLIMA_CSV
+
+    admin_url = export_access.link(engine, store, _viewer(engine, ADMIN), "vindmoeller", "2026-03", CSV,
+                                   expires=timedelta(minutes=5))
+    with urllib.request.urlopen(admin_url, timeout=10) as response:
+        assert response.read() == VIND_CSV
+
+
+def test_link_to_a_missing_export_names_the_asset(engine, store, seeded):
+    with pytest.raises(ExportMissing, match="export_manifest"):
+        export_access.link(engine, store, _viewer(engine, KAREN), "klimadebat", "2026-04", MANIFEST)
+
+
+def test_link_lifetime_is_bounded(engine, store, seeded):
+    with pytest.raises(ValueError, match="1 second"):
+        export_access.link(engine, store, _viewer(engine, KAREN), "klimadebat", "2026-03", CSV, expires=timedelta(days=1))
