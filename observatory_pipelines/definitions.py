@@ -7,6 +7,7 @@ import dagster as dg
 
 from .defs.analysis import networks, statistics
 from .defs.collection import definitions as collection
+from .defs.exports import assets as exports
 from .defs.maintenance import partitions as maintenance_partitions
 from .defs.processing import dedup, entities
 from .defs.resources import CollectionResource, PostgresResource
@@ -18,6 +19,7 @@ defs = dg.Definitions.merge(
     entities.defs,
     statistics.defs,
     networks.defs,
+    exports.defs,
     maintenance_partitions.defs,
     dg.Definitions(
         resources={

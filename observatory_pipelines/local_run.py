@@ -44,7 +44,7 @@ def project_instance(content_url: str) -> dg.DagsterInstance:
 
 
 #: Run one after another, so a failed arena never keeps the rest of the corpus from updating.
-STAGES: tuple[tuple[str, ...], ...] = (("collection",), ("processing", "analysis"))
+STAGES: tuple[tuple[str, ...], ...] = (("collection",), ("processing", "analysis", "exports"))
 
 
 def _group(asset: dg.AssetsDefinition) -> str:

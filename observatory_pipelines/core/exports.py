@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from . import export_layout, months
 from .errors import ConfigError
 from .export_layout import ExportFile, ExportMetadata
+from .networks import NETWORKS
 from .storage import ObjectStore, StoredObject
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -478,3 +479,31 @@ def export_content(
     with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
         written = WRITERS[fmt](engine, corpus, Path(folder) / file.filename, options)
         return store_file(store, corpus, file, written, options)
+
+
+def export_networks(engine: sa.Engine, store: ObjectStore, slug: str, month: str) -> list[StoredExport]:
+    """Write each stored network of a corpus as GEXF 1.3, static and dynamic, and store them."""
+    from . import gexf
+
+    corpus = corpus_ref(engine, slug, month)
+    stored = []
+    with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
+        for name in NETWORKS:
+            try:
+                network = gexf.read_network(slug, month, name)
+            except FileNotFoundError:
+                raise ConfigError(
+                    f"the {name} network of '{slug}' {month} has not been built: materialize the analysis "
+                    "assets (corpus_networks) for that partition first"
+                ) from None
+            for file in (ExportFile("gexf", name, False), ExportFile("gexf", name, True)):
+                path = Path(folder) / file.filename
+                summary = gexf.write_gexf(
+                    network, path, dynamic=file.dynamic,
+                    description=f"{name} network of query design '{slug}', {month}",
+                )
+                written = WrittenFile(path=path, rows=summary.edges, size=summary.size, sha256=sha256_of(path),
+                                      details={"nodes": summary.nodes, "edges": summary.edges})
+                stored.append(store_file(store, corpus, file, written, ExportOptions()))
+                path.unlink()
+    return stored

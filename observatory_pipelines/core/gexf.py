@@ -16,13 +16,16 @@ of the edge table, in the tables' order.
   safe), and networkx, which keeps liststring values as text, gives it back to ``json.loads``.
 - The dynamic variant (``mode="dynamic" timeformat="date"``) adds time for Gephi's timeline: a
   node lives from ``first_seen`` to ``last_seen`` (its ``start`` and ``end``), an edge on each
-  of its ``days`` (one ``<spell start=day end=day>`` per day). The attributes stay static.
+  of its ``days`` (one ``<spell start=day end=day>`` per day). The attributes stay static. Gephi
+  shows an edge only while both its nodes live, so an actor_cooccurrence edge is hidden on a day
+  of its ``days`` that lies outside one actor's own first and last record.
 - ``<meta lastmodifieddate>`` holds the writing date (UTC), a creator and a description.
 
-The file is UTF-8. Characters XML cannot carry (control characters other than tab and line
-breaks) are dropped; lxml escapes the rest. Elements are streamed from slices of the frames, so
-the document is never whole in memory, into a temporary file beside the target that replaces it
-only once complete: a failed write leaves the previous file, or none.
+The file is UTF-8, one line per node and per edge. Characters XML cannot carry (control
+characters other than tab and line breaks) are dropped and markup characters escaped. Lines are
+written as they are made from slices of the frames, so the document is never whole in memory,
+into a temporary file beside the target that replaces it only once complete: a failed write
+leaves the previous file, or none.
 """
 
 from __future__ import annotations
@@ -47,15 +50,18 @@ _SLICE_ROWS = 10_000
 # What XML 1.0 allows (https://www.w3.org/TR/xml/#charsets); a parser refuses anything else.
 _XML_ILLEGAL = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # Every value is written as an attribute: tabs and line breaks as references, or a parser would
-# turn them into spaces.
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
-                          "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
+# turn them into spaces. Characters XML cannot carry are dropped.
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
+_ESCAPES = str.maketrans(_ENTITIES)
+_SPECIAL = re.compile(f"[{''.join(_ENTITIES)}]|{_XML_ILLEGAL.pattern}")
 # The summary columns Network.summary() always writes; the rest of the row is Network.info.
 _SUMMARY_FIGURES = ("network", "records", "nodes", "edges", "density")
 
 
 @dataclass(frozen=True)
 class GexfSummary:
+    """What ``write_gexf`` wrote."""
+
     path: Path
     nodes: int
     edges: int
@@ -65,7 +71,8 @@ class GexfSummary:
 
 
 def _text(value: str) -> str:
-    return _XML_ILLEGAL.sub("", value).translate(_ESCAPES)
+    # Most values (numbers, dates, ids) need nothing: one scan tells.
+    return _XML_ILLEGAL.sub("", value).translate(_ESCAPES) if _SPECIAL.search(value) else value
 
 
 def _tag(name: str, attrib: dict[str, str], end: str = "/>") -> str:
@@ -122,7 +129,7 @@ def _attvalues(row: dict, attributes: dict[str, tuple[str, Callable]]) -> str:
 
 
 def _document(network: networks.Network, dynamic: bool, description: str) -> Iterator[str]:
-    """The file, a piece at a time: one line per node and per edge."""
+    """The file, a line at a time."""
     node_attributes = _attributes(network.nodes, ("id", "label"))
     edge_attributes = _attributes(network.edges, ("source", "target", "weight"))
     graph = {"defaultedgetype": "undirected", "mode": "dynamic" if dynamic else "static"}
@@ -165,9 +172,9 @@ def write_gexf(network: networks.Network, path: str | os.PathLike, *, dynamic: b
         f"{network.name}: {network.nodes.height} nodes, {network.edges.height} edges, "
         f"from {network.records} records"
     )
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     has_days = dynamic and "days" in network.edges.columns
     spells = int(network.edges["days"].list.len().sum() or 0) if has_days else 0
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with open(handle, "w", encoding="utf-8", newline="\n") as out:
             out.writelines(_document(network, dynamic, description))

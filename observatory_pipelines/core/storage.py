@@ -77,6 +77,8 @@ class ObjectNotFound(StorageError):
 class StorageUnavailable(StorageError):
     """The object store cannot be reached."""
 
+    retryable = True  # an outage passes; a retry of the run may well succeed
+
 
 class CredentialsRefused(StorageError):
     """The S3 server refused the access key or secret."""

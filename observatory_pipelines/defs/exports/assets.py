@@ -1,0 +1,183 @@
+"""Export assets: the files researchers download, per corpus (query design × month).
+
+Each asset writes its files to the object store under
+``exports/{owner}/{design}/{YYYY-MM}/`` and shows the object's URI, size, rows, checksum and a
+presigned download link (valid an hour) in its metadata. ``export_manifest`` runs last and
+describes them all.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+from pydantic import Field
+
+from ...core import export_layout, exports, manifest
+from ...core.exports import ExportOptions, StoredExport
+from ...core.storage import ObjectStore, StorageError
+from ..analysis.networks import asset_key as network_asset_key
+from ..partitions import corpus_partitions
+from ..resources import PostgresResource, content_engine
+from ..storage import StorageResource
+
+GROUP = "exports"
+LINK_LIFETIME = timedelta(hours=1)
+
+_COMMON = """
+
+Stored at exports/{{owner}}/{{design}}/{{YYYY-MM}}/{filename} in the object store (MinIO/S3 when
+MINIO_ENDPOINT is set, else .observatory/objects/), with its SHA-256, row count and options as object
+metadata. Researchers fetch it with `observatory exports download --design SLUG --month YYYY-MM
+--format {fmt}`, or the presigned link below (valid one hour)."""
+
+_CONTENT_DESCRIPTIONS = {
+    "csv": "The corpus as CSV: UTF-8 with a byte-order mark, a header row, RFC 4180 quoting; written by "
+    "PostgreSQL's COPY. Times ISO 8601 UTC; search_terms_matched a JSON array.",
+    "xlsx": "The corpus as an Excel workbook: bold, frozen, filterable header, set column widths, published_at "
+    "as a date-time in UTC. Over 1,048,575 records it continues on sheets 'content (2)', 'content (3)', ... "
+    "Cells are cut at Excel's 32,767 characters (counted in cells_truncated; other formats keep the text whole).",
+    "ndjson": "The corpus as NDJSON: one JSON object per line, UUIDs and times as strings, counts as numbers, "
+    "search_terms_matched an array.",
+    "parquet": "The corpus as Parquet (zstd): published_at timestamp[us, UTC], counts int64, "
+    "search_terms_matched list<string>.",
+}
+
+_COLUMNS_NOTE = (
+    "\n\nColumns: " + ", ".join(c.name for c in exports.COLUMNS) + ". Records marked as duplicates by the "
+    "dedup pass are left out unless include_duplicates (then a duplicate_of column is added); raw_metadata "
+    "is added with include_raw_metadata."
+)
+
+
+class ExportConfig(dg.Config):
+    include_duplicates: bool = Field(
+        default=False, description="Keep records the dedup pass marked as duplicates (adds a duplicate_of column)."
+    )
+    include_raw_metadata: bool = Field(
+        default=False, description="Add each record's raw_metadata (the platform's own fields) as JSON text."
+    )
+
+    def options(self) -> ExportOptions:
+        return ExportOptions(include_duplicates=self.include_duplicates, include_raw_metadata=self.include_raw_metadata)
+
+
+def _link(store: ObjectStore, key: str, log) -> dict:
+    """A download link, if the store can make one: a missing link must not fail an export."""
+    try:
+        return {"download_link": dg.MetadataValue.url(store.url(key, LINK_LIFETIME))}
+    except (StorageError, ValueError) as err:
+        log.warning(f"no download link for {key}: {err}")
+        return {}
+
+
+def _file_metadata(stored: StoredExport) -> dict:
+    return {
+        "uri": dg.MetadataValue.text(stored.uri),
+        "size_bytes": dg.MetadataValue.int(stored.file.size),
+        "rows": dg.MetadataValue.int(stored.file.rows),
+        "sha256": dg.MetadataValue.text(stored.file.sha256),
+        **{name: dg.MetadataValue.int(value) for name, value in stored.file.details.items()},
+    }
+
+
+def _corpus(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    keys = context.partition_key.keys_by_dimension
+    return keys["design"], keys["month"]
+
+
+def _content_export(fmt: str) -> dg.AssetsDefinition:
+    file = export_layout.content_file(fmt)
+
+    @dg.asset(
+        name=file.asset_name,
+        group_name=GROUP,
+        partitions_def=corpus_partitions,
+        deps=[dg.AssetKey("dedup_pass")],
+        automation_condition=dg.AutomationCondition.eager(),
+        kinds={fmt, "s3"},
+        description=_CONTENT_DESCRIPTIONS[fmt] + _COLUMNS_NOTE + _COMMON.format(filename=file.filename, fmt=fmt),
+    )
+    def content_export(
+        context: dg.AssetExecutionContext, config: ExportConfig, postgres: PostgresResource, storage: StorageResource
+    ) -> dg.MaterializeResult:
+        slug, month = _corpus(context)
+        with content_engine(postgres) as engine:
+            store = storage.store()
+            stored = exports.export_content(engine, store, slug, month, fmt, config.options())
+            link = _link(store, stored.key, context.log)
+        context.log.info(f"{slug} {month}: {stored.file.rows} records → {stored.uri} ({stored.file.size} bytes)")
+        return dg.MaterializeResult(metadata={**_file_metadata(stored), **link,
+                                              "include_duplicates": config.include_duplicates,
+                                              "include_raw_metadata": config.include_raw_metadata})
+
+    return content_export
+
+
+content_exports = [_content_export(fmt) for fmt in export_layout.CONTENT_FORMATS]
+
+
+@dg.asset(
+    name=export_layout.ASSET_NAMES["gexf"],
+    group_name=GROUP,
+    partitions_def=corpus_partitions,
+    deps=[network_asset_key(name) for name in export_layout.NETWORKS],
+    automation_condition=dg.AutomationCondition.eager(),
+    kinds={"gexf", "s3"},
+    description="The corpus's four networks (actor co-occurrence, term co-occurrence, bipartite actor–term, "
+    "cross-platform actors; see each network asset for how nodes and edges are made) as GEXF 1.3 files for "
+    "Gephi, valid against the GEXF 1.3 schema: <network>.gexf (static, with node and edge attributes) and "
+    "<network>.dynamic.gexf (each edge active on the days its records were published, one spell per day, "
+    "for Gephi's timeline)."
+    + _COMMON.format(filename="<network>.gexf and <network>.dynamic.gexf", fmt="gexf --network NAME [--dynamic]"),
+)
+def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, storage: StorageResource):
+    slug, month = _corpus(context)
+    with content_engine(postgres) as engine:
+        store = storage.store()
+        stored = exports.export_networks(engine, store, slug, month)
+        first_link = _link(store, stored[0].key, context.log)
+    table = "| file | nodes | edges | bytes |\n|---|---:|---:|---:|\n" + "\n".join(
+        f"| {s.key.rsplit('/', 1)[1]} | {s.file.details['nodes']} | {s.file.details['edges']} | {s.file.size} |"
+        for s in stored
+    )
+    return dg.MaterializeResult(metadata={
+        "files": dg.MetadataValue.md(table),
+        "uri": dg.MetadataValue.text(stored[0].uri.rsplit("/", 1)[0] + "/"),
+        "size_bytes": dg.MetadataValue.int(sum(s.file.size for s in stored)),
+        **first_link,
+    })
+
+
+@dg.asset(
+    name=export_layout.ASSET_NAMES["manifest"],
+    group_name=GROUP,
+    partitions_def=corpus_partitions,
+    deps=[*(a.key for a in content_exports), dg.AssetKey(export_layout.ASSET_NAMES["gexf"])],
+    automation_condition=dg.AutomationCondition.eager(),
+    kinds={"json", "s3"},
+    description="manifest.json: what the corpus's exports are, for citing exactly what was analysed: the query "
+    "design (search terms, actor lists, arenas with tiers and options), the month, the collection runs and "
+    "tasks behind it, record counts, each file's size, rows, SHA-256 and options (read back from the object "
+    "store), the column schema, the schema version and the software and PostgreSQL versions."
+    + _COMMON.format(filename="manifest.json", fmt="manifest"),
+)
+def export_manifest(context: dg.AssetExecutionContext, postgres: PostgresResource, storage: StorageResource):
+    slug, month = _corpus(context)
+    with content_engine(postgres) as engine:
+        store = storage.store()
+        stored, document = manifest.export_manifest(engine, store, slug, month)
+        link = _link(store, stored.key, context.log)
+    files = "| file | rows | bytes | sha256 |\n|---|---:|---:|---|\n" + "\n".join(
+        f"| {f['name']} | {f['rows']} | {f['size']} | `{f['sha256'][:16]}…` |" for f in document["files"]
+    )
+    return dg.MaterializeResult(metadata={
+        "uri": dg.MetadataValue.text(stored.uri),
+        "size_bytes": dg.MetadataValue.int(stored.file.size),
+        "files": dg.MetadataValue.md(files),
+        "records": dg.MetadataValue.int(document["records"]["without_duplicates"]),
+        "collection_runs": dg.MetadataValue.int(len(document["collection_runs"])),
+        "schema_version": dg.MetadataValue.text(document["schema_version"]),
+        **link,
+    })
+
+
+defs = dg.Definitions(assets=[*content_exports, export_gexf, export_manifest])
