@@ -200,10 +200,12 @@ def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -
     from . import local_run
     from .definitions import defs
     from .defs.resources import CollectionResource, PostgresResource
+    from .defs.storage import StorageResource
 
     url = database.resolve_url()
     instance = local_run.project_instance(url)
-    resources = {"postgres": PostgresResource(database_url=url), "collector": CollectionResource(salt=salt)}
+    resources = {"postgres": PostgresResource(database_url=url), "collector": CollectionResource(salt=salt),
+                 "storage": StorageResource()}
     report = local_run.materialize_corpus(month, design, instance=instance, defs=defs, resources=resources, arenas=arenas)
     _print_report(report)
     if report.failed:
@@ -237,6 +239,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     salt = demo.demo_salt(paths.state_dir())
     _print(f"demo design '{demo.DESIGN_SLUG}' ready; import files in {seeded.import_folder}")
     status = _run_corpus(args.month, demo.DESIGN_SLUG, salt=salt)
+    _print_demo_exports(demo.DEMO_EMAIL, demo.DESIGN_SLUG, args.month)
     if args.no_ui:
         return status
     _print("")
@@ -246,12 +249,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_ui(argparse.Namespace(host=args.host, port=args.port))
 
 
+def _print_demo_exports(email: str, slug: str, month: str) -> None:
+    """Where the demo corpus's exports are, and the commands that fetch them."""
+    from .core import export_access, storage
+
+    store = storage.store_from_env()
+    engine = database.make_engine(database.resolve_url())
+    try:
+        viewer = export_access.viewer_for(engine, email)
+        found = [e for e in export_access.list_exports(engine, store, viewer) if (e.design, e.month) == (slug, month)]
+    finally:
+        engine.dispose()
+    if not found:
+        _print(f"\nno exports of '{slug}' {month} were made (see the failures above)")
+        return
+    _print(f"\nexports of '{slug}' {month}, in {store.describe()}:")
+    for item in found:
+        rows = "" if item.rows is None else f"{item.rows} rows, "
+        _print(f"  {item.file.filename:<36} {rows}{_human_size(item.size)}: {store.uri(item.key)}")
+    _print("fetch them with:")
+    for fmt in ("csv", "xlsx", "ndjson", "parquet", "gexf", "manifest"):
+        _print(f"  observatory exports download --user {email} --design {slug} --month {month} --format {fmt}")
+
+
 # --- exports ----------------------------------------------------------------------------------
 
 EXPORTS_HELP = (
-    "list and download corpus exports as the user named by --user or OBSERVATORY_USER. "
-    "This is authorization by the stated user, for operators acting for a researcher: a researcher "
-    "sees the exports of the query designs they own, an admin sees all; nobody is authenticated here."
+    "Acts as the user named by --user or OBSERVATORY_USER. This is authorization by the stated user, "
+    "for operators acting for a researcher: a researcher sees the exports of the query designs they "
+    "own, an admin sees all; nobody is authenticated here."
 )
 
 
@@ -403,15 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3000)
 
     exports = sub.add_parser("exports", help="list and download corpus exports (as a stated user)",
-                             description=EXPORTS_HELP).add_subparsers(
+                             description="List and download corpus exports. " + EXPORTS_HELP).add_subparsers(
         dest="exports_command", metavar="ACTION", required=True
     )
     user_help = "act for this user (default: $OBSERVATORY_USER); authorization only, not a login"
     p = add(exports, "list", cmd_exports_list, "list the exports the user may download")
-    p.description = EXPORTS_HELP
+    p.description = "List the exports the user may download. " + EXPORTS_HELP
     p.add_argument("--user", metavar="EMAIL", help=user_help)
     p = add(exports, "download", cmd_exports_download, "download one export file, or print a link to it")
-    p.description = EXPORTS_HELP
+    p.description = "Download one export file (checksum verified), or print a link to it. " + EXPORTS_HELP
     p.add_argument("--design", required=True, metavar="SLUG", help="the query design's slug")
     p.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM")
     # Checked by the command, not by choices=: the names live in modules too slow to import for
@@ -426,6 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link", action="store_true",
                    help="print a fresh download link (valid one hour) instead of downloading")
     p.add_argument("--user", metavar="EMAIL", help=user_help)
+
+    from . import cli_backup
+
+    cli_backup.register(sub, add)
     return parser
 
 
@@ -436,6 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ObservatoryError as err:
         print(f"observatory: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped early (`observatory exports list | head`): nothing went wrong here.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ValueError as err:
         print(f"observatory: error: {err}", file=sys.stderr)
         return 2

@@ -1,12 +1,13 @@
 """The README's main command without the UI, and `observatory run`, as a user runs them."""
 
+import csv
 import os
 import subprocess
 import sys
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database
+from observatory_pipelines.core import database, export_layout
 
 
 def run_cli(*args, env):
@@ -26,6 +27,21 @@ def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path)
         rss_new, file_new = int(lines["collect_rss_feeds"][0]), int(lines["collect_file_import"][0])
         assert rss_new > 20 and file_new > 30
         assert lines["collect_file_import"][3] == "1"  # the one truncated line in the X export
+
+        # The demo ends with where each export is and the command that fetches it; that command works.
+        tail = first.stdout.split("exports of 'klimadebat' 2026-03, in local folder ")[1].splitlines()
+        files = [line.split()[0] for line in tail[1:] if line.startswith("  ") and "file://" in line]
+        assert files == [f.filename for f in export_layout.all_files()]
+        fetch = [line.split() for line in tail if line.strip().startswith("observatory exports download")]
+        assert [cmd[cmd.index("--format") + 1] for cmd in fetch] == ["csv", "xlsx", "ndjson", "parquet", "gexf", "manifest"]
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        fetched = run_cli(*fetch[0][1:], "--to", str(downloads), env=env)
+        assert fetched.returncode == 0, fetched.stderr
+        with open(downloads / "klimadebat_2026-03_content.csv", encoding="utf-8-sig", newline="") as f:
+            exported = list(csv.DictReader(f))
+        assert len(exported) == int(tail[1].split()[1]) > 20  # the rows the listing announced
+        assert any("ø" in row["text_content"] or "æ" in row["text_content"] for row in exported)
 
         again = run_cli("demo", "--no-ui", env=env)
         assert again.returncode == 0, again.stderr[-3000:]

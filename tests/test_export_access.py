@@ -279,12 +279,12 @@ def test_download_into_a_folder_or_to_a_path(engine, store, seeded, tmp_path):
     folder.mkdir()
 
     saved = export_access.download(engine, store, karen, "klimadebat", "2026-03", CSV, folder)
-    assert saved == folder / "content.csv"
+    assert saved == folder / "klimadebat_2026-03_content.csv"  # named for the corpus: months never collide
     assert saved.read_bytes() == KLIMA_CSV
 
     named = export_access.download(engine, store, karen, "klimadebat", "2026-03", ACTORS_GEXF, folder / "aktører.gexf")
     assert named.read_bytes() == GEXF
-    assert sorted(p.name for p in folder.iterdir()) == ["aktører.gexf", "content.csv"]  # no temp files left
+    assert sorted(p.name for p in folder.iterdir()) == ["aktører.gexf", "klimadebat_2026-03_content.csv"]  # no temp files
 
     admin = export_access.download(engine, store, _viewer(engine, ADMIN), "vindmoeller", "2026-03", CSV,
                                    folder / "vind.csv")

@@ -10,6 +10,7 @@ import uuid
 import dagster as dg
 import polars as pl
 import pytest
+import sqlalchemy as sa
 from lxml import etree
 
 from observatory_pipelines.core import analysis_store, export_layout, exports
@@ -54,6 +55,14 @@ def read(store, key: str) -> bytes:
 
 
 def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_url, corpus, instance, tmp_path):
+    arenas_config = {
+        "rss_feeds": {"enabled": True, "options": {"feeds": ["https://www.dr.dk/nyheder/service/feeds/indland"]}},
+        "gdelt": {"enabled": False},
+        "file_import": {"enabled": True, "options": {"files": ["**/*.ndjson"]}},
+    }
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE query_designs SET arenas_config = CAST(:c AS jsonb) WHERE slug = 'klimadebat'"),
+                     {"c": json.dumps(arenas_config)})
     store = LocalObjectStore(tmp_path / "objects")
     result = materialize(instance, db_url, StorageResource(local_dir=str(store.root)))
     assert result.success
@@ -68,7 +77,10 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_
     manifest = json.loads(read(store, prefix + "manifest.json"))
     assert manifest["corpus"]["month"] == "2026-03" and manifest["corpus"]["design"]["slug"] == "klimadebat"
     assert {t["term"] for t in manifest["corpus"]["design"]["search_terms"]} == {"klima", "grøn omstilling", "vindmøller"}
-    assert {a["arena"] for a in manifest["corpus"]["design"]["arenas"]} >= {"rss_feeds", "gdelt", "file_import"}
+    arenas = {a["arena"]: a for a in manifest["corpus"]["design"]["arenas"]}
+    assert arenas["rss_feeds"]["enabled"] and arenas["rss_feeds"]["tier"] == "free"
+    assert arenas["rss_feeds"]["options"]["feeds"] == ["https://www.dr.dk/nyheder/service/feeds/indland"]
+    assert not arenas["gdelt"]["enabled"]
     assert manifest["records"] == {"stored": 6, "duplicates": 1, "without_duplicates": 5}
     assert manifest["software"]["postgresql"] and manifest["software"]["observatory_pipelines"]
     assert [c["name"] for c in manifest["columns"]][:3] == ["platform", "arena", "content_type"]

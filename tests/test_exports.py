@@ -141,6 +141,7 @@ def test_parquet_is_typed_and_reads_in_pyarrow_and_polars(engine, ref, tmp_path)
     assert table.schema.field("likes_count").type == pa.int64()
     assert table.schema.field("search_terms_matched").type == pa.list_(pa.string())
     assert written.rows == table.num_rows == 5
+    assert pq.ParquetFile(written.path).metadata.num_row_groups == 1  # not a row group per COPY row
     rows = table.to_pylist()
     assert rows[0]["published_at"] == at(1, 10)
     assert rows[1]["published_at"] == at(2, 9, micro=123456)

@@ -178,7 +178,7 @@ def download(
             f"{stored.key} has no recorded checksum, so it was not written by an export: materialize "
             f"{file.asset_name} for partition {slug}|{months.month_key(months.parse_month(month))} again"
         )
-    target = _target_path(Path(destination), file)
+    target = _target_path(Path(destination), slug, months.month_key(months.parse_month(month)), file)
     try:
         handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
     except OSError as exc:
@@ -189,6 +189,10 @@ def download(
         if digest != recorded.sha256.strip().lower():
             raise ExportCorrupted(f"download of {stored.key} was corrupted (checksum mismatch); try again")
         os.replace(handle.name, target)
+    except ObjectNotFound:
+        # Removed between the check and the download: say so as the check would have.
+        Path(handle.name).unlink(missing_ok=True)
+        raise ExportMissing(_missing(slug, months.month_key(months.parse_month(month)), file)) from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
@@ -228,10 +232,11 @@ def _refusal(slug: str, viewer: Viewer) -> str:
     return f"no query design {slug!r}{whose}; `observatory exports list` shows what you can download"
 
 
-def _target_path(destination: Path, file: ExportFile) -> Path:
+def _target_path(destination: Path, slug: str, month: str, file: ExportFile) -> Path:
     destination = destination.expanduser()
     if destination.is_dir():
-        return destination / file.filename
+        # Named for the corpus, so downloading several months into one folder overwrites nothing.
+        return destination / f"{slug}_{month}_{file.filename}"
     if not destination.parent.is_dir():
         raise ObservatoryError(f"cannot save to {destination}: folder {destination.parent} does not exist")
     return destination

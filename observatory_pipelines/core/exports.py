@@ -207,15 +207,20 @@ class _CopyStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+        # Fill the whole buffer: COPY yields a row at a time, and pyarrow makes each read a block
+        # (and so a Parquet row group) of its own.
+        filled = 0
+        while filled < len(buffer):
+            if not self._pending:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._pending = memoryview(chunk)
+            size = min(len(buffer) - filled, len(self._pending))
+            buffer[filled:filled + size] = self._pending[:size]
+            self._pending = self._pending[size:]
+            filled += size
+        return filled
 
 
 # --- writers -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import designs, export_layout, exports, months
-from .arenas import registry
+from .arenas import get_arena, registry
 from .errors import ObservatoryError
 from .export_layout import ExportMetadata
 from .storage import ObjectNotFound, ObjectStore
@@ -70,7 +70,8 @@ def _design(conn: sa.Connection, slug: str) -> dict[str, Any]:
             {"name": row.canonical_name, "type": row.actor_type, "accounts": sorted(row.accounts)}
         )
     arenas = []
-    for name, arena in registry().items():
+    for name in registry():
+        arena = get_arena(name)
         settings = design.settings_for(arena)
         arenas.append({"arena": name, "platform": arena.platform, "enabled": settings.enabled,
                        "tier": settings.tier.value, "options": settings.options})
