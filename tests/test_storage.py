@@ -361,6 +361,25 @@ def test_presigned_link_downloads_the_same_bytes(s3_store, tmp_path):
     assert _fetch(s3_store.url(DANISH_KEY)) == b"ost"
 
 
+def test_links_name_the_public_endpoint_when_one_is_set(storage_env, s3_server):
+    # As behind Docker: the pipeline reaches S3 at one name, browsers at another.
+    port = s3_server.endpoint.rsplit(":", 1)[1]
+    storage_env.setenv("MINIO_ENDPOINT", s3_server.endpoint)
+    storage_env.setenv("MINIO_PUBLIC_ENDPOINT", f"http://localhost:{port}")
+    storage_env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
+    storage_env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
+    storage_env.setenv("MINIO_BUCKET", _bucket())
+    store = store_from_env()
+    store.put_stream(DANISH_KEY, _BytesReader("rødgrød med fløde".encode()))
+
+    url = store.url(DANISH_KEY)
+    assert urlsplit(url).netloc == f"localhost:{port}"
+    assert _fetch(url) == "rødgrød med fløde".encode()
+    storage_env.setenv("MINIO_PUBLIC_ENDPOINT", "localhost:9000/sti")
+    with pytest.raises(ConfigError, match="MINIO_PUBLIC_ENDPOINT must be host:port"):
+        store_from_env()
+
+
 def test_expired_link_is_refused(s3_store):
     s3_store.put_stream(CSV_KEY, _BytesReader(b"x"))
     url = s3_store.url(CSV_KEY, timedelta(seconds=1))

@@ -43,6 +43,7 @@ from .errors import ConfigError, ObservatoryError
 from .paths import state_dir
 
 DEFAULT_BUCKET = "observatory"
+DEFAULT_REGION = "us-east-1"
 #: S3 multipart part size: 10,000 parts of 16 MiB allow objects up to about 156 GiB. An upload holds
 #: about (parallel uploads + 2) parts in memory, whatever the object's size.
 PART_SIZE = 16 * 1024 * 1024
@@ -441,6 +442,8 @@ class S3ObjectStore(ObjectStore):
         region: str | None = None,
         part_size: int = PART_SIZE,
         parallel_uploads: int = 3,
+        public_endpoint: str | None = None,
+        public_secure: bool | None = None,
     ):
         import certifi
         import urllib3
@@ -472,6 +475,15 @@ class S3ObjectStore(ObjectStore):
         except ValueError as exc:
             raise ConfigError(f"MINIO_ENDPOINT {endpoint!r} is not usable: {exc}") from None
         self._ensure_bucket()
+        # Links are signed for the host they name. Behind Docker the pipeline reaches S3 as
+        # minio:9000 while browsers reach it as, say, localhost:9000: sign those for the public name.
+        # Signing is offline when the region is known (MinIO's default unless told otherwise).
+        self._link_client = self._client
+        if public_endpoint and public_endpoint != endpoint:
+            self._link_client = Minio(
+                public_endpoint, access_key=access_key, secret_key=secret_key,
+                secure=secure if public_secure is None else public_secure, region=region or DEFAULT_REGION,
+            )
 
     def __repr__(self) -> str:
         return f"S3ObjectStore(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure})"
@@ -613,7 +625,7 @@ class S3ObjectStore(ObjectStore):
         _validate_lifetime(expires)
         self.stat(key)  # A link to nothing would fail only in the researcher's browser.
         with self._translated(key):
-            return self._client.presigned_get_object(self.bucket, key, expires=expires)
+            return self._link_client.presigned_get_object(self.bucket, key, expires=expires)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{validate_key(key)}"
@@ -653,21 +665,21 @@ def parse_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name} must be true or false (or 1/0, yes/no); got {value!r}")
 
 
-def parse_endpoint(value: str) -> tuple[str, bool | None]:
+def parse_endpoint(value: str, name: str = "MINIO_ENDPOINT") -> tuple[str, bool | None]:
     """``(host[:port], secure)`` from ``host:port`` or a URL; ``secure`` is ``None`` without a scheme."""
     value = value.strip()
     if "://" not in value:
         if "/" in value or "@" in value:
-            raise ConfigError(f"MINIO_ENDPOINT must be host:port or http(s)://host:port; got {value!r}")
+            raise ConfigError(f"{name} must be host:port or http(s)://host:port; got {value!r}")
         return value, None
     parts = urlsplit(value)
     if parts.username or parts.password:
         # Never echo the value: it holds a credential.
-        raise ConfigError("MINIO_ENDPOINT must not contain credentials; set MINIO_ACCESS_KEY / MINIO_SECRET_KEY")
+        raise ConfigError(f"{name} must not contain credentials; set MINIO_ACCESS_KEY / MINIO_SECRET_KEY")
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"MINIO_ENDPOINT must be host:port or http(s)://host:port; got {value!r}")
+        raise ConfigError(f"{name} must be host:port or http(s)://host:port; got {value!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"MINIO_ENDPOINT cannot have a path (S3 servers live at the root); got {value!r}")
+        raise ConfigError(f"{name} cannot have a path (S3 servers live at the root); got {value!r}")
     return parts.netloc, parts.scheme.lower() == "https"
 
 
@@ -709,10 +721,16 @@ def store_from_env(
             "S3 storage needs credentials: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY "
             "(or MINIO_ROOT_USER and MINIO_ROOT_PASSWORD)"
         )
+    public_host, public_secure = (None, None)
+    if _env("MINIO_PUBLIC_ENDPOINT"):
+        public_host, public_secure = parse_endpoint(_env("MINIO_PUBLIC_ENDPOINT"), "MINIO_PUBLIC_ENDPOINT")
     return S3ObjectStore(
+        public_endpoint=public_host,
+        public_secure=public_secure,
         endpoint=host,
         access_key=access_key,
         secret_key=secret_key,
         bucket=bucket or _env("MINIO_BUCKET") or DEFAULT_BUCKET,
+        region=_env("MINIO_REGION") or None,
         secure=bool(secure if secure is not None else secure_from_scheme),
     )
