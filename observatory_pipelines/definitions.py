@@ -8,7 +8,9 @@ import dagster as dg
 from .defs.analysis import networks, statistics
 from .defs.collection import definitions as collection
 from .defs.exports import assets as exports
+from .defs.maintenance import erasure as maintenance_erasure
 from .defs.maintenance import partitions as maintenance_partitions
+from .defs.maintenance import settlement as maintenance_settlement
 from .defs.processing import dedup, entities
 from .defs.resources import CollectionResource, PostgresResource
 from .defs.storage import StorageResource
@@ -21,6 +23,8 @@ defs = dg.Definitions.merge(
     networks.defs,
     exports.defs,
     maintenance_partitions.defs,
+    maintenance_erasure.defs,
+    maintenance_settlement.defs,
     dg.Definitions(
         resources={
             "postgres": PostgresResource(),

@@ -132,6 +132,15 @@ class Settlement:
         return max(0, self.charged - self.reserved)
 
 
+@dataclass(frozen=True)
+class Release:
+    """A reservation ``release_stale`` settled at 0: all its credits went back to the user."""
+
+    collection_run_id: uuid.UUID
+    arena: str | None
+    credits: int
+
+
 _ENTRY_COLUMNS = tuple(_ledger.c[f.name] for f in fields(LedgerEntry))
 
 
@@ -331,8 +340,8 @@ class CreditService:
 
     def _settle(
         self, collection_run_id: uuid.UUID, actual: int, arena: str | None, every_arena: bool
-    ) -> tuple[Settlement, bool]:
-        """The outcome, and whether this call settled anything (False: it was already settled)."""
+    ) -> tuple[Settlement, list[LedgerEntry]]:
+        """The outcome, and the reservations this call settled (none: they were already settled)."""
         if actual < 0:
             raise ValueError(f"cannot settle {actual} credits: the amount must be 0 or more")
         label = f"run {collection_run_id}" + ("" if every_arena else f" ({arena or 'no arena'})")
@@ -389,7 +398,7 @@ class CreditService:
                 "%s used %d credits but reserved %d; the overrun of %d is charged",
                 label, outcome.charged, outcome.reserved, outcome.overrun,
             )
-        return outcome, bool(pending)
+        return outcome, pending
 
     def refund(
         self,
@@ -418,6 +427,10 @@ class CreditService:
 
         Returns the runs that had a reservation released, each once.
         """
+        return list(dict.fromkeys(r.collection_run_id for r in self.release_stale_reservations(older_than, now)))
+
+    def release_stale_reservations(self, older_than: timedelta, now: datetime | None = None) -> list[Release]:
+        """``release_stale``, returning each (run, arena) released with the credits it gave back."""
         if now is not None and now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         cutoff = (now or datetime.now(timezone.utc)) - older_than
@@ -432,14 +445,15 @@ class CreditService:
                 .distinct()
                 .order_by(_ledger.c.collection_run_id, _ledger.c.arena)
             ).all()
-        released: list[uuid.UUID] = []
+        released: list[Release] = []
         for run_id, arena in stale:
             # A run's own settle may get there first; then there is nothing left to release.
-            outcome, settled_now = self._settle(run_id, 0, arena, every_arena=False)
+            _, settled_now = self._settle(run_id, 0, arena, every_arena=False)
             if settled_now:
-                log.info("released %d credits reserved for run %s (%s)", outcome.refunded, run_id, arena)
-                if run_id not in released:
-                    released.append(run_id)
+                # Settled at 0: each reservation's whole amount was refunded.
+                release = Release(run_id, arena, sum(r.credits_consumed for r in settled_now))
+                log.info("released %d credits reserved for run %s (%s)", release.credits, run_id, arena)
+                released.append(release)
         return released
 
     def estimate(self, arena_name: str, spec: QuerySpec) -> int:

@@ -1,4 +1,4 @@
-"""Entity resolution: suggested actor matches, and the audit trail of merges and splits."""
+"""Entity resolution: suggested actor matches, and the audit trail of merges, splits and erasures."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .base import Base, TimestampMixin, one_of, uuid_pk
 
 MATCH_KINDS = ("exact_name", "shared_username", "fuzzy_name")
 SUGGESTION_STATUSES = ("open", "accepted", "rejected")
-AUDIT_ACTIONS = ("merge", "split")
+AUDIT_ACTIONS = ("merge", "split", "erase")
 MONTH_FORMAT = "^[0-9]{4}-(0[1-9]|1[0-2])$"
 
 
@@ -78,9 +78,10 @@ class ActorMatchSuggestion(TimestampMixin, Base):
 
 
 class ActorAuditLog(Base):
-    """Who merged or split which actors, when, and what moved.
+    """Who merged, split or erased which actors, when, and what moved.
 
-    ``actor_id`` has no foreign key on purpose: the row must outlive the actors a merge deletes.
+    ``actor_id`` has no foreign key on purpose: the row must outlive the actors a merge or an
+    erasure deletes. An erasure's row holds counts, never the actor's name (migration 005).
     """
 
     __tablename__ = "actor_audit_log"

@@ -1,0 +1,301 @@
+"""Erasing one actor on a real PostgreSQL: their records in every partition, presences, aliases and
+everything that names them, in core and through the ``erase_actor`` job; exports afterwards."""
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from observatory_pipelines.core import entities, erasure, exports, ingest, records
+from observatory_pipelines.core.errors import ConfigError
+from observatory_pipelines.defs.maintenance import erasure as erasure_defs
+from observatory_pipelines.defs.resources import PostgresResource
+from tests.factories import make_design
+from tests.test_exports import record
+
+#: What identifies Sofie Kjær in the corpus (casefolded): her name, alias, X user id, Bluesky handle and
+#: her own texts. Her old X handle is not here: Mads posts under it now, and his posts stay.
+HERS = ("sofie kjær", "s. kjær", "1450001", "sofiekjaer.bsky.social", "grøn omstilling på fyn", "april: klima igen",
+        "vindmøller på land")
+AUTHOR_ID = records.COLUMNS.index("author_id")
+
+
+def at(month: int, day: int, hour: int = 12) -> datetime:
+    return datetime(2026, month, day, hour, tzinfo=timezone.utc)
+
+
+def post(design, platform_id, published, account, *, actor=None, name=None, platform="x_twitter", **kwargs):
+    """A record as collection writes it; ``actor`` is the author_id entity resolution linked."""
+    arena = {"x_twitter": "file_import"}.get(platform, platform)
+    row = list(record(design, platform_id, published, author=account, display_name=name, platform=platform,
+                      arena=arena, **kwargs))
+    row[AUTHOR_ID] = actor
+    return tuple(row)
+
+
+def _actor(conn, name: str, *presences: tuple[str, str | None, str | None]) -> uuid.UUID:
+    actor = conn.execute(
+        sa.text("INSERT INTO actors (canonical_name, actor_type) VALUES (:n, 'person') RETURNING id"), {"n": name}
+    ).scalar_one()
+    for platform, user_id, username in presences:
+        conn.execute(
+            sa.text(
+                "INSERT INTO actor_platform_presences (actor_id, platform, platform_user_id, platform_username) "
+                "VALUES (:a, :p, :i, :u)"
+            ),
+            {"a": actor, "p": platform, "i": user_id, "u": username},
+        )
+    return actor
+
+
+def _suggestion(conn, left: dict, right: dict, kind: str = "exact_name") -> None:
+    def side(prefix, s):
+        return {f"{prefix}_actor_id": s.get("actor"), f"{prefix}_platform": s.get("platform"),
+                f"{prefix}_account": s.get("account"), f"{prefix}_name": s["name"]}
+
+    conn.execute(
+        sa.text(
+            """
+            INSERT INTO actor_match_suggestions (month, kind, pair_key, left_actor_id, left_platform, left_account,
+                left_name, right_actor_id, right_platform, right_account, right_name, score, reason)
+            VALUES ('2026-03', :kind, :key, :left_actor_id, :left_platform, :left_account, :left_name,
+                :right_actor_id, :right_platform, :right_account, :right_name, 1, :reason)
+            """
+        ),
+        {"kind": kind, "key": uuid.uuid4().hex, "reason": f"same name '{left['name']}'",
+         **side("left", left), **side("right", right)},
+    )
+
+
+@pytest.fixture
+def corpus(engine):
+    """Sofie Kjær (X and Bluesky) in two designs and two months, one unlinked X post of hers, and
+    others: Mads Ørsted (whose recycled handle equals Sofie's X username), anna, bo."""
+    klima = make_design(engine, slug="klimadebat", terms=("klima", "grøn omstilling"))
+    energi = make_design(engine, slug="energi", terms=("klima",))
+    with engine.begin() as conn:
+        sofie = _actor(conn, "Sofie Kjær", ("x_twitter", "1450001", "Sofie_Kjaer"),
+                       ("bluesky", None, "sofiekjaer.bsky.social"))
+        mads = _actor(conn, "Mads Ørsted", ("x_twitter", "1450002", "mads_oersted"))
+        conn.execute(sa.text("INSERT INTO actor_aliases (actor_id, alias, source) VALUES (:a, 'S. Kjær', 'manual')"),
+                     {"a": sofie})
+        actor_list = conn.execute(
+            sa.text("INSERT INTO actor_lists (query_design_id, name) VALUES (:d, 'Klimadebattører') RETURNING id"),
+            {"d": klima},
+        ).scalar_one()
+        conn.execute(sa.text("INSERT INTO actor_list_members (actor_list_id, actor_id) VALUES (:l, :a), (:l, :m)"),
+                     {"l": actor_list, "a": sofie, "m": mads})
+        _suggestion(conn, {"actor": sofie, "name": "Sofie Kjær"}, {"platform": "instagram", "account": "sofiek",
+                                                                    "name": "Sofie Kjær"})
+        # Her X account on one side, before it was claimed: the account names her too.
+        _suggestion(conn, {"platform": "x_twitter", "account": "SOFIE_KJAER", "name": "Sofie Kjær"},
+                    {"actor": mads, "name": "Mads Ørsted"}, kind="fuzzy_name")
+        _suggestion(conn, {"platform": "x_twitter", "account": "anna", "name": "Anna Ærø"},
+                    {"platform": "bluesky", "account": "bo.bsky.social", "name": "Anna Ærø"})
+    ingest.write_batch(engine, [
+        post(klima, "s1", at(3, 2), "1450001", actor=sofie, name="Sofie Kjær", text="Klima kræver mod, skriver jeg"),
+        post(klima, "s2", at(3, 5), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky",
+             text="Grøn omstilling på Fyn"),
+        post(klima, "s3", at(4, 1, 0), "1450001", actor=sofie, name="Sofie Kjær", text="April: klima igen"),
+        post(energi, "s4", at(3, 9), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky"),
+        # Collected before her X username was known: not linked, but hers (the case differs).
+        post(klima, "s5", at(3, 12), "SOFIE_KJAER", name="Sofie Kjær", text="Vindmøller på land? Ja tak, klima"),
+        # Mads now posts under the handle Sofie once had: linked to him, so his.
+        post(klima, "m1", at(3, 3), "sofie_kjaer", actor=mads, name="Mads Ørsted", text="Klima og kvæg"),
+        # The same handle on another platform is another account.
+        post(klima, "b1", at(3, 4), "sofie_kjaer", name="Bo Ærenpris", platform="bluesky", text="klima"),
+        post(klima, "a1", at(3, 6), "anna", name="Anna Ærø", text="Grøn omstilling nu"),
+        post(klima, "a2", at(4, 2), "anna", name="Anna Ærø", text="klima i april"),
+        # bo's copy of Sofie's post: dedup marked it as her post's duplicate.
+        post(klima, "bo1", at(3, 2, 13), "bo", name="Bo Ærenpris", text="Klima kræver mod, skriver jeg"),
+        post(energi, "e1", at(3, 9), "anna", name="Anna Ærø"),
+    ])
+    with engine.begin() as conn:
+        original = conn.execute(sa.text("SELECT id FROM content_records WHERE platform_id = 's1'")).scalar_one()
+        conn.execute(
+            sa.text(
+                "UPDATE content_records SET raw_metadata = raw_metadata || CAST(:m AS jsonb) WHERE platform_id = 'bo1'"
+            ),
+            {"m": json.dumps({"duplicate_of": str(original), "duplicate_kind": "exact"})},
+        )
+    return {"sofie": sofie, "mads": mads, "klima": klima, "energi": energi}
+
+
+def _platform_ids(engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT platform_id FROM content_records")).scalars())
+
+
+def _count(engine, table: str, where: str = "true", **params) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar_one()
+
+
+def _dump(engine, table: str) -> str:
+    with engine.connect() as conn:
+        return json.dumps([dict(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}")).mappings()],
+                          default=str, ensure_ascii=False).casefold()
+
+
+def _export(engine, tmp_path, name: str) -> tuple[str, int]:
+    path = tmp_path / name
+    written = exports.write_csv(engine, exports.corpus_ref(engine, "klimadebat", "2026-03"), path)
+    return path.read_text(encoding="utf-8-sig"), written.rows
+
+
+def test_erasure_removes_the_actors_records_everywhere_and_keeps_everyone_elses(engine, corpus, tmp_path):
+    sofie, mads = corpus["sofie"], corpus["mads"]
+    before_csv, before_rows = _export(engine, tmp_path, "before.csv")
+    assert "Sofie Kjær" in before_csv and "bo1" not in before_csv  # bo's copy is left out as a duplicate
+    assert before_rows == 6  # s1 s2 s5 m1 b1 a1
+
+    result = erasure.erase_actor(engine, str(sofie), performed_by="dpo@observatoriet.dk",
+                                 reason="anmodning om sletning, sag 2026-117")
+
+    assert result.records_deleted == {"content_records_2026_03": 4, "content_records_2026_04": 1}
+    assert result.records_total == 5
+    assert result.corpora == {"klimadebat 2026-03": 3, "klimadebat 2026-04": 1, "energi 2026-03": 1}
+    assert (result.presences_deleted, result.aliases_deleted, result.list_memberships_deleted) == (2, 1, 1)
+    assert result.suggestions_deleted == 2 and result.duplicates_unmarked == 1
+    assert not result.already_erased
+    assert _platform_ids(engine) == {"m1", "b1", "a1", "a2", "bo1", "e1"}
+    for table in ("actors", "actor_platform_presences", "actor_aliases", "actor_list_members"):
+        assert _count(engine, table, "actor_id = :a" if table != "actors" else "id = :a", a=sofie) == 0, table
+    assert _count(engine, "actor_platform_presences", "actor_id = :a", a=mads) == 1
+    assert _count(engine, "actor_list_members", "actor_id = :a", a=mads) == 1
+    assert _count(engine, "actor_match_suggestions") == 1
+    for table in ("content_records", "actor_match_suggestions", "actor_aliases", "actor_audit_log", "actors"):
+        dumped = _dump(engine, table)
+        assert not any(hers in dumped for hers in HERS), table
+
+    with engine.connect() as conn:
+        audit = conn.execute(
+            sa.text("SELECT * FROM actor_audit_log WHERE action = 'erase' AND actor_id = :a"), {"a": sofie}
+        ).mappings().one()
+    assert audit["id"] == result.audit_id and audit["performed_by"] == "dpo@observatoriet.dk"
+    assert audit["details"]["records_deleted"] == 5
+    assert audit["details"]["records_by_partition"] == result.records_deleted
+    assert audit["details"]["presences_deleted"] == 2
+    assert audit["details"]["reason"] == "anmodning om sletning, sag 2026-117"
+
+    after_csv, after_rows = _export(engine, tmp_path, "after.csv")
+    assert any(hers in before_csv.casefold() for hers in HERS)
+    assert not any(hers in after_csv.casefold() for hers in HERS)
+    # m1, b1, a1, and bo's copy, which lost its erased original and is a record of its own again.
+    assert after_rows == 4 and "Klima kræver mod, skriver jeg" in after_csv
+    assert "Mads Ørsted" in after_csv and "Anna Ærø" in after_csv
+
+
+def test_erasing_twice_says_it_is_gone_and_changes_nothing(engine, corpus):
+    first = erasure.erase_actor(engine, corpus["sofie"], performed_by="dpo", reason="sag 117")
+    records_left = _platform_ids(engine)
+
+    again = erasure.erase_actor(engine, corpus["sofie"], performed_by="someone else", reason="sag 117")
+
+    assert again.already_erased and again.audit_id == first.audit_id and again.records_total == 0
+    assert again.summary() == (
+        f"actor {corpus['sofie']} was already erased at {first.erased_at.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z "
+        "by dpo; "
+        "nothing left to erase"
+    )
+    assert _platform_ids(engine) == records_left
+    assert _count(engine, "actor_audit_log", "action = 'erase'") == 1
+
+
+@pytest.mark.parametrize(
+    "actor, performed_by, reason, message",
+    [
+        ("not-a-uuid", "dpo", "sag 117", "'not-a-uuid' is not a valid actor id; ids are UUIDs"),
+        ("3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10", "dpo", "sag 117",
+         "no actor with id 3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10; nothing was erased"),
+        (None, " ", "sag 117", "performed_by is empty; an erasure records who did it and why"),
+        (None, "dpo", "", "reason is empty; an erasure records who did it and why"),
+    ],
+)
+def test_refused_erasures_change_nothing(engine, corpus, actor, performed_by, reason, message):
+    before = (_platform_ids(engine), _count(engine, "actors"), _count(engine, "actor_audit_log"))
+    with pytest.raises(ConfigError) as err:
+        erasure.erase_actor(engine, actor or corpus["sofie"], performed_by=performed_by, reason=reason)
+    assert str(err.value) == message
+    assert (_platform_ids(engine), _count(engine, "actors"), _count(engine, "actor_audit_log")) == before
+
+
+def test_earlier_merge_and_split_audit_rows_lose_the_erased_names(engine):
+    make_design(engine, slug="klimadebat")
+    with engine.begin() as conn:
+        sofie = _actor(conn, "Sofie Kjær", ("x_twitter", "1450001", "Sofie_Kjaer"))
+        twin = _actor(conn, "Sofie Kjaer", ("instagram", None, "sofiekjaer"))
+        mads = _actor(conn, "Mads Ørsted", ("x_twitter", "1450002", "mads_oersted"), ("bluesky", None, "soren.bsky"))
+    entities.merge_actors(engine, sofie, [twin], performed_by="kurator")
+    with engine.connect() as conn:
+        soren_presence = conn.execute(
+            sa.text("SELECT id FROM actor_platform_presences WHERE platform_username = 'soren.bsky'")
+        ).scalar_one()
+    soren = entities.split_actor(engine, mads, [soren_presence], "Søren Ærø", performed_by="kurator").new_actor_id
+
+    erasure.erase_actor(engine, sofie, performed_by="dpo", reason="sag 117")
+    result = erasure.erase_actor(engine, soren, performed_by="dpo", reason="sag 118")
+
+    assert result.audit_rows_redacted == 1 and result.aliases_deleted == 1  # the split alias on Mads
+    audit = _dump(engine, "actor_audit_log")
+    for name in ("sofie", "kjær", "kjaer", "søren", "ærø", "soren"):
+        assert name not in audit and name not in _dump(engine, "actor_aliases"), name
+    with engine.connect() as conn:
+        merge, split = (
+            conn.execute(sa.text("SELECT details FROM actor_audit_log WHERE action = :a"), {"a": a}).scalar_one()
+            for a in ("merge", "split")
+        )
+    assert merge["duplicate_names"] == [erasure.ERASED] and merge["duplicate_actor_ids"] == [str(twin)]
+    assert split["new_canonical_name"] == erasure.ERASED and split["new_actor_id"] == str(soren)
+    assert _count(engine, "actors", "id = :m AND canonical_name = 'Mads Ørsted'", m=mads) == 1
+
+
+# --- Dagster -------------------------------------------------------------------------------------
+
+
+def _job(db_url) -> dg.JobDefinition:
+    return dg.Definitions.merge(
+        erasure_defs.defs, dg.Definitions(resources={"postgres": PostgresResource(database_url=db_url)})
+    ).resolve_job_def("erase_actor")
+
+
+def _run(db_url, instance, **config) -> dg.ExecuteInProcessResult:
+    return _job(db_url).execute_in_process(
+        run_config={"ops": {"erase": {"config": {"performed_by": "dpo@observatoriet.dk", "reason": "sag 117",
+                                                 **config}}}},
+        instance=instance, raise_on_error=False,
+    )
+
+
+def test_the_job_erases_and_shows_counts_only(engine, db_url, corpus, instance):
+    result = _run(db_url, instance, actor_id=f"  {corpus['sofie']}  ")
+
+    assert result.success
+    (output,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for k, v in output.step_output_data.metadata.items()}
+    assert metadata["records_deleted"] == 5 and metadata["presences_deleted"] == 2
+    assert metadata["records_by_partition"] == {"content_records_2026_03": 4, "content_records_2026_04": 1}
+    assert metadata["corpora_to_re_export"] == {"energi 2026-03": 1, "klimadebat 2026-03": 3, "klimadebat 2026-04": 1}
+    logs = json.dumps([str(e.message) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
+    shown = (json.dumps(metadata, ensure_ascii=False, default=str) + result.output_for_node("erase") + logs).casefold()
+    assert not any(hers in shown for hers in HERS) and "sag 117" not in shown
+    assert _count(engine, "content_records", "author_id = :a", a=corpus["sofie"]) == 0
+
+    again = _run(db_url, instance, actor_id=str(corpus["sofie"]))
+    assert again.success and "was already erased" in again.output_for_node("erase")
+
+
+def test_the_job_fails_in_one_line_on_a_wrong_id(engine, db_url, corpus, instance):
+    for actor_id, message in (
+        ("3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10",
+         "no actor with id 3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10; nothing was erased"),
+        ("Sofie Kjær", "'Sofie Kjær' is not a valid actor id; ids are UUIDs"),
+    ):
+        result = _run(db_url, instance, actor_id=actor_id)
+        assert not result.success
+        (failure,) = result.get_step_failure_events()
+        assert failure.step_failure_data.user_failure_data.description == message
+    assert _count(engine, "actors", "id = :a", a=corpus["sofie"]) == 1
