@@ -30,7 +30,6 @@ import uuid
 from datetime import datetime, timezone
 
 import numpy as np
-import polars as pl
 import sqlalchemy as sa
 
 from observatory_pipelines.core import corpus, database, networks, privacy, stats

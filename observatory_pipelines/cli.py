@@ -129,11 +129,12 @@ def _migrated_engine():
 
 
 def cmd_partitions_ensure(args: argparse.Namespace) -> int:
-    from .core import partitions
+    from .core import partitions, retention
 
+    first_month = args.first_month or retention.default_first_month()
     engine = _migrated_engine()
     try:
-        result = partitions.ensure_partitions(engine, first_month=args.first_month, months_ahead=args.months_ahead)
+        result = partitions.ensure_partitions(engine, first_month=first_month, months_ahead=args.months_ahead)
     finally:
         engine.dispose()
     if result.created:
@@ -409,8 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add(parts, "ensure", cmd_partitions_ensure, "create missing monthly partitions through N months ahead")
     p.add_argument("--months-ahead", type=_months_ahead_arg, default=3, metavar="N", help="months past the current one (default 3)")
-    p.add_argument("--first-month", type=_month_arg, default=months.FIRST_MONTH, metavar="YYYY-MM",
-                   help=f"first month to cover (default {months.FIRST_MONTH})")
+    p.add_argument("--first-month", type=_month_arg, metavar="YYYY-MM",
+                   help=f"first month to cover (default {months.FIRST_MONTH}, or the oldest month "
+                   "CONTENT_RETENTION_DAYS keeps if later)")
     add(parts, "list", cmd_partitions_list, "list partitions and their bounds")
 
     p = add(sub, "run", cmd_run, "materialize one corpus (month x query design) in this process")

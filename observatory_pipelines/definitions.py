@@ -8,8 +8,10 @@ import dagster as dg
 from .defs.analysis import networks, statistics
 from .defs.collection import definitions as collection
 from .defs.exports import assets as exports
+from .defs.maintenance import backup as maintenance_backup
 from .defs.maintenance import erasure as maintenance_erasure
 from .defs.maintenance import partitions as maintenance_partitions
+from .defs.maintenance import retention as maintenance_retention
 from .defs.maintenance import settlement as maintenance_settlement
 from .defs.processing import dedup, entities
 from .defs.resources import CollectionResource, PostgresResource
@@ -23,6 +25,8 @@ defs = dg.Definitions.merge(
     networks.defs,
     exports.defs,
     maintenance_partitions.defs,
+    maintenance_backup.defs,
+    maintenance_retention.defs,
     maintenance_erasure.defs,
     maintenance_settlement.defs,
     dg.Definitions(

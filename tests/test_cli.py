@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 import sqlalchemy as sa
 
 from observatory_pipelines.core import database, migrate

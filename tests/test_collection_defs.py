@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from observatory_pipelines.defs.collection.assets import build_collection_assets

@@ -4,12 +4,10 @@ LibreOffice where installed)."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 import subprocess
 import uuid
-import zipfile
 from datetime import datetime, timezone
 
 import openpyxl
@@ -167,7 +165,7 @@ def test_xlsx_opens_in_openpyxl_with_styled_header_and_intact_letters(engine, re
     assert header == HEADER
     assert all(c.font.bold for c in sheet[1])
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == f"A1:P6"
+    assert sheet.auto_filter.ref == "A1:P6"
     assert sheet.column_dimensions["E"].width == 80  # text_content
     values = [dict(zip(header, (c.value for c in row))) for row in sheet.iter_rows(min_row=2)]
     assert len(values) == 5

@@ -1,7 +1,6 @@
 """Partition maintenance against a real PostgreSQL (both servers)."""
 
 import threading
-import uuid
 from datetime import datetime, timezone
 
 import pytest

@@ -152,17 +152,30 @@ def _utc(when: datetime) -> datetime:
     return when.astimezone(timezone.utc)
 
 
-def resolve_retention_days(value: int | str | None = None) -> int:
-    """The retention in days: ``value``, else ``BACKUP_RETENTION_DAYS``, else 30."""
+def retention_days(variable: str, default: int, value: int | str | None = None) -> int:
+    """Days to keep: ``value``, else the environment variable ``variable``, else ``default``."""
     if value is None:
-        value = os.environ.get(RETENTION_VARIABLE, "").strip() or DEFAULT_RETENTION_DAYS
+        value = os.environ.get(variable, "").strip() or default
     try:
         days = int(value)
     except (TypeError, ValueError):
         days = 0
     if days < 1:
-        raise ConfigError(f"{RETENTION_VARIABLE} must be a whole number of days, 1 or more; got {str(value)!r}")
+        raise ConfigError(f"{variable} must be a whole number of days, 1 or more; got {str(value)!r}")
     return days
+
+
+def resolve_retention_days(value: int | str | None = None) -> int:
+    """The backup retention in days: ``value``, else ``BACKUP_RETENTION_DAYS``, else 30."""
+    return retention_days(RETENTION_VARIABLE, DEFAULT_RETENTION_DAYS, value)
+
+
+def retention_cutoff(now: datetime, days: int) -> datetime:
+    """``now - days``; a retention reaching before year 1 keeps everything."""
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 # --- PostgreSQL tools and connections --------------------------------------------------------------
@@ -335,12 +348,12 @@ def run_backup(
         pg_dump=pg_dump, dry_run=dry_run,
     )
     if dry_run:
-        pruning = _prune(store, started - timedelta(days=days), dry_run=True, newest=key)
+        pruning = _prune(store, retention_cutoff(started, days), dry_run=True, newest=key)
     else:
         say(f"dumping {result.database} (PostgreSQL {version}) with {pg_dump} to {key} in {result.store}")
         result.size, result.sha256, dump_warnings = _dump(url, pg_dump, store, key, version)
         result.warnings += dump_warnings
-        pruning = _prune(store, started - timedelta(days=days), dry_run=False)
+        pruning = _prune(store, retention_cutoff(started, days), dry_run=False)
     result.pruned = pruning.pruned
     result.warnings += pruning.warnings
     for warning in result.warnings:
@@ -408,7 +421,7 @@ def prune_backups(
     modification dates), or the modification date for any other object under the prefix.
     """
     days = resolve_retention_days(retention_days)
-    return _prune(store, _utc(now or datetime.now(timezone.utc)) - timedelta(days=days), dry_run=dry_run)
+    return _prune(store, retention_cutoff(_utc(now or datetime.now(timezone.utc)), days), dry_run=dry_run)
 
 
 def _prune(store: ObjectStore, cutoff: datetime, *, dry_run: bool, newest: str | None = None) -> PruneResult:

@@ -1,14 +1,21 @@
 """Partition upkeep: the ``content_partitions`` asset, its checks, job and daily schedule."""
 
-import dagster as dg
+from typing import Optional
 
-from ...core import months, partitions
+import dagster as dg
+from pydantic import Field
+
+from ...core import months, partitions, retention
 from ..resources import CONTENT_DB_POOL, PostgresResource
 
 
 class EnsurePartitionsConfig(dg.Config):
     months_ahead: int = 3
-    first_month: str = months.FIRST_MONTH
+    first_month: Optional[str] = Field(
+        default=None,
+        description=f"First month to create (default: {months.FIRST_MONTH}, or the oldest month content "
+        "retention keeps if that is later, so retention never drops a month this recreates).",
+    )
 
 
 @dg.asset(
@@ -28,7 +35,8 @@ def content_partitions(
     engine = postgres.engine()
     try:
         result = partitions.ensure_partitions(
-            engine, first_month=config.first_month, months_ahead=config.months_ahead
+            engine, first_month=config.first_month or retention.default_first_month(),
+            months_ahead=config.months_ahead,
         )
         with engine.connect() as conn:
             present = sorted(partitions.existing_months(conn))
