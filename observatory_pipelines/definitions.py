@@ -30,6 +30,17 @@ defs = dg.Definitions.merge(
     maintenance_erasure.defs,
     maintenance_settlement.defs,
     dg.Definitions(
+        # Each step of the default multiprocess executor spends about 15 s importing on two cores,
+        # more than most steps take; collection, which waits on remote APIs, opts back in.
+        executor=dg.in_process_executor,
+        sensors=[
+            # On from the start: processing, analysis and exports follow each collection by themselves.
+            dg.AutomationConditionSensorDefinition(
+                "corpus_automation",
+                target=dg.AssetSelection.groups("processing", "analysis", "exports"),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+            )
+        ],
         resources={
             "postgres": PostgresResource(),
             "collector": CollectionResource(),

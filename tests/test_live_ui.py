@@ -265,9 +265,6 @@ def launch_backfill(stack: LiveStack, selection: list[dict]) -> str:
         "partitionNames": [corpus_key(m) for m in MONTHS],
         "assetSelection": selection,
         "title": "live test: three months of statistics and exports",
-        # In-process: with a process per step (the default), importing the code a dozen times per
-        # run on two cores takes the backfill to over five minutes.
-        "runConfigData": {"execution": {"config": {"in_process": {}}}},
     }
     result = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result

@@ -11,7 +11,9 @@ from ..resources import PostgresResource
 collect_corpus_job = dg.define_asset_job(
     "collect_corpus",
     selection=dg.AssetSelection.groups("collection"),
-    description="Collect every arena for one corpus (month × query design).",
+    description="Collect every arena for one corpus (month × query design), the arenas in parallel processes.",
+    # Arenas wait on remote APIs, so they run side by side; everything else runs in process.
+    executor_def=dg.multiprocess_executor,
 )
 
 
