@@ -6,11 +6,13 @@ Content files hold one row per record, in ``COLUMNS`` order, sorted by publicati
   ends. Written by PostgreSQL's own ``COPY ... TO STDOUT (FORMAT csv)``, straight to disk. Cells
   are verbatim: a text starting with ``=`` stays as it was posted, so open the XLSX in a
   spreadsheet (where text never becomes a formula) rather than the CSV.
-- NDJSON: one JSON object per line, built by PostgreSQL (``json_build_object``): UUIDs and times
-  as strings, counts as numbers, ``search_terms_matched`` as an array, ``raw_metadata`` as an
-  object.
+- NDJSON: one JSON object per line, built by PostgreSQL (each value by ``to_json``): UUIDs and
+  times as strings, counts as numbers, ``search_terms_matched`` as an array, ``raw_metadata`` as
+  an object.
 - Parquet: typed (``published_at`` a UTC timestamp, counts int64, ``search_terms_matched`` a list
-  of strings), zstd-compressed, written batch by batch from the COPY stream.
+  of strings), zstd-compressed, one row group per 32 MiB block of the COPY stream: the stream is
+  cut into blocks of whole rows on this thread while the block before is parsed and written on
+  another, so memory holds a few blocks however large the corpus.
 - XLSX: a workbook made by openpyxl in write-only mode (bold, frozen, filterable header; set column
   widths; ``published_at`` as an Excel date-time in UTC), whose data rows are then streamed into
   the sheets by ``_SheetRows``. Filling the rows through openpyxl measured 9k rows/s here; writing
@@ -30,8 +32,10 @@ import hashlib
 import io
 import json
 import os
+import queue
 import re
 import tempfile
+import threading
 import uuid
 import zipfile
 from contextlib import contextmanager
@@ -60,6 +64,8 @@ EXCEL_MAX_CELL_CHARS = 32_767
 _XLSX_DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 _FETCH_ROWS = 5_000
 _PARQUET_BLOCK_BYTES = 32 * 1024 * 1024
+#: pyarrow parses a block in pieces of this size, in parallel.
+_PARSE_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -196,31 +202,49 @@ def _copy_out(engine: sa.Engine, statement: str, params: tuple, write: Callable[
         return cur.rowcount
 
 
-class _CopyStream(io.RawIOBase):
-    """A COPY's output as a readable byte stream, for readers that pull (pyarrow)."""
+def _row_blocks(copy, size: int) -> Iterator[bytes]:
+    """A COPY's output in blocks of about ``size`` bytes. COPY yields one whole row at a time, so
+    every block ends at a row's end and parses on its own."""
+    parts: list = []
+    held = 0
+    for chunk in copy:
+        parts.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield b"".join(parts)
+            parts, held = [], 0
+    if parts:
+        yield b"".join(parts)
 
-    def __init__(self, copy):
-        self._chunks = iter(copy)
-        self._pending = memoryview(b"")
 
-    def readable(self) -> bool:
-        return True
+def _pipelined(blocks: Iterator[bytes], consume: Callable[[bytes], None]) -> None:
+    """``consume`` each block on a second thread while the next is read on this one; at most one
+    block waits between them. (pyarrow's own streaming CSV reader reads up to 32 blocks ahead of
+    the consumer, so its memory grew with the corpus whenever writing fell behind reading.)"""
+    waiting: queue.Queue = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
 
-    def readinto(self, buffer) -> int:
-        # Fill the whole buffer: COPY yields a row at a time, and pyarrow makes each read a block
-        # (and so a Parquet row group) of its own.
-        filled = 0
-        while filled < len(buffer):
-            if not self._pending:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._pending = memoryview(chunk)
-            size = min(len(buffer) - filled, len(self._pending))
-            buffer[filled:filled + size] = self._pending[:size]
-            self._pending = self._pending[size:]
-            filled += size
-        return filled
+    def work() -> None:
+        while (block := waiting.get()) is not None:
+            if failed:
+                continue  # drain, so the reading thread never blocks on a dead consumer
+            try:
+                consume(block)
+            except BaseException as err:  # re-raised on the calling thread
+                failed.append(err)
+
+    worker = threading.Thread(target=work, name="export-parquet", daemon=True)
+    worker.start()
+    try:
+        for block in blocks:
+            if failed:
+                break
+            waiting.put(block)
+    finally:
+        waiting.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
 
 
 # --- writers -----------------------------------------------------------------------------------
@@ -235,10 +259,20 @@ def write_csv(engine: sa.Engine, corpus: CorpusRef, path: Path, options: ExportO
     return _written(path, rows)
 
 
+def _json_value(column: Column) -> str:
+    """SQL for the column's value as JSON text; counts and ``raw_metadata`` (jsonb) are already."""
+    if column.arrow == _COUNT or column.name == RAW_METADATA.name:
+        return f"coalesce(({column.json_sql})::text, 'null')"
+    return f"coalesce(to_json({column.json_sql})::text, 'null')"
+
+
 def write_ndjson(engine: sa.Engine, corpus: CorpusRef, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
     columns = options.columns()
-    pairs = ", ".join(f"'{c.name}', {c.json_sql}" for c in columns)
-    sql, params = _select(corpus, options, [f"json_build_object({pairs})::text"])
+    # The object concatenated from its values rather than json_build_object(...): the same objects,
+    # keys in the same order, in 5% fewer bytes (json_build_object pads every colon with spaces) and
+    # 5-25% less database time (bench/exports, docs/benchmarks.md).
+    fields = " || ',' || ".join(f"'{json.dumps(c.name)}:' || {_json_value(c)}" for c in columns)
+    sql, params = _select(corpus, options, [f"'{{' || {fields} || '}}'"])
     # PostgreSQL's JSON escapes every control character, so a line never holds a raw newline, \x01
     # or \x02: with those as quote and delimiter, CSV format writes each object untouched, where
     # text format would double every backslash.
@@ -256,25 +290,29 @@ def write_parquet(engine: sa.Engine, corpus: CorpusRef, path: Path, options: Exp
     columns = options.columns()
     schema = parquet_schema(options)
     sql, params = _select(corpus, options, [f"{c.sql} AS {c.name}" for c in columns])
-    read_types = {c.name: (pa.string() if c.name in _LIST_COLUMNS else c.arrow) for c in columns}
+    read_options = pa_csv.ReadOptions(column_names=[c.name for c in columns], block_size=_PARSE_BLOCK_BYTES)
+    parse_options = pa_csv.ParseOptions(newlines_in_values=True)
+    convert_options = pa_csv.ConvertOptions(
+        column_types={c.name: (pa.string() if c.name in _LIST_COLUMNS else c.arrow) for c in columns},
+        strings_can_be_null=True, quoted_strings_can_be_null=False,
+    )
     rows = 0
     with _cursor(engine) as cur, pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", params) as copy:
-            batches = pa_csv.open_csv(
-                _CopyStream(copy),
-                read_options=pa_csv.ReadOptions(block_size=_PARQUET_BLOCK_BYTES),
-                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types=read_types, strings_can_be_null=True, quoted_strings_can_be_null=False
-                ),
-            )
-            for batch in batches:
-                writer.write_table(_typed_batch(batch, schema))
-                rows += batch.num_rows
+
+        def write(block: bytes) -> None:
+            nonlocal rows
+            # The streaming reader, not read_csv: read_csv's threaded reader once failed here with
+            # "a chunk failed converting for an unknown reason" (pyarrow 26, 1 MiB pieces).
+            table = pa_csv.open_csv(io.BytesIO(block), read_options, parse_options, convert_options).read_all()
+            writer.write_table(_typed_batch(table, schema))  # one row group
+            rows += table.num_rows
+
+        with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+            _pipelined(_row_blocks(copy, _PARQUET_BLOCK_BYTES), write)
     return _written(path, rows)
 
 
-def _typed_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+def _typed_batch(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.Table:
     arrays = []
     for column in schema:
         values = batch.column(column.name)
