@@ -169,16 +169,17 @@ def download(
     file: ExportFile,
     destination: str | os.PathLike[str],
 ) -> Path:
-    """Fetch the export to ``destination`` (a folder: the file's own name inside it; otherwise
-    that path), verified against its recorded SHA-256. Returns the file's path."""
+    """Fetch the export to ``destination`` (a folder: ``{slug}_{month}_{file name}`` inside it;
+    otherwise that path), verified against its recorded SHA-256. Returns the file's path."""
+    month = months.month_key(months.parse_month(month))
     stored = locate(engine, store, viewer, slug, month, file)
     recorded = ExportMetadata.from_object_metadata(stored.metadata)
     if recorded is None:
         raise ExportCorrupted(
             f"{stored.key} has no recorded checksum, so it was not written by an export: materialize "
-            f"{file.asset_name} for partition {slug}|{months.month_key(months.parse_month(month))} again"
+            f"{file.asset_name} for partition {slug}|{month} again"
         )
-    target = _target_path(Path(destination), slug, months.month_key(months.parse_month(month)), file)
+    target = _target_path(Path(destination), slug, month, file)
     try:
         handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
     except OSError as exc:
@@ -192,7 +193,7 @@ def download(
     except ObjectNotFound:
         # Removed between the check and the download: say so as the check would have.
         Path(handle.name).unlink(missing_ok=True)
-        raise ExportMissing(_missing(slug, months.month_key(months.parse_month(month)), file)) from None
+        raise ExportMissing(_missing(slug, month, file)) from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
