@@ -58,7 +58,7 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
-from . import months
+from . import markdown, months
 from .corpus import load_corpus
 
 # ---------------------------------------------------------------------------------------------
@@ -557,19 +557,14 @@ class DedupResult:
     def sample_markdown(self) -> str:
         if not self.sample:
             return "No duplicate groups."
-        lines = ["| group | role | rules | platform | title or text | url |", "|---|---|---|---|---|---|"]
-        for member in self.sample:
-            cells = [_cell(member[k]) for k in ("group", "role", "kind", "platform", "title")]
-            cells.append(_cell(member["url"], limit=300))
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
-
-
-def _cell(value: object, limit: int = 80) -> str:
-    text = " ".join(str(value or "").split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text.replace("|", "\\|")
+        return markdown.table(
+            ["group", "role", "rules", "platform", "title or text", "url"],
+            [
+                [*(markdown.shorten(m[k], 80) for k in ("group", "role", "kind", "platform", "title")),
+                 markdown.shorten(m["url"], 300)]
+                for m in self.sample
+            ],
+        )
 
 
 def _sample(engine: sa.Engine, design_id: uuid.UUID | str, month: str, grouping: Grouping) -> list[dict[str, str]]:

@@ -58,7 +58,7 @@ import numpy as np
 import sqlalchemy as sa
 from rapidfuzz import fuzz, process
 
-from . import months
+from . import markdown, months
 from .errors import ConfigError
 
 OUTLET_PLATFORMS = ("rss", "gdelt")
@@ -493,21 +493,13 @@ def suggest_matches(engine: sa.Engine, month: str) -> SuggestionResult:
     return SuggestionResult(month, len(authors), counts, inserted, updated, removed, too_common, rows)
 
 
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
-
-
 def suggestions_markdown(rows: Sequence[Suggestion], limit: int = 25) -> str:
     """The best ``limit`` suggestions as a markdown table, for the Dagster UI."""
-    lines = ["| kind | score | left | right | reason | status |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {s.kind} | {s.score:.2f} | {_cell(s.left.label())} | {_cell(s.right.label())} "
-        f"| {_cell(s.reason)} | {s.status} |"
-        for s in rows[:limit]
-    ]
-    if len(rows) > limit:
-        lines.append(f"\n{len(rows) - limit} more in actor_match_suggestions.")
-    return "\n".join(lines)
+    return markdown.table(
+        ["kind", "score", "left", "right", "reason", "status"],
+        [(s.kind, s.score, s.left.label(), s.right.label(), s.reason, s.status) for s in rows],
+        limit=limit, rest="in actor_match_suggestions.",
+    )
 
 
 # --- merge and split -----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from typing import BinaryIO, Callable
 
 import sqlalchemy as sa
 
-from . import backup, months, partitions
+from . import backup, markdown, months, partitions
 from .backup import BackupInfo
 from .errors import ObservatoryError
 from .storage import ObjectStore
@@ -444,14 +444,11 @@ def decision_label(decision: PartitionDecision, *, applied: RetentionResult | No
 
 def markdown_table(plan: RetentionPlan, *, applied: RetentionResult | None = None, dry_run: bool = False) -> str:
     """Every partition with its month, rows, last write and what retention did (or would do)."""
-
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| partition | month | rows | last write | decision |", "|---|---|---|---|---|"]
-    for p in plan.partitions:
-        rows = "" if p.rows is None else str(p.rows)
-        last = _when(p.last_write) if p.last_write else ""
-        label = decision_label(p, applied=applied, dry_run=dry_run)
-        lines.append(f"| {p.name} | {p.month or 'default'} | {rows} | {last} | {cell(label)} |")
-    return "\n".join(lines)
+    return markdown.table(
+        ["partition", "month", "rows", "last write", "decision"],
+        [
+            (p.name, p.month or "default", p.rows, _when(p.last_write) if p.last_write else None,
+             decision_label(p, applied=applied, dry_run=dry_run))
+            for p in plan.partitions
+        ],
+    )

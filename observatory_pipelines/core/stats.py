@@ -38,7 +38,7 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from . import analysis_store, corpus, designs, months
+from . import analysis_store, corpus, designs, markdown, months
 
 CORPUS_COLUMNS = [
     "id", "published_at", "platform", "arena", "author_id", "pseudonymized_author_id", "likes_count",
@@ -373,20 +373,5 @@ def build_statistics(engine: sa.Engine, slug: str, month: str) -> Statistics:
 def markdown_table(frame: pl.DataFrame, columns: list[str] | None = None) -> str:
     """A markdown table of ``frame`` (lists joined with commas, floats to two decimals)."""
     columns = columns or frame.columns
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in frame.select(columns).iter_rows():
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        text = f"{value:,.2f}"
-    elif isinstance(value, list):
-        text = ", ".join(str(v) for v in value)
-    else:
-        text = str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return markdown.table(columns, frame.select(columns).iter_rows())
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from ...core import export_layout, exports, manifest
+from ...core import export_layout, exports, manifest, markdown
 from ...core.exports import ExportOptions, StoredExport
 from ...core.storage import ObjectStore, StorageError
 from ..analysis.networks import asset_key as network_asset_key
@@ -135,9 +135,9 @@ def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, s
         store = storage.store()
         stored = exports.export_networks(engine, store, slug, month)
         first_link = _link(store, stored[0].key, context.log)
-    table = "| file | nodes | edges | bytes |\n|---|---:|---:|---:|\n" + "\n".join(
-        f"| {s.key.rsplit('/', 1)[1]} | {s.file.details['nodes']} | {s.file.details['edges']} | {s.file.size} |"
-        for s in stored
+    table = markdown.table(
+        ["file", "nodes", "edges", "bytes"],
+        [(s.key.rsplit("/", 1)[1], s.file.details["nodes"], s.file.details["edges"], s.file.size) for s in stored],
     )
     return dg.MaterializeResult(metadata={
         "files": dg.MetadataValue.md(table),
@@ -166,8 +166,9 @@ def export_manifest(context: dg.AssetExecutionContext, postgres: PostgresResourc
         store = storage.store()
         stored, document = manifest.export_manifest(engine, store, slug, month)
         link = _link(store, stored.key, context.log)
-    files = "| file | rows | bytes | sha256 |\n|---|---:|---:|---|\n" + "\n".join(
-        f"| {f['name']} | {f['rows']} | {f['size']} | `{f['sha256'][:16]}…` |" for f in document["files"]
+    files = markdown.table(
+        ["file", "rows", "bytes", "sha256"],
+        [(f["name"], f["rows"], f["size"], f["sha256"][:16] + "…") for f in document["files"]],
     )
     return dg.MaterializeResult(metadata={
         "uri": dg.MetadataValue.text(stored.uri),

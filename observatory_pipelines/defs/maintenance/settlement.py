@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from ...core import collection
+from ...core import collection, markdown
 from ...core.credits import CreditService
 from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
@@ -47,22 +47,15 @@ def ended_dagster_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> dict
     }
 
 
-def _cell(value: object) -> str:
-    return str(value).replace("|", "/").replace("\n", " ")
-
-
 def closed_runs_markdown(closed: list[collection.ClosedRun]) -> str:
     if not closed:
         return "No collection run needed closing."
-    lines = ["| collection run | design | month | arenas | status | reason |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {run.collection_run_id} | {_cell(run.design)} | {_cell((run.partition_key or '').split('|')[0])} "
-        f"| {_cell(', '.join(run.arenas))} | {run.status} | {_cell(run.reason)} |"
-        for run in closed[:TABLE_ROWS]
-    ]
-    if len(closed) > TABLE_ROWS:
-        lines.append(f"\n{len(closed) - TABLE_ROWS} more in collection_runs.")
-    return "\n".join(lines)
+    return markdown.table(
+        ["collection run", "design", "month", "arenas", "status", "reason"],
+        [(run.collection_run_id, run.design, (run.partition_key or "").split("|")[0], run.arenas, run.status,
+          run.reason) for run in closed],
+        limit=TABLE_ROWS, rest="in collection_runs.",
+    )
 
 
 @dg.op(
