@@ -122,3 +122,23 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 from tests.http_fixtures import arena_server  # noqa: E402,F401
 from tests.s3_server import s3_server  # noqa: E402,F401
+
+
+#: Settings a developer's shell may hold that would point a test at their own database, bucket or
+#: retention.
+MACHINE_SETTINGS = (
+    "OBSERVATORY_STORAGE_DIR", "BACKUP_RETENTION_DAYS", "CONTENT_RETENTION_DAYS", "OBSERVATORY_PG_BIN",
+    "DATABASE_URL", "PGPASSWORD",
+)
+
+
+@pytest.fixture
+def isolated_settings(monkeypatch, tmp_path):
+    """No storage, retention or database setting from the machine leaks into the test; state goes
+    to the test's own OBSERVATORY_HOME."""
+    for name in list(os.environ):
+        if name.startswith("MINIO_") or name in MACHINE_SETTINGS:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
+    return monkeypatch
+

@@ -31,15 +31,8 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/observatory"
 COLLECTED = datetime(2026, 5, 14, 6, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    """No backup, storage or database setting from the machine leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("MINIO_") or name in (
-            "OBSERVATORY_STORAGE_DIR", "BACKUP_RETENTION_DAYS", "OBSERVATORY_PG_BIN", "DATABASE_URL", "PGPASSWORD",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
+# No backup, storage or database setting from the machine leaks into a test.
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -26,14 +26,8 @@ PASSWORD = "Hemmelig-Kode-4711"
 UNREACHABLE = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/observatory"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("MINIO_") or name in (
-            "OBSERVATORY_STORAGE_DIR", "BACKUP_RETENTION_DAYS", "OBSERVATORY_PG_BIN", "DATABASE_URL", "PGPASSWORD",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
+# No backup, storage or database setting from the machine leaks into a test.
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Real servers (PostgreSQL 15 and 18), real backups in a local folder and on an S3
 from __future__ import annotations
 
 import io
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -30,15 +29,8 @@ OLD = ["content_records_2023_01", "content_records_2023_02"]
 EMPTY = ["content_records_2023_03", "content_records_2024_05"]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("MINIO_") or name in (
-            "OBSERVATORY_STORAGE_DIR", "BACKUP_RETENTION_DAYS", "CONTENT_RETENTION_DAYS", "OBSERVATORY_PG_BIN",
-            "DATABASE_URL", "PGPASSWORD",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
+# No backup, storage or database setting from the machine leaks into a test.
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 @pytest.fixture
