@@ -11,3 +11,5 @@ class ConfigError(ObservatoryError):
 
 class DatabaseUnavailable(ObservatoryError):
     """The database could not be reached or refused us."""
+
+    retryable = True  # an outage or a restart passes; a retry of the run may well succeed

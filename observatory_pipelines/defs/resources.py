@@ -35,24 +35,33 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 @contextmanager
-def content_engine(postgres: PostgresResource) -> Iterator[sa.Engine]:
-    """The content database for one asset run, with failures turned into one-line ``dg.Failure``s.
+def one_line_failures(url: str | None = None) -> Iterator[None]:
+    """Failures as one-line ``dg.Failure``s.
 
     Our own errors fail with their message, retried only when they say retrying can help
-    (``retryable``, e.g. a rate-limited arena): configuration, credits, a concurrent run cannot
-    change by retrying. An unreachable database names the host and is retried.
+    (``retryable``: a rate-limited arena, an unreachable database or store); configuration,
+    credits, a concurrent run cannot change by retrying. An unreachable database names the host
+    (``url``'s, never its password) and is retried.
     """
+    try:
+        yield
+    except ObservatoryError as err:
+        raise dg.Failure(description=str(err), allow_retries=getattr(err, "retryable", False)) from None
+    except sa.exc.OperationalError as err:
+        raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
+
+
+@contextmanager
+def content_engine(postgres: PostgresResource) -> Iterator[sa.Engine]:
+    """The content database for one asset run, failing as ``one_line_failures`` says."""
     try:
         url = postgres.url()
     except ObservatoryError as err:
         raise dg.Failure(description=str(err)) from None
     engine = database.make_engine(url)
     try:
-        yield engine
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err), allow_retries=getattr(err, "retryable", False)) from None
-    except sa.exc.OperationalError as err:
-        raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
+        with one_line_failures(url):
+            yield engine
     finally:
         engine.dispose()
 

@@ -5,18 +5,15 @@ docs/operations/backup_restore.md. A dry run records an observation of what it w
 materialization, so "last materialized" always means a stored, complete backup.
 """
 
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
-from ...core import backup, database
-from ...core.errors import DatabaseUnavailable, ObservatoryError
+from ...core import backup
+from ...core.errors import ObservatoryError
 from ...core.storage import ObjectStore
-from ..resources import PostgresResource
+from ..resources import PostgresResource, one_line_failures
 from ..storage import StorageResource
 
 BACKUP_ASSET = dg.AssetKey("database_backup")
@@ -30,19 +27,6 @@ class BackupConfig(dg.Config):
         default=False,
         description="Only say what would be dumped where and what would be pruned; store and delete nothing.",
     )
-
-
-@contextmanager
-def one_line_failures() -> Iterator[None]:
-    """Our errors as one-line ``dg.Failure``s, retried only when retrying can help (an unreachable
-    database or store); configuration, a missing pg_dump or a damaged backup fail for good."""
-    try:
-        yield
-    except ObservatoryError as err:
-        retry = isinstance(err, DatabaseUnavailable) or getattr(err, "retryable", False)
-        raise dg.Failure(description=str(err), allow_retries=retry) from None
-    except sa.exc.OperationalError as err:
-        raise dg.Failure(description=str(database.unavailable(None, err)), allow_retries=True) from None
 
 
 def _log_lines(context: dg.AssetExecutionContext):
