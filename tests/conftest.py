@@ -111,10 +111,13 @@ def _forget_stale_dagster_state_storage():
 
 @pytest.fixture
 def instance(tmp_path):
-    """A Dagster instance of the test's own (sqlite, in tmp_path)."""
+    """A Dagster instance of the test's own (sqlite, in tmp_path), entered as Dagster's own
+    commands enter theirs: definitions loaded during the test then read this instance's state
+    storage, not one a fixture's in-process run left behind and the garbage collector took."""
     import dagster as dg
 
-    return dg.DagsterInstance.local_temp(tempdir=str(tmp_path))
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")
