@@ -17,7 +17,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database, migrate, privacy, records, text
+from observatory_pipelines.core.collection import privacy, records, text
+from observatory_pipelines.core.platform import database, migrate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -41,7 +41,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database, exports, months
+from observatory_pipelines.core.exports import writers as exports
+from observatory_pipelines.core.platform import database, months
 
 # ``common`` and ``ingest`` (migrations, the text helpers) are imported where they are used, so the
 # processes that measure one export hold only what a real export process holds.
@@ -92,7 +93,7 @@ def post_text(words: str, rng: random.Random) -> str:
 
 
 def corpus_rows(n: int, design_id: uuid.UUID, run_id: uuid.UUID, seed: int = 7) -> list[tuple]:
-    from . import common
+    from bench import common
 
     rows = common.synthetic_rows(n, design_id, run_id, MONTH_START, seed=seed)
     rng = random.Random(seed)
@@ -105,8 +106,8 @@ def corpus_rows(n: int, design_id: uuid.UUID, run_id: uuid.UUID, seed: int = 7) 
 
 
 def load(engine: sa.Engine, rows: list[tuple]) -> dict:
-    from . import common
-    from .ingest import raw_copy
+    from bench import common
+    from bench.ingest import raw_copy
 
     common.truncate_content(engine)
     raw_copy(engine, rows)
@@ -148,7 +149,7 @@ def child(task: str, url: str, folder: str) -> dict:
             rows = cur.rowcount
         result.update(seconds=time.perf_counter() - start, rows=rows, bytes=size)
     elif task in exports.WRITERS:
-        from observatory_pipelines.core import export_layout
+        from observatory_pipelines.core.exports import layout as export_layout
 
         path = Path(folder) / export_layout.content_file(task).filename
         start = time.perf_counter()
@@ -244,7 +245,7 @@ def print_table(n: int, loaded: dict, f: dict) -> None:
 
 
 def run(sizes: list[int], repeats: int) -> dict:
-    from . import common
+    from bench import common
 
     url = common.bench_database()
     engine = database.make_engine(url)

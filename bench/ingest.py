@@ -20,9 +20,11 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core import collection, database, ingest, records
+from observatory_pipelines.core.collection import ingest, records
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.platform import database
 
-from . import common
+from bench import common
 
 ROW_BY_ROW_SAMPLE = 20_000
 AUTOCOMMIT_SAMPLE = 5_000

@@ -1,6 +1,6 @@
 """Alembic environment for the content database.
 
-The URL comes from ``config.attributes["url"]`` when ``observatory_pipelines.core.migrate`` runs
+The URL comes from ``config.attributes["url"]`` when ``observatory_pipelines.core.platform.migrate`` runs
 us, and otherwise (the ``alembic`` CLI) from ``DATABASE_URL`` or the embedded server.
 """
 
@@ -11,10 +11,10 @@ import logging.config
 import sqlalchemy as sa
 from alembic import context
 
-from observatory_pipelines.core import database
-from observatory_pipelines.core.errors import ConfigError
-from observatory_pipelines.core.migrate import include_object
 from observatory_pipelines.core.models import Base
+from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.core.platform.migrate import include_object
 
 config = context.config
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import exc as sa_exc
 
-from .core import database, months
-from .core.errors import ObservatoryError
-from .core.privacy import SALT_VARIABLE
+from observatory_pipelines.core.collection.privacy import SALT_VARIABLE
+from observatory_pipelines.core.platform import database, months
+from observatory_pipelines.core.platform.errors import ObservatoryError
 
 
 def _print(msg: str = "") -> None:
@@ -34,7 +34,7 @@ def cmd_db_up(args: argparse.Namespace) -> int:
 
 
 def cmd_db_down(args: argparse.Namespace) -> int:
-    from .core.embedded import EmbeddedPostgres
+    from observatory_pipelines.core.platform.embedded import EmbeddedPostgres
 
     if database.configured_url():
         _print("DATABASE_URL points at an external server; observatory does not stop it")
@@ -45,8 +45,9 @@ def cmd_db_down(args: argparse.Namespace) -> int:
 
 
 def cmd_db_status(args: argparse.Namespace) -> int:
-    from .core import migrate, partitions
-    from .core.embedded import EmbeddedPostgres
+    from observatory_pipelines.core.maintenance import partitions
+    from observatory_pipelines.core.platform import migrate
+    from observatory_pipelines.core.platform.embedded import EmbeddedPostgres
 
     if database.configured_url():
         url = database.resolve_url()
@@ -87,7 +88,7 @@ def cmd_db_url(args: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
-    from .core import migrate
+    from observatory_pipelines.core.platform import migrate
 
     url = database.resolve_url()
     database.server_version(url)
@@ -120,7 +121,7 @@ def _months_ahead_arg(value: str) -> int:
 
 
 def _migrated_engine():
-    from .core import migrate
+    from observatory_pipelines.core.platform import migrate
 
     url = database.resolve_url()
     if migrate.current(url) is None:
@@ -129,7 +130,7 @@ def _migrated_engine():
 
 
 def cmd_partitions_ensure(args: argparse.Namespace) -> int:
-    from .core import partitions, retention
+    from observatory_pipelines.core.maintenance import partitions, retention
 
     first_month = args.first_month or retention.default_first_month()
     engine = _migrated_engine()
@@ -146,7 +147,7 @@ def cmd_partitions_ensure(args: argparse.Namespace) -> int:
 
 
 def cmd_partitions_list(args: argparse.Namespace) -> int:
-    from .core import partitions
+    from observatory_pipelines.core.maintenance import partitions
 
     engine = _migrated_engine()
     try:
@@ -198,10 +199,9 @@ def _summary(metadata: dict) -> str:
 
 
 def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -> int:
-    from . import local_run
-    from .definitions import defs
-    from .defs.resources import CollectionResource, PostgresResource
-    from .defs.storage import StorageResource
+    from observatory_pipelines.definitions import defs
+    from observatory_pipelines.defs import local_run
+    from observatory_pipelines.defs.resources import CollectionResource, PostgresResource, StorageResource
 
     url = database.resolve_url()
     instance = local_run.project_instance(url)
@@ -217,7 +217,7 @@ def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .core import migrate
+    from observatory_pipelines.core.platform import migrate
 
     url = database.resolve_url()
     if migrate.current(url) != migrate.head():
@@ -226,7 +226,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .core import demo, migrate, partitions, paths
+    from observatory_pipelines.core.maintenance import partitions
+    from observatory_pipelines.core.platform import migrate, paths
+    from observatory_pipelines.demo import seed as demo
 
     url = database.resolve_url()
     database.server_version(url)
@@ -252,7 +254,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _print_demo_exports(email: str, slug: str, month: str) -> None:
     """Where the demo corpus's exports are, and the commands that fetch them."""
-    from .core import export_access, storage
+    from observatory_pipelines.core.exports import access as export_access
+    from observatory_pipelines.core.platform import storage
 
     store = storage.store_from_env()
     engine = database.make_engine(database.resolve_url())
@@ -299,7 +302,8 @@ def _human_size(size: int) -> str:
 
 
 def cmd_exports_list(args: argparse.Namespace) -> int:
-    from .core import export_access, storage
+    from observatory_pipelines.core.exports import access as export_access
+    from observatory_pipelines.core.platform import storage
 
     email = _exports_user(args)
     store = storage.store_from_env()
@@ -330,8 +334,9 @@ def cmd_exports_list(args: argparse.Namespace) -> int:
 
 
 def cmd_exports_download(args: argparse.Namespace) -> int:
-    from .core import export_access, storage
-    from .core.export_layout import ExportFile
+    from observatory_pipelines.core.exports import access as export_access
+    from observatory_pipelines.core.exports.layout import ExportFile
+    from observatory_pipelines.core.platform import storage
 
     if args.format != "gexf" and (args.network or args.dynamic):
         raise ObservatoryError("--network and --dynamic apply to --format gexf only")
@@ -363,7 +368,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Replace this process with ``dagster dev`` (webserver + daemon) on the project's instance."""
     import shutil
 
-    from .core import dagster_home
+    from observatory_pipelines.core.platform import dagster_home
 
     url = database.resolve_url()
     env = {**os.environ, **dagster_home.prepare(url)}
@@ -455,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print a fresh download link (valid one hour) instead of downloading")
     p.add_argument("--user", metavar="EMAIL", help=user_help)
 
-    from . import cli_backup
+    from observatory_pipelines import cli_backup
 
     cli_backup.register(sub, add)
     return parser

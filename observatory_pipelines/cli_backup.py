@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from .core import backup, database, storage
-from .core.errors import ConfigError
+from observatory_pipelines.core.maintenance import backup
+from observatory_pipelines.core.platform import database, storage
+from observatory_pipelines.core.platform.errors import ConfigError
 
 #: Restore progress is reported each time it passes another multiple of this many percent.
 PROGRESS_STEP = 5

@@ -5,17 +5,16 @@ Nothing here reads the environment: resources resolve their settings when a run 
 
 import dagster as dg
 
-from .defs.analysis import networks, statistics
-from .defs.collection import definitions as collection
-from .defs.exports import assets as exports
-from .defs.maintenance import backup as maintenance_backup
-from .defs.maintenance import erasure as maintenance_erasure
-from .defs.maintenance import partitions as maintenance_partitions
-from .defs.maintenance import retention as maintenance_retention
-from .defs.maintenance import settlement as maintenance_settlement
-from .defs.processing import dedup, entities
-from .defs.resources import CollectionResource, PostgresResource
-from .defs.storage import StorageResource
+from observatory_pipelines.defs.analysis import networks, statistics
+from observatory_pipelines.defs.collection import definitions as collection
+from observatory_pipelines.defs.exports import assets as exports
+from observatory_pipelines.defs.maintenance import backup as maintenance_backup
+from observatory_pipelines.defs.maintenance import erasure as maintenance_erasure
+from observatory_pipelines.defs.maintenance import partitions as maintenance_partitions
+from observatory_pipelines.defs.maintenance import retention as maintenance_retention
+from observatory_pipelines.defs.maintenance import settlement as maintenance_settlement
+from observatory_pipelines.defs.processing import dedup, entities
+from observatory_pipelines.defs.resources import CollectionResource, PostgresResource, StorageResource
 
 defs = dg.Definitions.merge(
     collection.defs,

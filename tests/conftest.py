@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database
-from observatory_pipelines.core.embedded import EmbeddedPostgres
+from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.platform.embedded import EmbeddedPostgres
 
 SERVERS = ["embedded", "external"]
 
@@ -75,7 +75,7 @@ def empty_db_url(pg_server_url):
 
 @pytest.fixture(scope="session")
 def _migrated_template(pg_server_url):
-    from observatory_pipelines.core.migrate import upgrade
+    from observatory_pipelines.core.platform.migrate import upgrade
 
     url = create_database(pg_server_url)
     upgrade(url)
@@ -125,7 +125,6 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 from tests.http_fixtures import arena_server  # noqa: E402,F401
 from tests.s3_server import s3_server  # noqa: E402,F401
-
 
 #: Settings a developer's shell may hold that would point a test at their own database, bucket or
 #: retention.

@@ -187,7 +187,7 @@ class LiveStack:
             # Stops the embedded server that `db migrate` / `db url` / the UI started (a no-op if none).
             self.cli("db", "down", check=False, timeout=120)
 
-    def __enter__(self) -> "LiveStack":
+    def __enter__(self) -> LiveStack:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from observatory_pipelines.core.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
-from observatory_pipelines.core.arenas.errors import ArenaError
-from observatory_pipelines.core.arenas.file_import import (
+from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
+from observatory_pipelines.core.collection.arenas.errors import ArenaError
+from observatory_pipelines.core.collection.arenas.file_import import (
     DEFAULT_PATTERNS,
     MAX_LINE_BYTES,
     MAX_RAW_CHARS,
@@ -28,7 +28,7 @@ from observatory_pipelines.core.arenas.file_import import (
     read_import_file,
     read_import_files,
 )
-from observatory_pipelines.core.tiers import Tier
+from observatory_pipelines.core.collection.tiers import Tier
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
 FIXTURE_DESIGN = FIXTURES / "fixture"

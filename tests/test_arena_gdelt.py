@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observatory_pipelines.core.arenas import registry
-from observatory_pipelines.core.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
-from observatory_pipelines.core.arenas.errors import ArenaError, MalformedResponse
-from observatory_pipelines.core.arenas.gdelt import (
+from observatory_pipelines.core.collection.arenas import registry
+from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
+from observatory_pipelines.core.collection.arenas.errors import ArenaError, MalformedResponse
+from observatory_pipelines.core.collection.arenas.gdelt import (
     DEFAULT_BASE_URL,
     GdeltArena,
     GdeltQueryRejected,
@@ -18,8 +18,8 @@ from observatory_pipelines.core.arenas.gdelt import (
     parse_artlist,
     time_slices,
 )
-from observatory_pipelines.core.http import HttpClient
-from observatory_pipelines.core.tiers import Tier
+from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.core.platform.http import HttpClient
 from tests.http_fixtures import Canned, fixture_bytes
 
 UTC = timezone.utc
@@ -86,7 +86,7 @@ def window(request) -> tuple[str, str]:
 
 def test_the_arena_is_registered():
     # The registry imports every built-in arena; file_import is written separately.
-    pytest.importorskip("observatory_pipelines.core.arenas.file_import")
+    pytest.importorskip("observatory_pipelines.core.collection.arenas.file_import")
     assert registry()["gdelt"] is GdeltArena
 
 

@@ -4,18 +4,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from observatory_pipelines.core.arenas import registry
-from observatory_pipelines.core.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
-from observatory_pipelines.core.arenas.errors import ArenaError
-from observatory_pipelines.core.arenas.rss_feeds import (
+from observatory_pipelines.core.collection.arenas import registry
+from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
+from observatory_pipelines.core.collection.arenas.errors import ArenaError
+from observatory_pipelines.core.collection.arenas.rss_feeds import (
     DEFAULT_DANISH_FEEDS,
     RssFeedsArena,
     html_to_text,
     outlet_slug,
     parse_feed,
 )
-from observatory_pipelines.core.http import HttpClient
-from observatory_pipelines.core.tiers import Tier
+from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.core.platform.http import HttpClient
 from tests.http_fixtures import FIXTURES, Canned, fixture_bytes
 
 MARCH_2025 = (datetime(2025, 3, 1, tzinfo=timezone.utc), datetime(2025, 4, 1, tzinfo=timezone.utc))
@@ -72,7 +72,7 @@ def collect(*feeds: str, ctx: CollectionContext | None = None, **options) -> lis
 
 def test_the_arena_is_registered():
     # The registry imports every built-in arena; file_import is written separately.
-    pytest.importorskip("observatory_pipelines.core.arenas.file_import")
+    pytest.importorskip("observatory_pipelines.core.collection.arenas.file_import")
     assert registry()["rss_feeds"] is RssFeedsArena
 
 

@@ -16,11 +16,13 @@ import pytest
 import sqlalchemy as sa
 
 from observatory_pipelines import cli_backup
-from observatory_pipelines.core import backup, database, ingest, partitions, privacy
-from observatory_pipelines.core.backup import BackupCorrupted, BackupError, PgToolMissing
-from observatory_pipelines.core.embedded import bin_dir
-from observatory_pipelines.core.errors import ConfigError, ObservatoryError
-from observatory_pipelines.core.storage import LocalObjectStore, S3ObjectStore, StorageError
+from observatory_pipelines.core.collection import ingest, privacy
+from observatory_pipelines.core.maintenance import backup, partitions
+from observatory_pipelines.core.maintenance.backup import BackupCorrupted, BackupError, PgToolMissing
+from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.platform.embedded import bin_dir
+from observatory_pipelines.core.platform.errors import ConfigError, ObservatoryError
+from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore, StorageError
 from tests.conftest import create_database, drop_database
 from tests.factories import SALT, make_design
 

@@ -6,7 +6,7 @@ import sys
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database, migrate
+from observatory_pipelines.core.platform import database, migrate
 
 
 def run_cli(*args, env_extra=None, drop=("DATABASE_URL",), timeout=120):

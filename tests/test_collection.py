@@ -8,13 +8,14 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import collection, credits, privacy, text
-from observatory_pipelines.core.arenas import register
-from observatory_pipelines.core.arenas.base import Arena, CollectedItem
-from observatory_pipelines.core.arenas.errors import ServerError
-from observatory_pipelines.core.errors import ConfigError
-from observatory_pipelines.core.http import HttpClient
-from observatory_pipelines.core.tiers import Tier
+from observatory_pipelines.core.collection import credits, privacy, text
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.collection.arenas import register
+from observatory_pipelines.core.collection.arenas.base import Arena, CollectedItem
+from observatory_pipelines.core.collection.arenas.errors import ServerError
+from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.core.platform.http import HttpClient
 from tests.factories import SALT, content_rows, make_design, task
 from tests.http_fixtures import Canned
 
@@ -172,7 +173,7 @@ class PaidTestArena(Arena):
 
 @pytest.fixture
 def paid_arena(monkeypatch):
-    from observatory_pipelines.core import arenas
+    from observatory_pipelines.core.collection import arenas
 
     registry = dict(arenas._REGISTRY)
     register(PaidTestArena)

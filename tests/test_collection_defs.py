@@ -8,10 +8,14 @@ import dagster as dg
 import sqlalchemy as sa
 
 from observatory_pipelines.defs.collection.assets import build_collection_assets
-from observatory_pipelines.defs.collection.automation import months_to_collect, nightly_collection, sync_query_design_partitions
+from observatory_pipelines.defs.collection.automation import (
+    months_to_collect,
+    nightly_collection,
+    sync_query_design_partitions,
+)
+from observatory_pipelines.defs.local_run import materialize_corpus
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
-from observatory_pipelines.local_run import materialize_corpus
 from tests.factories import SALT, content_rows, make_design, task
 from tests.http_fixtures import Canned
 from tests.test_collection import FEED_A

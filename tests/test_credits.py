@@ -14,16 +14,17 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import arenas, database
-from observatory_pipelines.core.arenas.base import Arena, CollectedItem, QuerySpec
-from observatory_pipelines.core.credits import (
+from observatory_pipelines.core.collection import arenas
+from observatory_pipelines.core.collection.arenas.base import Arena, CollectedItem, QuerySpec
+from observatory_pipelines.core.collection.credits import (
     HISTORY_MAX_LIMIT,
     CreditError,
     CreditReservationError,
     CreditService,
     Settlement,
 )
-from observatory_pipelines.core.tiers import Tier
+from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.core.platform import database
 
 UTC = timezone.utc
 
@@ -183,7 +184,7 @@ def test_an_overrun_is_charged_and_logged(engine, credits, caplog):
     run = make_run(engine, user)
     credits.reserve(user, run, 10, arena="x_twitter")
 
-    with caplog.at_level(logging.WARNING, logger="observatory_pipelines.core.credits"):
+    with caplog.at_level(logging.WARNING, logger="observatory_pipelines.core.collection.credits"):
         outcome = credits.settle(run, 25, arena="x_twitter")
 
     assert outcome == Settlement(reserved=10, charged=25, refunded=0)
@@ -278,7 +279,7 @@ def test_settling_twice_changes_nothing(engine, credits, caplog):
     rows = ledger(engine, run)
 
     assert credits.settle(run, 25, arena="youtube") == first
-    with caplog.at_level(logging.WARNING, logger="observatory_pipelines.core.credits"):
+    with caplog.at_level(logging.WARNING, logger="observatory_pipelines.core.collection.credits"):
         assert credits.settle(run, 99, arena="youtube") == first
     assert "already settled at 25 credits; ignoring the actual 99" in caplog.text
     assert credits.settle(run, 25) == first
@@ -429,7 +430,7 @@ def test_estimates(credits, monkeypatch, caplog):
     assert credits.estimate("default", _spec(Tier.FREE)) == 0
     # Unknown arenas: the tier's rate for 1,000 items.
     assert [credits.estimate("unknown", _spec(tier)) for tier in Tier] == [0, 1, 5]
-    with caplog.at_level(logging.WARNING, logger="observatory_pipelines.core.credits"):
+    with caplog.at_level(logging.WARNING, logger="observatory_pipelines.core.collection.credits"):
         assert credits.estimate("broken", _spec(Tier.PREMIUM)) == 0
     assert "arena broken could not estimate its credits" in caplog.text
 

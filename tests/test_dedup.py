@@ -21,12 +21,15 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observatory_pipelines.core import collection, dedup, demo, ingest, text
-from observatory_pipelines.core.dedup import normalise_url
-from observatory_pipelines.core.records import COLUMNS
+from observatory_pipelines.core.collection import ingest, text
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.collection.records import COLUMNS
+from observatory_pipelines.core.processing import dedup
+from observatory_pipelines.core.processing.dedup import normalise_url
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.processing.dedup import MARKED_AT_MOST_HALF, dedup_pass
 from observatory_pipelines.defs.resources import PostgresResource
+from observatory_pipelines.demo import seed as demo
 from tests.factories import make_design
 
 MARCH = "2026-03"

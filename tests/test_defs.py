@@ -10,7 +10,8 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database, months, partitions
+from observatory_pipelines.core.maintenance import partitions
+from observatory_pipelines.core.platform import database, months
 from observatory_pipelines.defs.maintenance.partitions import (
     content_partitions,
     ensure_partitions_daily,

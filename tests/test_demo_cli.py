@@ -7,7 +7,8 @@ import sys
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database, export_layout
+from observatory_pipelines.core.exports import layout as export_layout
+from observatory_pipelines.core.platform import database
 
 
 def run_cli(*args, env):

@@ -19,10 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 import feedparser
 import pytest
 
-from observatory_pipelines.core import demo, text
-from observatory_pipelines.core.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
-from observatory_pipelines.core.arenas.file_import import FileImportArena, read_import_file
-from observatory_pipelines.core.tiers import Tier
+from observatory_pipelines.core.collection import text
+from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
+from observatory_pipelines.core.collection.arenas.file_import import FileImportArena, read_import_file
+from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.demo import seed as demo
 
 DATA = Path(str(resources.files("observatory_pipelines.demo") / "data"))
 MANIFEST = json.loads((DATA / "manifest.json").read_text(encoding="utf-8"))

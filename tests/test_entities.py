@@ -11,12 +11,15 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.definitions.partitions.context import partition_loading_context
 
-from observatory_pipelines.core import collection, demo, entities, months
-from observatory_pipelines.core.errors import ConfigError
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.platform import months
+from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.core.processing import entities
 from observatory_pipelines.defs.collection.assets import build_collection_assets
 from observatory_pipelines.defs.partitions import corpus_key, corpus_partitions, monthly_partitions
 from observatory_pipelines.defs.processing import entities as entity_defs
 from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
+from observatory_pipelines.demo import seed as demo
 
 MONTH = demo.DEMO_MONTH
 (SOFIE,) = json.loads((demo.data_dir() / "manifest.json").read_text())["same_person"]

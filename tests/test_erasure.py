@@ -9,8 +9,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import entities, erasure, exports, ingest, records
-from observatory_pipelines.core.errors import ConfigError
+from observatory_pipelines.core.collection import ingest, records
+from observatory_pipelines.core.exports import writers as exports
+from observatory_pipelines.core.maintenance import erasure
+from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.core.processing import entities
 from observatory_pipelines.defs.maintenance import erasure as erasure_defs
 from observatory_pipelines.defs.resources import PostgresResource
 from tests.factories import make_design

@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import export_access
-from observatory_pipelines.core.export_access import AccessRefused, ExportCorrupted, ExportMissing
-from observatory_pipelines.core.export_layout import (
+from observatory_pipelines.core.exports import access as export_access
+from observatory_pipelines.core.exports.access import AccessRefused, ExportCorrupted, ExportMissing
+from observatory_pipelines.core.exports.layout import (
     MANIFEST,
     ExportFile,
     ExportMetadata,
@@ -24,7 +24,7 @@ from observatory_pipelines.core.export_layout import (
     export_key,
     owner_folder,
 )
-from observatory_pipelines.core.storage import LocalObjectStore, S3ObjectStore
+from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore
 from tests.factories import make_design
 
 CSV = content_file("csv")

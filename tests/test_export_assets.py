@@ -13,13 +13,14 @@ import pytest
 import sqlalchemy as sa
 from lxml import etree
 
-from observatory_pipelines.core import analysis_store, export_layout, exports
-from observatory_pipelines.core.storage import LocalObjectStore, S3ObjectStore
+from observatory_pipelines.core.analysis import store as analysis_store
+from observatory_pipelines.core.exports import layout as export_layout
+from observatory_pipelines.core.exports import writers as exports
+from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore
 from observatory_pipelines.defs.analysis.networks import corpus_networks
 from observatory_pipelines.defs.exports.assets import content_exports, export_gexf, export_manifest
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
-from observatory_pipelines.defs.resources import PostgresResource
-from observatory_pipelines.defs.storage import StorageResource
+from observatory_pipelines.defs.resources import PostgresResource, StorageResource
 from tests.test_exports import MARCH, corpus  # noqa: F401  (the corpus fixture)
 
 GEXF_XSD = "/work/shared/specs/gexf-1.3/gexf.xsd"

@@ -16,9 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from observatory_pipelines.core import export_layout, exports, ingest, privacy
-from observatory_pipelines.core.exports import ExportOptions
-from observatory_pipelines.core.storage import LocalObjectStore
+from observatory_pipelines.core.collection import ingest, privacy
+from observatory_pipelines.core.exports import layout as export_layout
+from observatory_pipelines.core.exports import writers as exports
+from observatory_pipelines.core.exports.writers import ExportOptions
+from observatory_pipelines.core.platform.storage import LocalObjectStore
 from tests.factories import SALT, make_design
 
 MARCH = "2026-03"

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from observatory_pipelines import cli
-from observatory_pipelines.core.networks import NETWORKS
-from observatory_pipelines.core.storage import LocalObjectStore, store_from_env
+from observatory_pipelines.core.analysis.networks import NETWORKS
+from observatory_pipelines.core.platform.storage import LocalObjectStore, store_from_env
 from tests.test_export_access import (
     ADMIN,
     GEXF,

@@ -13,8 +13,11 @@ import polars as pl
 import pytest
 from lxml import etree
 
-from observatory_pipelines.core import analysis_store, gexf, networks, stats
-from observatory_pipelines.core.corpus import COLUMN_TYPES
+from observatory_pipelines.core.analysis import networks
+from observatory_pipelines.core.analysis import statistics as stats
+from observatory_pipelines.core.analysis import store as analysis_store
+from observatory_pipelines.core.analysis.corpus import COLUMN_TYPES
+from observatory_pipelines.core.exports import gexf
 
 SCHEMA_DIR = Path("/work/shared/specs/gexf-1.3")
 MARCH = "2026-03"

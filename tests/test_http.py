@@ -3,7 +3,7 @@ from email.utils import formatdate
 
 import pytest
 
-from observatory_pipelines.core.arenas.errors import (
+from observatory_pipelines.core.collection.arenas.errors import (
     ArenaError,
     CredentialError,
     MalformedResponse,
@@ -11,7 +11,7 @@ from observatory_pipelines.core.arenas.errors import (
     ServerError,
     TransportError,
 )
-from observatory_pipelines.core.http import HttpClient, parse_retry_after, user_agent, validate_min_interval
+from observatory_pipelines.core.platform.http import HttpClient, parse_retry_after, user_agent, validate_min_interval
 from tests.http_fixtures import Canned
 
 SECRET = "s3cr3t-api-key-value"

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import database, demo, partitions
+from observatory_pipelines.core.maintenance import partitions
+from observatory_pipelines.core.platform import database
+from observatory_pipelines.demo import seed as demo
 from tests.live_stack import REPOSITORY, LiveStack, StackError
 
 pytestmark = pytest.mark.live

@@ -13,12 +13,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import backup, database
-from observatory_pipelines.core.storage import LocalObjectStore, S3ObjectStore, StorageError
+from observatory_pipelines.core.maintenance import backup
+from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore, StorageError
 from observatory_pipelines.defs.maintenance import backup as backup_defs
 from observatory_pipelines.defs.maintenance.backup import backup_database_nightly, check_database_backup_daily
-from observatory_pipelines.defs.resources import PostgresResource
-from observatory_pipelines.defs.storage import StorageResource
+from observatory_pipelines.defs.resources import PostgresResource, StorageResource
 from tests.factories import make_design
 
 UTC = timezone.utc

@@ -2,7 +2,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from observatory_pipelines.core import months
+from observatory_pipelines.core.platform import months
 
 
 @pytest.mark.parametrize("bad", ["2026-13", "2026-00", "26-03", "2026/03", "2026-3", "", "march", "2026-03-01"])

@@ -11,10 +11,14 @@ import networkx as nx
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import collection, demo, ingest, networks, privacy, stats
+from observatory_pipelines.core.analysis import networks
+from observatory_pipelines.core.analysis import statistics as stats
+from observatory_pipelines.core.collection import ingest, privacy
+from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.defs.analysis.networks import ASSET_NAMES, corpus_networks
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
+from observatory_pipelines.demo import seed as demo
 from tests.factories import make_design
 from tests.test_stats import MARCH, analysis_dir, at, make_actor, pseudonym, record  # noqa: F401
 

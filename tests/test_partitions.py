@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import partitions
+from observatory_pipelines.core.maintenance import partitions
 
 
 def _owner_and_design(conn, slug="klima"):

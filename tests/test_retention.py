@@ -11,13 +11,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import backup, partitions, retention
-from observatory_pipelines.core.errors import ConfigError
-from observatory_pipelines.core.storage import LocalObjectStore, S3ObjectStore
+from observatory_pipelines.core.maintenance import backup, partitions, retention
+from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore
 from observatory_pipelines.defs.maintenance import retention as retention_defs
 from observatory_pipelines.defs.maintenance.retention import content_retention, content_retention_daily
-from observatory_pipelines.defs.resources import PostgresResource
-from observatory_pipelines.defs.storage import StorageResource
+from observatory_pipelines.defs.resources import PostgresResource, StorageResource
 from tests.factories import make_design
 
 UTC = timezone.utc

@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects import postgresql
 
-from observatory_pipelines.core import database, migrate
-from observatory_pipelines.core.errors import DatabaseUnavailable
 from observatory_pipelines.core.models import CORPUS_ITEM_CONSTRAINT, FULLTEXT_DOCUMENT_SQL, Base
+from observatory_pipelines.core.platform import database, migrate
+from observatory_pipelines.core.platform.errors import DatabaseUnavailable
 
 TABLES = [
     "users",

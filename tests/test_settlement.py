@@ -8,9 +8,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import collection, months
-from observatory_pipelines.core.credits import CreditService
-from observatory_pipelines.core.designs import load_design
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.collection.credits import CreditService
+from observatory_pipelines.core.collection.designs import load_design
+from observatory_pipelines.core.platform import months
 from observatory_pipelines.defs.maintenance import settlement
 from observatory_pipelines.defs.resources import PostgresResource
 from tests.factories import make_design
@@ -236,8 +237,8 @@ def test_schedule_runs_every_6_hours_in_utc():
 
 
 def test_the_modules_load_beside_the_project_definitions():
-    from observatory_pipelines.defs.maintenance import erasure
     from observatory_pipelines.definitions import defs as project
+    from observatory_pipelines.defs.maintenance import erasure
 
     merged = dg.Definitions.merge(project, settlement.defs, erasure.defs)
     dg.Definitions.validate_loadable(merged)

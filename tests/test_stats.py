@@ -12,7 +12,9 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core import analysis_store, ingest, privacy, stats
+from observatory_pipelines.core.analysis import statistics as stats
+from observatory_pipelines.core.analysis import store as analysis_store
+from observatory_pipelines.core.collection import ingest, privacy
 from observatory_pipelines.defs.analysis.statistics import corpus_statistics
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource

@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import dagster as dg
 import pytest
 
-from observatory_pipelines.core.errors import ConfigError
-from observatory_pipelines.core.storage import (
+from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.core.platform.storage import (
     CredentialsRefused,
     LocalObjectStore,
     ObjectNotFound,
@@ -29,7 +29,7 @@ from observatory_pipelines.core.storage import (
     StorageUnavailable,
     store_from_env,
 )
-from observatory_pipelines.defs.storage import StorageResource
+from observatory_pipelines.defs.resources import StorageResource
 
 CSV_KEY = "exports/forsker/klimadebat/2026-03/content.csv"
 DANISH_KEY = "exports/søren_ærø/klimadebat/2026-03/indhold_å.csv"

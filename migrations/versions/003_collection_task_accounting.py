@@ -13,16 +13,16 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "003_collection_task_accounting"
-down_revision: Union[str, Sequence[str], None] = "002_add_arenas_config_to_query_designs"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "002_add_arenas_config_to_query_designs"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 COUNTERS = ("records_new", "records_updated", "records_rejected", "records_filtered", "api_calls",
             "credits_reserved", "credits_spent")

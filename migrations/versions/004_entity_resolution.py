@@ -13,16 +13,16 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "004_entity_resolution"
-down_revision: Union[str, Sequence[str], None] = "003_collection_task_accounting"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "003_collection_task_accounting"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 MONTH_FORMAT = "^[0-9]{4}-(0[1-9]|1[0-2])$"
 

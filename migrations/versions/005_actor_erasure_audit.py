@@ -10,15 +10,15 @@ Create Date: 2026-12-09
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "005_actor_erasure_audit"
-down_revision: Union[str, Sequence[str], None] = "004_entity_resolution"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "004_entity_resolution"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 OLD_ACTIONS = "('merge', 'split')"
 NEW_ACTIONS = "('merge', 'split', 'erase')"

@@ -11,7 +11,7 @@ step with the database by the ``sync_query_design_partitions`` sensor.
 
 import dagster as dg
 
-from ..core import months
+from observatory_pipelines.core.platform import months
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=months.FIRST_MONTH,

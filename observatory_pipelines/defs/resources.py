@@ -1,15 +1,15 @@
 """Resources shared by every domain."""
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from ..core import database, paths
-from ..core.errors import ObservatoryError
-from ..core.http import HttpClient
+from observatory_pipelines.core.platform import database, paths, storage
+from observatory_pipelines.core.platform.errors import ObservatoryError
+from observatory_pipelines.core.platform.http import HttpClient
 
 #: Concurrency pool for assets that write to the content database.
 CONTENT_DB_POOL = "content_db"
@@ -22,7 +22,7 @@ class PostgresResource(dg.ConfigurableResource):
     ``DATABASE_URL`` or the embedded server, so no secret is stored in run config or shown in the UI.
     """
 
-    database_url: Optional[str] = Field(
+    database_url: str | None = Field(
         default=None,
         description="Override the content database URL (default: DATABASE_URL, else the embedded server).",
     )
@@ -73,12 +73,12 @@ class CollectionResource(dg.ConfigurableResource):
     never stored in run config or shown in the UI; ``salt`` exists only for tests.
     """
 
-    import_dir: Optional[str] = Field(
+    import_dir: str | None = Field(
         default=None,
         description="Folder holding file imports, one subfolder per design slug "
         "(default: OBSERVATORY_IMPORT_DIR, else .observatory/imports).",
     )
-    salt: Optional[str] = Field(default=None, description="Test override for PSEUDONYMIZATION_SALT.")
+    salt: str | None = Field(default=None, description="Test override for PSEUDONYMIZATION_SALT.")
     http_max_attempts: int = Field(default=4, description="Tries per HTTP request before the arena fails.")
     http_backoff_seconds: float = Field(default=1.0, description="Base of the exponential backoff between tries.")
 
@@ -89,3 +89,30 @@ class CollectionResource(dg.ConfigurableResource):
 
     def resolved_import_dir(self) -> str:
         return self.import_dir or str(paths.import_dir())
+
+
+class StorageResource(dg.ConfigurableResource):
+    """S3 / MinIO when ``MINIO_ENDPOINT`` (or ``endpoint``) is set, else a local folder.
+
+    The fields only override non-secret settings. Credentials have no field on purpose: they are
+    read from ``MINIO_ACCESS_KEY`` / ``MINIO_SECRET_KEY`` (or ``MINIO_ROOT_USER`` /
+    ``MINIO_ROOT_PASSWORD``) when a run opens the store, so they never appear in run config,
+    the UI, or asset metadata.
+    """
+
+    local_dir: str | None = Field(
+        default=None,
+        description="Keep objects in this folder (default: OBSERVATORY_STORAGE_DIR, else .observatory/objects).",
+    )
+    endpoint: str | None = Field(
+        default=None, description="S3 endpoint, host:port or http(s)://host:port (default: MINIO_ENDPOINT)."
+    )
+    bucket: str | None = Field(default=None, description="S3 bucket (default: MINIO_BUCKET, else 'observatory').")
+    secure: bool | None = Field(
+        default=None, description="Use HTTPS for S3 (default: MINIO_SECURE, else the endpoint's scheme)."
+    )
+
+    def store(self) -> storage.ObjectStore:
+        return storage.store_from_env(
+            local_dir=self.local_dir, endpoint=self.endpoint, bucket=self.bucket, secure=self.secure
+        )

@@ -3,14 +3,14 @@
 Importing this package registers all models on ``Base.metadata``.
 """
 
-from .actors import Actor, ActorAlias, ActorListMember, ActorPlatformPresence
-from .base import NAMING_CONVENTION, TIERS, Base, TimestampMixin
-from .collection import CollectionRun, CollectionTask, CreditTransaction
-from .content import CORPUS_ITEM_CONSTRAINT, FULLTEXT_DOCUMENT_SQL, ContentRecord
-from .credentials import ApiCredential
-from .entities import ActorAuditLog, ActorMatchSuggestion
-from .query_design import ActorList, QueryDesign, SearchTerm
-from .users import CreditAllocation, RefreshToken, User
+from observatory_pipelines.core.models.actors import Actor, ActorAlias, ActorListMember, ActorPlatformPresence
+from observatory_pipelines.core.models.base import NAMING_CONVENTION, TIERS, Base, TimestampMixin
+from observatory_pipelines.core.models.collection import CollectionRun, CollectionTask, CreditTransaction
+from observatory_pipelines.core.models.content import CORPUS_ITEM_CONSTRAINT, FULLTEXT_DOCUMENT_SQL, ContentRecord
+from observatory_pipelines.core.models.credentials import ApiCredential
+from observatory_pipelines.core.models.entities import ActorAuditLog, ActorMatchSuggestion
+from observatory_pipelines.core.models.query_design import ActorList, QueryDesign, SearchTerm
+from observatory_pipelines.core.models.users import CreditAllocation, RefreshToken, User
 
 __all__ = [
     "Actor",

@@ -17,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, TimestampMixin, created_at, uuid_pk
+from observatory_pipelines.core.models.base import Base, TimestampMixin, created_at, uuid_pk
 
 
 class Actor(TimestampMixin, Base):

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import TIERS, Base, created_at, one_of, uuid_pk
+from observatory_pipelines.core.models.base import TIERS, Base, created_at, one_of, uuid_pk
 
 RUN_MODES = ("batch", "live")
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")

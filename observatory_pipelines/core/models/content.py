@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base
+from observatory_pipelines.core.models.base import Base
 
 #: The document that ``idx_content_fulltext`` indexes. A query uses that index only when it repeats
 #: this expression (columns unqualified, 'danish' configuration), e.g.

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import TIERS, Base, TimestampMixin, one_of, uuid_pk
+from observatory_pipelines.core.models.base import TIERS, Base, TimestampMixin, one_of, uuid_pk
 
 
 class ApiCredential(TimestampMixin, Base):

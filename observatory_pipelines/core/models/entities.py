@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, TimestampMixin, one_of, uuid_pk
+from observatory_pipelines.core.models.base import Base, TimestampMixin, one_of, uuid_pk
 
 MATCH_KINDS = ("exact_name", "shared_username", "fuzzy_name")
 SUGGESTION_STATUSES = ("open", "accepted", "rejected")

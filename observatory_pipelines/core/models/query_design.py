@@ -17,10 +17,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import TIERS, Base, TimestampMixin, created_at, one_of, uuid_pk
+from observatory_pipelines.core.models.base import TIERS, Base, TimestampMixin, created_at, one_of, uuid_pk
 
 if TYPE_CHECKING:
-    from .actors import ActorListMember
+    from observatory_pipelines.core.models.actors import ActorListMember
 
 VISIBILITIES = ("private", "shared", "public")
 TERM_TYPES = ("keyword", "phrase", "hashtag", "url")

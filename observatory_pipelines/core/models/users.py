@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, TimestampMixin, created_at, one_of, uuid_pk
+from observatory_pipelines.core.models.base import Base, TimestampMixin, created_at, one_of, uuid_pk
 
 USER_ROLES = ("researcher", "admin")
 

@@ -3,9 +3,10 @@
 import dagster as dg
 from pydantic import Field
 
-from ...core import networks, stats
-from ..partitions import corpus_partitions
-from ..resources import PostgresResource, content_engine
+from observatory_pipelines.core.analysis import networks
+from observatory_pipelines.core.analysis import statistics as stats
+from observatory_pipelines.defs.partitions import corpus_partitions
+from observatory_pipelines.defs.resources import PostgresResource, content_engine
 
 _COMMON = """
 

@@ -4,9 +4,10 @@ import base64
 
 import dagster as dg
 
-from ...core import analysis_store, stats
-from ..partitions import corpus_partitions
-from ..resources import PostgresResource, content_engine
+from observatory_pipelines.core.analysis import statistics as stats
+from observatory_pipelines.core.analysis import store as analysis_store
+from observatory_pipelines.defs.partitions import corpus_partitions
+from observatory_pipelines.defs.resources import PostgresResource, content_engine
 
 TOP_ROWS = 10
 

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from ...core import collection
-from ...core.arenas import registry
-from ...core.arenas.base import Arena
-from ..partitions import corpus_partitions
-from ..resources import CONTENT_DB_POOL, CollectionResource, PostgresResource, content_engine
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.collection.arenas import registry
+from observatory_pipelines.core.collection.arenas.base import Arena
+from observatory_pipelines.defs.partitions import corpus_partitions
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, CollectionResource, PostgresResource, content_engine
 
 #: Our HTTP client already retries quickly; these are the slower retries for 429 storms and outages.
 DEFAULT_RETRY_POLICY = dg.RetryPolicy(

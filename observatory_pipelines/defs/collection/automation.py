@@ -4,9 +4,10 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from ...core import designs, months
-from ..partitions import corpus_key, query_design_partitions
-from ..resources import PostgresResource
+from observatory_pipelines.core.collection import designs
+from observatory_pipelines.core.platform import months
+from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
+from observatory_pipelines.defs.resources import PostgresResource
 
 collect_corpus_job = dg.define_asset_job(
     "collect_corpus",

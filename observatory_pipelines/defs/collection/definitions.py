@@ -1,7 +1,11 @@
 import dagster as dg
 
-from .assets import build_collection_assets
-from .automation import collect_corpus_job, nightly_collection, sync_query_design_partitions
+from observatory_pipelines.defs.collection.assets import build_collection_assets
+from observatory_pipelines.defs.collection.automation import (
+    collect_corpus_job,
+    nightly_collection,
+    sync_query_design_partitions,
+)
 
 defs = dg.Definitions(
     assets=build_collection_assets(),

@@ -11,13 +11,15 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from ...core import export_layout, exports, manifest, markdown
-from ...core.exports import ExportOptions, StoredExport
-from ...core.storage import ObjectStore, StorageError
-from ..analysis.networks import asset_key as network_asset_key
-from ..partitions import corpus_partitions
-from ..resources import PostgresResource, content_engine
-from ..storage import StorageResource
+from observatory_pipelines.core.exports import layout as export_layout
+from observatory_pipelines.core.exports import manifest
+from observatory_pipelines.core.exports import writers as exports
+from observatory_pipelines.core.exports.writers import ExportOptions, StoredExport
+from observatory_pipelines.core.platform import markdown
+from observatory_pipelines.core.platform.storage import ObjectStore, StorageError
+from observatory_pipelines.defs.analysis.networks import asset_key as network_asset_key
+from observatory_pipelines.defs.partitions import corpus_partitions
+from observatory_pipelines.defs.resources import PostgresResource, StorageResource, content_engine
 
 GROUP = "exports"
 LINK_LIFETIME = timedelta(hours=1)

@@ -10,11 +10,10 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from ...core import backup
-from ...core.errors import ObservatoryError
-from ...core.storage import ObjectStore
-from ..resources import PostgresResource, one_line_failures
-from ..storage import StorageResource
+from observatory_pipelines.core.maintenance import backup
+from observatory_pipelines.core.platform.errors import ObservatoryError
+from observatory_pipelines.core.platform.storage import ObjectStore
+from observatory_pipelines.defs.resources import PostgresResource, StorageResource, one_line_failures
 
 BACKUP_ASSET = dg.AssetKey("database_backup")
 PRUNING_CHECK = "backup_pruning_ok"

@@ -3,8 +3,8 @@
 import dagster as dg
 from pydantic import Field
 
-from ...core import erasure
-from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
+from observatory_pipelines.core.maintenance import erasure
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
 
 # Checked by erasure.erase_actor before anything is read, so a malformed id or an empty field fails

@@ -1,17 +1,17 @@
 """Partition upkeep: the ``content_partitions`` asset, its checks, job and daily schedule."""
 
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
-from ...core import months, partitions, retention
-from ..resources import CONTENT_DB_POOL, PostgresResource
+from observatory_pipelines.core.maintenance import partitions, retention
+from observatory_pipelines.core.platform import months
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
 
 
 class EnsurePartitionsConfig(dg.Config):
     months_ahead: int = 3
-    first_month: Optional[str] = Field(
+    first_month: str | None = Field(
         default=None,
         description=f"First month to create (default: {months.FIRST_MONTH}, or the oldest month content "
         "retention keeps if that is later, so retention never drops a month this recreates).",

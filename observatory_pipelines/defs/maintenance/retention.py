@@ -12,10 +12,9 @@ re-materializing such a partition collects into a month whose table is gone, so 
 import dagster as dg
 from pydantic import Field
 
-from ...core import retention
-from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
-from ..storage import StorageResource
-from .backup import BACKUP_ASSET
+from observatory_pipelines.core.maintenance import retention
+from observatory_pipelines.defs.maintenance.backup import BACKUP_ASSET
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, StorageResource, content_engine
 
 RETENTION_ASSET = dg.AssetKey("content_retention")
 RETENTION_CHECK = "expired_partitions_dropped"

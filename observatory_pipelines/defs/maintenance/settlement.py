@@ -11,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from ...core import collection, markdown
-from ...core.credits import CreditService
-from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.collection.credits import CreditService
+from observatory_pipelines.core.platform import markdown
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
 #: Dagster run statuses after which a run's steps never write again.
 ENDED_STATUSES = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)

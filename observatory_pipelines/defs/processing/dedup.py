@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from ...core import dedup
-from ...core.arenas import registry
-from ...core.designs import load_design
-from ..partitions import corpus_partitions
-from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
+from observatory_pipelines.core.collection.arenas import registry
+from observatory_pipelines.core.collection.designs import load_design
+from observatory_pipelines.core.processing import dedup
+from observatory_pipelines.defs.partitions import corpus_partitions
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
 MARKED_AT_MOST_HALF = "dedup_marked_at_most_half"
 MAX_SHARE_MARKED = 0.5

@@ -2,15 +2,14 @@
 ``merge_actors`` and ``split_actors`` jobs a data engineer launches from the Launchpad."""
 
 import warnings
-from typing import List
 
 import dagster as dg
 from pydantic import Field
 
-from ...core import entities
-from ...core.arenas import registry
-from ..partitions import monthly_partitions
-from ..resources import CONTENT_DB_POOL, PostgresResource, content_engine
+from observatory_pipelines.core.collection.arenas import registry
+from observatory_pipelines.core.processing import entities
+from observatory_pipelines.defs.partitions import monthly_partitions
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
 TOP_SUGGESTIONS = 25
 
@@ -85,13 +84,13 @@ def actor_match_suggestions(
 
 class MergeConfig(dg.Config):
     canonical_actor_id: str = Field(description="The actor that remains.")
-    duplicate_actor_ids: List[str] = Field(description="Actors folded into it and then deleted.")
+    duplicate_actor_ids: list[str] = Field(description="Actors folded into it and then deleted.")
     performed_by: str = Field(description="Who decided the merge (name or e-mail), for the audit log.")
 
 
 class SplitConfig(dg.Config):
     actor_id: str = Field(description="The actor that holds presences of someone else.")
-    presence_ids: List[str] = Field(description="The actor_platform_presences ids that belong to the new actor.")
+    presence_ids: list[str] = Field(description="The actor_platform_presences ids that belong to the new actor.")
     new_canonical_name: str = Field(description="The new actor's name.")
     performed_by: str = Field(description="Who decided the split (name or e-mail), for the audit log.")
 

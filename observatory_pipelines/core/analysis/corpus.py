@@ -1,0 +1,101 @@
+"""Load one corpus (query design × month) from ``content_records`` into a polars DataFrame.
+
+Analysis works columnar: one ``COPY (SELECT ...) TO STDOUT`` streams just the columns a step
+needs (never the text, unless asked), straight into polars. Arrays and JSON travel as JSON text
+and are decoded by polars, so there is no per-row Python.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import polars as pl
+import sqlalchemy as sa
+
+from observatory_pipelines.core.platform import months
+
+#: Column → (SQL select expression, polars dtype). Only these names can be asked for.
+COLUMN_TYPES: dict[str, tuple[str, pl.DataType]] = {
+    "id": ("id::text", pl.Utf8()),
+    "published_at": ("published_at", pl.Datetime("us", "UTC")),
+    "platform": ("platform", pl.Utf8()),
+    "arena": ("arena", pl.Utf8()),
+    "platform_id": ("platform_id", pl.Utf8()),
+    "content_type": ("content_type", pl.Utf8()),
+    "url": ("url", pl.Utf8()),
+    "title": ("title", pl.Utf8()),
+    "text_content": ("text_content", pl.Utf8()),
+    "language": ("language", pl.Utf8()),
+    "collected_at": ("collected_at", pl.Datetime("us", "UTC")),
+    "author_platform_id": ("author_platform_id", pl.Utf8()),
+    "author_display_name": ("author_display_name", pl.Utf8()),
+    "author_id": ("author_id::text", pl.Utf8()),
+    "pseudonymized_author_id": ("pseudonymized_author_id", pl.Utf8()),
+    "views_count": ("views_count", pl.Int64()),
+    "likes_count": ("likes_count", pl.Int64()),
+    "shares_count": ("shares_count", pl.Int64()),
+    "comments_count": ("comments_count", pl.Int64()),
+    "engagement_score": ("engagement_score", pl.Float64()),
+    "collection_run_id": ("collection_run_id::text", pl.Utf8()),
+    "search_terms_matched": ("array_to_json(search_terms_matched)::text", pl.Utf8()),
+    "collection_tier": ("collection_tier", pl.Utf8()),
+    "raw_metadata": ("raw_metadata::text", pl.Utf8()),
+    "media_urls": ("array_to_json(media_urls)::text", pl.Utf8()),
+    "content_hash": ("content_hash", pl.Utf8()),
+    "simhash": ("simhash", pl.Int64()),
+    "duplicate_of": ("raw_metadata->>'duplicate_of'", pl.Utf8()),
+    "is_public_figure": (
+        "EXISTS (SELECT 1 FROM actors a WHERE a.id = content_records.author_id AND a.is_public_figure)",
+        pl.Boolean(),
+    ),
+}
+_JSON_LISTS = ("search_terms_matched", "media_urls")
+
+
+def load_corpus(
+    engine: sa.Engine,
+    query_design_id: uuid.UUID | str,
+    month: str,
+    columns: list[str],
+    include_duplicates: bool = True,
+) -> pl.DataFrame:
+    """The corpus's rows with ``columns`` (names from ``COLUMN_TYPES``), ordered by time and id."""
+    unknown = [c for c in columns if c not in COLUMN_TYPES]
+    if unknown:
+        raise ValueError(f"unknown corpus column '{unknown[0]}'")
+    start, end = months.month_bounds(month)
+    select = ", ".join(f"{COLUMN_TYPES[c][0]} AS {c}" for c in columns)
+    where = "query_design_id = %s AND published_at >= %s AND published_at < %s"
+    if not include_duplicates:
+        where += " AND NOT (raw_metadata ? 'duplicate_of')"
+    sql = (
+        f"COPY (SELECT {select} FROM content_records WHERE {where} ORDER BY published_at, id) "
+        "TO STDOUT WITH (FORMAT csv, HEADER true)"
+    )
+    buffer = io.BytesIO()
+    raw = engine.raw_connection()
+    try:
+        with raw.driver_connection.cursor() as cur:
+            # Timestamps are written in the session's time zone: make that UTC.
+            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            with cur.copy(sql, (str(query_design_id), start, end)) as copy:
+                for chunk in copy:
+                    buffer.write(chunk)
+        raw.driver_connection.rollback()
+    finally:
+        raw.close()
+    buffer.seek(0)
+    frame = pl.read_csv(buffer, infer_schema=False)  # every column as text; typed below
+    return frame.with_columns([_typed(c, COLUMN_TYPES[c][1]) for c in columns])
+
+
+def _typed(column: str, dtype: pl.DataType) -> pl.Expr:
+    text = pl.col(column)
+    if column in _JSON_LISTS:
+        return text.str.json_decode(pl.List(pl.Utf8))
+    if isinstance(dtype, pl.Datetime):
+        return text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", time_unit="us").dt.convert_time_zone("UTC")
+    if dtype == pl.Boolean():
+        return text == "t"
+    return text.cast(dtype)

@@ -1,0 +1,322 @@
+"""The four networks of one corpus, built in polars and kept as Parquet node and edge tables.
+
+Every network is undirected and built from the corpus's records without duplicates, with actors
+identified and labelled as ``core.stats`` describes (resolved actor, else pseudonymised account).
+Pairs are found by exploding the matched terms and joining on the term (or on the record): never
+by a self-join of records on overlapping term arrays, whose cost grows with the square of the
+records (DESIGN.md).
+
+- ``actor_cooccurrence``: nodes are actors with at least one matched term. Two actors are linked
+  when both used the same search term somewhere in the corpus (not necessarily in the same record
+  or on the same day). ``weight`` = the number of distinct terms they share; ``shared_terms`` lists
+  them; ``days`` = the dates on which either of the two published a record matching one of those
+  shared terms. A term used by k actors makes k(k−1)/2 links, so a popular term alone can make
+  the network too large to build or open: when the links (actor pairs counted once per shared
+  term) would exceed ``max_links``, the network keeps the most active actors (records, then
+  engagement) that fit, and says so (``actors_included`` < ``actors_total``).
+- ``term_cooccurrence``: nodes are the matched terms. Two terms are linked when they appear in the
+  same record; ``weight`` = the number of such records; ``days`` = their dates.
+- ``actor_term``: bipartite. An actor is linked to each term it used; ``weight`` = the actor's
+  records matching the term; ``days`` = their dates.
+- ``cross_platform_actors``: bipartite. Resolved actors whose records come from two or more
+  platforms, each linked to those platforms; ``weight`` = the actor's records on the platform;
+  ``days`` = their dates. Accounts that entity resolution has not linked to an actor never appear.
+
+Node ids: the actor id (resolved actor uuid or pseudonymised account), ``term:<term>``,
+``platform:<platform>``. Node columns: id, label, type (actor / term / platform), platforms,
+records (the actor's records, the records matching the term, or all records on the platform),
+is_public_figure, resolved, first_seen, last_seen, degree, weighted_degree. Edge columns:
+source, target, weight, days (sorted dates), first_seen, last_seen (and shared_terms for
+actor_cooccurrence); source < target as strings. ``<network>_summary`` holds one row of figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import networkx as nx
+import polars as pl
+
+from observatory_pipelines.core.analysis import store as analysis_store
+from observatory_pipelines.core.analysis.statistics import AnalysisCorpus, actor_table
+
+ACTOR_COOCCURRENCE = "actor_cooccurrence"
+TERM_COOCCURRENCE = "term_cooccurrence"
+ACTOR_TERM = "actor_term"
+CROSS_PLATFORM_ACTORS = "cross_platform_actors"
+NETWORKS = (ACTOR_COOCCURRENCE, TERM_COOCCURRENCE, ACTOR_TERM, CROSS_PLATFORM_ACTORS)
+
+#: At most as many edges (about 130,000 in the benchmark's corpora, where pairs share several
+#: terms): about what a GEXF file and Gephi stay usable with.
+DEFAULT_MAX_LINKS = 1_000_000
+TOP_NODES = 10
+
+NODE_SCHEMA = {
+    "id": pl.Utf8, "label": pl.Utf8, "type": pl.Utf8, "platforms": pl.List(pl.Utf8), "records": pl.Int64,
+    "is_public_figure": pl.Boolean, "resolved": pl.Boolean, "first_seen": pl.Date, "last_seen": pl.Date,
+    "degree": pl.Int64, "weighted_degree": pl.Int64,
+}
+EDGE_SCHEMA = {
+    "source": pl.Utf8, "target": pl.Utf8, "weight": pl.Int64, "days": pl.List(pl.Date),
+    "first_seen": pl.Date, "last_seen": pl.Date,
+}
+ACTOR_EDGE_SCHEMA = {**EDGE_SCHEMA, "shared_terms": pl.List(pl.Utf8)}
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    nodes: pl.DataFrame
+    edges: pl.DataFrame
+    #: Records the network was built from (the corpus without duplicates).
+    records: int
+    #: Extra figures (actor_cooccurrence: actors_total, actors_included, links, links_complete, max_links).
+    info: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def density(self) -> float:
+        """2E / (N(N−1)), as ``networkx.density`` computes it for an undirected graph."""
+        n = self.nodes.height
+        return 2 * self.edges.height / (n * (n - 1)) if n > 1 else 0.0
+
+    def top_nodes(self, count: int = TOP_NODES) -> pl.DataFrame:
+        return self.nodes.sort(
+            ["degree", "weighted_degree", "label"], descending=[True, True, False]
+        ).head(count).select("label", "type", "degree", "weighted_degree", "records")
+
+    def summary(self) -> pl.DataFrame:
+        return pl.DataFrame([{
+            "network": self.name, "records": self.records, "nodes": self.nodes.height,
+            "edges": self.edges.height, "density": self.density, **self.info,
+        }])
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+
+def _day_bit(corpus_: AnalysisCorpus) -> pl.Expr:
+    """The record's day as one bit of a month bitmask: sets of days are OR-ed while aggregating,
+    which keeps a per-edge list of days as cheap as a count."""
+    offset = (pl.col("day") - pl.lit(corpus_.first_day)).dt.total_days()
+    return pl.lit(2, pl.Int64).pow(offset).alias("day_mask")
+
+
+def _with_days(frame: pl.DataFrame, corpus_: AnalysisCorpus) -> pl.DataFrame:
+    """``frame``'s ``day_mask`` replaced by ``days`` (sorted dates), ``first_seen`` and ``last_seen``."""
+    first = corpus_.first_day
+    offsets = range(corpus_.days_in_month)
+    bits = pl.DataFrame({"bit": [1 << i for i in offsets], "day": [first + timedelta(days=i) for i in offsets]})
+    # Decoded once per distinct mask, not once per edge: active pairs share their masks.
+    decoded = (
+        frame.select("day_mask").unique()
+        .join(bits, how="cross")
+        .filter((pl.col("day_mask") & pl.col("bit")) != 0)
+        .group_by("day_mask")
+        .agg(days=pl.col("day").sort())
+    )
+    return (
+        frame.join(decoded, on="day_mask", how="left")
+        .with_columns(first_seen=pl.col("days").list.first(), last_seen=pl.col("days").list.last())
+        .drop("day_mask")
+    )
+
+
+def _term_enum(corpus_: AnalysisCorpus) -> pl.Enum:
+    # Terms as an Enum in sorted order: joins and group-bys work on integers, and sorting a list
+    # of terms sorts them alphabetically.
+    terms = corpus_.records["terms"].explode().drop_nulls().unique().sort()
+    return pl.Enum(terms.to_list())
+
+
+def _actor_nodes(actors: pl.DataFrame) -> pl.DataFrame:
+    return actors.select(
+        pl.col("actor_id").alias("id"), "label", pl.lit("actor").alias("type"), "platforms",
+        "records", "is_public_figure", "resolved", "first_seen", "last_seen",
+    )
+
+
+def _term_nodes(corpus_: AnalysisCorpus) -> pl.DataFrame:
+    return (
+        corpus_.records.select("terms", "platform", "day").explode("terms").drop_nulls("terms")
+        .group_by("terms")
+        .agg(platforms=pl.col("platform").unique().sort(), records=pl.len(),
+             first_seen=pl.col("day").min(), last_seen=pl.col("day").max())
+        .select(
+            ("term:" + pl.col("terms")).alias("id"), pl.col("terms").alias("label"), pl.lit("term").alias("type"),
+            "platforms", "records", pl.lit(False).alias("is_public_figure"), pl.lit(False).alias("resolved"),
+            "first_seen", "last_seen",
+        )
+    )
+
+
+def _finish(name: str, corpus_: AnalysisCorpus, nodes: pl.DataFrame, edges: pl.DataFrame,
+            edge_schema: dict, info: dict | None = None) -> Network:
+    edges = (
+        edges.with_columns(
+            pl.min_horizontal("source", "target").alias("source"), pl.max_horizontal("source", "target").alias("target")
+        )
+        .select(list(edge_schema)).cast(edge_schema)
+        .sort(["weight", "source", "target"], descending=[True, False, False])
+    )
+    ends = pl.concat([
+        edges.select(pl.col("source").alias("id"), "weight"), edges.select(pl.col("target").alias("id"), "weight")
+    ])
+    degrees = ends.group_by("id").agg(degree=pl.len(), weighted_degree=pl.col("weight").sum())
+    nodes = (
+        nodes.join(degrees, on="id", how="left")
+        .with_columns(pl.col("degree", "weighted_degree").fill_null(0))
+        .select(list(NODE_SCHEMA)).cast(NODE_SCHEMA)
+        .sort("id")
+    )
+    return Network(name=name, nodes=nodes, edges=edges, records=corpus_.records.height, info=info or {})
+
+
+# --- the four networks -----------------------------------------------------------------------
+
+
+def _actor_terms(corpus_: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
+    """One row per (actor, term): records, day_mask."""
+    return (
+        corpus_.records.filter(pl.col("actor").is_not_null())
+        .select("actor", pl.col("terms").cast(pl.List(terms)), _day_bit(corpus_))
+        .explode("terms").drop_nulls("terms")
+        .group_by("actor", "terms")
+        .agg(records=pl.len(), day_mask=pl.col("day_mask").bitwise_or())
+    )
+
+
+def actor_cooccurrence(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> Network:
+    terms = _term_enum(corpus_)
+    actor_terms = _actor_terms(corpus_, terms)
+    actors = actor_table(corpus_).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
+    # Rank the actors, most active first; ranks stand in for ids in the join.
+    ranks = actors.select(pl.col("actor_id").alias("actor")).with_row_index("rank")
+    ranked = actor_terms.join(ranks, on="actor").sort("rank")
+    # An actor adds one link for each earlier-ranked actor that used the same term, so the
+    # running total over ranks is the network's size with the top-N actors, known before joining.
+    added = ranked.with_columns(earlier=pl.col("rank").cum_count().over("terms") - 1)
+    links_by_rank = added.group_by("rank").agg(pl.col("earlier").sum()).sort("rank").with_columns(
+        total=pl.col("earlier").cum_sum()
+    )
+    fitting = links_by_rank.filter(pl.col("total") <= max_links)
+    included = fitting.height
+    links = int(fitting["total"].max() or 0)
+    links_complete = int(links_by_rank["total"].max() or 0)
+    kept = ranked.filter(pl.col("rank") < included).select("rank", "terms", "day_mask")
+    pairs = (
+        kept.join(kept, on="terms", suffix="_b")
+        .filter(pl.col("rank") < pl.col("rank_b"))
+        .group_by("rank", "rank_b")
+        .agg(
+            weight=pl.len(),
+            shared_terms=pl.col("terms").sort(),
+            day_mask=(pl.col("day_mask") | pl.col("day_mask_b")).bitwise_or(),
+        )
+    )
+    edges = (
+        pairs.join(ranks.rename({"actor": "source"}), on="rank")
+        .join(ranks.rename({"actor": "target", "rank": "rank_b"}), on="rank_b")
+    )
+    nodes = _actor_nodes(actors.head(included))
+    info = {"actors_total": actors.height, "actors_included": included, "links": links,
+            "links_complete": links_complete, "max_links": max_links}
+    return _finish(ACTOR_COOCCURRENCE, corpus_, nodes, _with_days(edges, corpus_), ACTOR_EDGE_SCHEMA, info)
+
+
+def term_cooccurrence(corpus_: AnalysisCorpus) -> Network:
+    terms = _term_enum(corpus_)
+    # Records with the same terms on the same day contribute identically: count them once per
+    # (terms, day) before pairing, so the join works on a few thousand groups, not every record.
+    groups = (
+        corpus_.records.filter(pl.col("terms").list.len() >= 2)
+        .group_by(pl.col("terms").cast(pl.List(terms)), "day")
+        .agg(records=pl.len())
+        .with_row_index("group")
+    )
+    members = groups.select("group", "terms").explode("terms")
+    edges = (
+        members.join(members, on="group", suffix="_b")
+        .filter(pl.col("terms") < pl.col("terms_b"))
+        .join(groups.select("group", "day", "records"), on="group")
+        .group_by("terms", "terms_b")
+        .agg(weight=pl.col("records").sum(), days=pl.col("day").unique().sort())
+        .select(
+            ("term:" + pl.col("terms").cast(pl.Utf8)).alias("source"),
+            ("term:" + pl.col("terms_b").cast(pl.Utf8)).alias("target"),
+            "weight", "days",
+            pl.col("days").list.first().alias("first_seen"), pl.col("days").list.last().alias("last_seen"),
+        )
+    )
+    return _finish(TERM_COOCCURRENCE, corpus_, _term_nodes(corpus_), edges, EDGE_SCHEMA)
+
+
+def actor_term(corpus_: AnalysisCorpus) -> Network:
+    actor_terms = _actor_terms(corpus_, _term_enum(corpus_))
+    actors = actor_table(corpus_).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
+    edges = actor_terms.select(
+        pl.col("actor").alias("source"), ("term:" + pl.col("terms").cast(pl.Utf8)).alias("target"),
+        pl.col("records").alias("weight"), "day_mask",
+    )
+    nodes = pl.concat([_actor_nodes(actors), _term_nodes(corpus_)], how="vertical_relaxed")
+    return _finish(ACTOR_TERM, corpus_, nodes, _with_days(edges, corpus_), EDGE_SCHEMA)
+
+
+def cross_platform_actors(corpus_: AnalysisCorpus) -> Network:
+    resolved = corpus_.records.filter(pl.col("resolved"))
+    by_platform = (
+        resolved.select("actor", "platform", _day_bit(corpus_))
+        .group_by("actor", "platform")
+        .agg(weight=pl.len(), day_mask=pl.col("day_mask").bitwise_or())
+        .filter(pl.len().over("actor") >= 2)
+    )
+    actors = actor_table(corpus_).filter(pl.col("actor_id").is_in(by_platform["actor"].unique().implode()))
+    platforms = (
+        corpus_.records.filter(pl.col("platform").is_in(by_platform["platform"].unique().implode()))
+        .group_by("platform")
+        .agg(records=pl.len(), first_seen=pl.col("day").min(), last_seen=pl.col("day").max())
+        .select(
+            ("platform:" + pl.col("platform")).alias("id"), pl.col("platform").alias("label"),
+            pl.lit("platform").alias("type"), pl.concat_list("platform").alias("platforms"), "records",
+            pl.lit(False).alias("is_public_figure"), pl.lit(False).alias("resolved"), "first_seen", "last_seen",
+        )
+    )
+    edges = by_platform.select(
+        pl.col("actor").alias("source"), ("platform:" + pl.col("platform")).alias("target"), "weight", "day_mask"
+    )
+    nodes = pl.concat([_actor_nodes(actors), platforms], how="vertical_relaxed")
+    return _finish(CROSS_PLATFORM_ACTORS, corpus_, nodes, _with_days(edges, corpus_), EDGE_SCHEMA)
+
+
+def build_networks(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> dict[str, Network]:
+    return {
+        ACTOR_COOCCURRENCE: actor_cooccurrence(corpus_, max_links),
+        TERM_COOCCURRENCE: term_cooccurrence(corpus_),
+        ACTOR_TERM: actor_term(corpus_),
+        CROSS_PLATFORM_ACTORS: cross_platform_actors(corpus_),
+    }
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+def write_network(network: Network, slug: str, month: str) -> dict[str, Path]:
+    return {
+        part: analysis_store.write_table(slug, month, f"{network.name}_{part}", frame)
+        for part, frame in (("nodes", network.nodes), ("edges", network.edges), ("summary", network.summary()))
+    }
+
+
+def load_graph(slug: str, month: str, network: str) -> nx.Graph:
+    """The stored network as an undirected ``networkx.Graph``: node and edge columns become
+    attributes (lists stay lists, dates are ``datetime.date``); the summary row is ``graph.graph``."""
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network '{network}'; choose one of {', '.join(NETWORKS)}")
+    nodes = analysis_store.read_table(slug, month, f"{network}_nodes")
+    edges = analysis_store.read_table(slug, month, f"{network}_edges")
+    summary = analysis_store.read_table(slug, month, f"{network}_summary")
+    graph = nx.Graph(design=slug, month=month, **(summary.row(0, named=True) if summary.height else {}))
+    graph.add_nodes_from((row.pop("id"), row) for row in nodes.iter_rows(named=True))
+    graph.add_edges_from((row.pop("source"), row.pop("target"), row) for row in edges.iter_rows(named=True))
+    return graph

@@ -1,0 +1,128 @@
+"""The arena contract.
+
+An arena turns a query (a design's terms and actors, a time window, a tier and per-design options)
+into normalised items. It knows its platform's protocol and format and nothing about the
+database: pseudonymisation, hashing, term matching, validation and storage happen afterwards, in
+one place (``core.records`` and ``core.ingest``), the same for every arena.
+
+Arenas yield ``CollectedItem`` for every item they could read and ``Rejected`` for every item
+(or whole source, such as one broken feed) they could not, so one bad record never sinks a run.
+Unrecoverable failures of the arena as a whole (quota, persistent 429/5xx, bad credential)
+raise an ``ArenaError``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from observatory_pipelines.core.collection.tiers import TIER_DEFAULTS, Tier
+
+
+@dataclass
+class CollectedItem:
+    """One post or article as the arena read it, mapped to the common record fields."""
+
+    platform: str
+    platform_id: str
+    published_at: datetime | None  # timezone-aware; None when the source gives no time
+    content_type: str = "post"
+    url: str | None = None
+    text_content: str | None = None
+    title: str | None = None
+    language: str | None = None
+    author_platform_id: str | None = None
+    author_display_name: str | None = None
+    views_count: int | None = None
+    likes_count: int | None = None
+    shares_count: int | None = None
+    comments_count: int | None = None
+    media_urls: list[str] = field(default_factory=list)
+    raw_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An item or source the arena could not read. ``reason`` is one line; ``source`` says where."""
+
+    reason: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ActorHandle:
+    """An account from the design's actor lists, on one platform."""
+
+    platform: str
+    username: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """What an arena is asked for: one query design, one arena, one time window."""
+
+    design_slug: str
+    terms: tuple[str, ...]
+    actors: tuple[ActorHandle, ...]
+    window_start: datetime  # inclusive, UTC
+    window_end: datetime  # exclusive, UTC
+    tier: Tier
+    options: Mapping[str, Any]
+    language: str = "da"
+    country: str = "dk"
+
+
+@dataclass
+class CollectionContext:
+    """What the orchestrator lends an arena for one collection."""
+
+    http: Any  # core.http.HttpClient
+    import_dir: str | None = None  # folder (or object-store prefix) for file imports
+    log: Callable[[str], None] = lambda message: None
+    now: Callable[[], datetime] | None = None
+
+
+class Arena(ABC):
+    #: Registry name, also the Dagster asset name suffix (``collect_<name>``).
+    name: ClassVar[str]
+    #: Platform written to ``content_records.platform`` (file imports set it per item).
+    platform: ClassVar[str]
+    #: One sentence for the asset description and ``--help``.
+    description: ClassVar[str]
+    supported_tiers: ClassVar[frozenset[Tier]] = frozenset({Tier.FREE})
+    needs_credential: ClassVar[bool] = False
+    #: Whether items that match none of the design's terms are kept. Sources that already
+    #: searched server-side, or deliberate imports, keep them; plain feeds do not.
+    keep_unmatched: ClassVar[bool] = True
+    #: Typical items per query per month, for credit estimates when the arena has no better idea.
+    expected_items_per_month: ClassVar[int] = 1_000
+    #: Whether a design without a setting for this arena collects from it.
+    enabled_by_default: ClassVar[bool] = True
+    #: Tier written on records regardless of the design's tier (e.g. "manual" for imports).
+    fixed_record_tier: ClassVar[str | None] = None
+
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Check per-design options; raise ``ValueError`` naming the bad key. Default: none allowed."""
+        if options:
+            bad = sorted(options)[0]
+            raise ValueError(f"arena '{self.name}' has no option '{bad}'")
+        return {}
+
+    def estimate_credits(self, spec: QuerySpec) -> int:
+        """Credits one collection is expected to cost; partial credits round up."""
+        per_1k = TIER_DEFAULTS[spec.tier].credits_per_1k_items
+        return math.ceil(self.expected_items_per_month * per_1k / 1000)
+
+    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
+        """Credits a finished collection actually cost; the default prices items like the estimate."""
+        per_1k = TIER_DEFAULTS[spec.tier].credits_per_1k_items
+        return math.ceil(items * per_1k / 1000)
+
+    @abstractmethod
+    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
+        """Yield the items for ``spec``; raise ``ArenaError`` when the arena as a whole fails."""

@@ -1,0 +1,47 @@
+"""Pseudonymisation of authors.
+
+``pseudonymized_author_id`` is HMAC-SHA256 keyed by a secret salt over ``platform:author id``:
+stable across runs (so networks and statistics can count authors) but not reversible or
+guessable without the salt. The salt comes from the environment (``PSEUDONYMIZATION_SALT``) and
+is never logged or stored in Dagster metadata.
+
+Where names are shown: the database keeps what the platform published (the author's platform id
+and display name), because per-actor erasure (GDPR Art. 17) and entity resolution need them.
+Everything that leaves the database for analysis (statistics, networks, exports) identifies
+authors by the pseudonymised id and shows a display name only for actors flagged as public
+figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from observatory_pipelines.core.platform.errors import ConfigError
+
+SALT_VARIABLE = "PSEUDONYMIZATION_SALT"
+MIN_SALT_LENGTH = 16
+
+
+def load_salt(explicit: str | None = None) -> bytes:
+    """The salt from ``explicit`` or the environment; a one-line ``ConfigError`` when missing or weak."""
+    value = explicit if explicit is not None else os.environ.get(SALT_VARIABLE, "")
+    if not value:
+        raise ConfigError(
+            f"{SALT_VARIABLE} is not set, so authors cannot be pseudonymised and collection will not "
+            "start; set it to a long random secret, e.g. "
+            "python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    if len(value) < MIN_SALT_LENGTH:
+        raise ConfigError(
+            f"{SALT_VARIABLE} is shorter than {MIN_SALT_LENGTH} characters; use a long random secret"
+        )
+    return value.encode("utf-8")
+
+
+def pseudonymise(platform: str, author_platform_id: str | None, salt: bytes) -> str | None:
+    if not author_platform_id:
+        return None
+    message = f"{platform}:{author_platform_id}".encode()
+    return hmac.new(salt, message, hashlib.sha256).hexdigest()

@@ -1,0 +1,455 @@
+"""Collect one arena's share of one corpus (query design × month), end to end.
+
+``collect_arena`` is what a Dagster collection asset and ``observatory run`` call. In order:
+
+1. load the design and this arena's settings (a bad ``arenas_config`` is a one-line error);
+2. refuse to start without the pseudonymisation salt;
+3. a disabled arena completes at once as ``skipped``;
+4. take a PostgreSQL advisory lock for (design, month, arena), so the same collection never
+   runs twice at once, whoever launched it;
+5. record the collection run (one per Dagster run and corpus) and this arena's task;
+6. reserve the estimated credits, before any paid API is called;
+7. stream the arena's items through ``records.prepare`` into ``ingest.write_batch``, batch by
+   batch, counting new / updated / unchanged / rejected / filtered records;
+8. settle the credits with what was really used, and close the task.
+
+When the arena fails half-way, the records already read are still written, the task is marked
+failed with a one-line error, unused credits are refunded, and the error is raised again for
+Dagster to retry or report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from observatory_pipelines.core.collection import ingest, privacy, records, text
+from observatory_pipelines.core.collection.arenas import get_arena
+from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
+from observatory_pipelines.core.collection.credits import CreditService
+from observatory_pipelines.core.collection.designs import Design, load_design
+from observatory_pipelines.core.platform import months
+from observatory_pipelines.core.platform.errors import ObservatoryError
+from observatory_pipelines.core.platform.http import HttpClient
+
+BATCH_SIZE = 5_000
+MAX_REJECTION_SAMPLES = 25
+
+
+class CollectionInProgress(ObservatoryError):
+    """The same design × month × arena is being collected by another run."""
+
+
+@dataclass
+class CollectionOutcome:
+    arena: str
+    design: str
+    month: str
+    status: str  # completed | skipped | failed
+    collection_run_id: uuid.UUID | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    tier: str | None = None
+    written: ingest.WriteCounts = field(default_factory=ingest.WriteCounts)
+    rejected: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    rejection_samples: list[dict[str, str]] = field(default_factory=list)
+    api_calls: int = 0
+    credits_reserved: int = 0
+    credits_spent: int = 0
+    message: str = ""
+
+    @property
+    def filtered_total(self) -> int:
+        return sum(self.filtered.values())
+
+
+def _lock_key(design: str, month: str, arena: str) -> int:
+    digest = hashlib.sha256(f"collect|{design}|{month}|{arena}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _author_directory(conn: sa.Connection) -> records.AuthorDirectory:
+    rows = conn.execute(
+        sa.text(
+            "SELECT platform, platform_user_id, platform_username, actor_id FROM actor_platform_presences"
+        )
+    ).all()
+    accounts: dict[tuple[str, str], uuid.UUID] = {}
+    for platform, user_id, username, actor_id in rows:
+        for account in (user_id, username):
+            if account:
+                accounts[(platform, account.lower())] = actor_id
+    return records.AuthorDirectory(accounts)
+
+
+def _start_run(conn: sa.Connection, design: Design, month: str, dagster_run_id: str, window) -> uuid.UUID:
+    return conn.execute(
+        sa.text(
+            """
+            INSERT INTO collection_runs (query_design_id, initiated_by, mode, status, tier, date_from,
+                                         date_to, dagster_run_id, partition_key, started_at)
+            VALUES (:design, :owner, 'batch', 'running', :tier, :start, :end, :run, :partition, now())
+            ON CONFLICT ON CONSTRAINT uq_collection_runs_dagster_run_id
+            DO UPDATE SET status = 'running', completed_at = NULL
+            RETURNING id
+            """
+        ),
+        {
+            "design": design.id, "owner": design.owner_id, "tier": design.default_tier.value,
+            "start": window[0], "end": window[1], "run": dagster_run_id,
+            "partition": f"{month}|{design.slug}",
+        },
+    ).scalar_one()
+
+
+def _start_task(conn: sa.Connection, run_id: uuid.UUID, arena: str, platform: str, status: str) -> None:
+    conn.execute(
+        sa.text(
+            """
+            INSERT INTO collection_tasks (collection_run_id, arena, platform, status, started_at, attempts)
+            VALUES (:run, :arena, :platform, :status, now(), 1)
+            ON CONFLICT (collection_run_id, arena) DO UPDATE SET
+                status = EXCLUDED.status, started_at = now(), completed_at = NULL, error_message = NULL,
+                attempts = collection_tasks.attempts + 1
+            """
+        ),
+        {"run": run_id, "arena": arena, "platform": platform, "status": status},
+    )
+
+
+def _finish(conn: sa.Connection, outcome: CollectionOutcome) -> None:
+    conn.execute(
+        sa.text(
+            """
+            UPDATE collection_tasks SET
+                status = :status, completed_at = now(), error_message = :error,
+                records_collected = :written, records_new = :new, records_updated = :updated,
+                records_rejected = :rejected, records_filtered = :filtered, api_calls = :api_calls,
+                credits_reserved = :reserved, credits_spent = :spent,
+                rejection_samples = CAST(:samples AS jsonb)
+            WHERE collection_run_id = :run AND arena = :arena
+            """
+        ),
+        {
+            "status": outcome.status, "error": outcome.message if outcome.status == "failed" else None,
+            "written": outcome.written.written, "new": outcome.written.new,
+            "updated": outcome.written.updated, "rejected": outcome.rejected,
+            "filtered": outcome.filtered_total, "api_calls": outcome.api_calls,
+            "reserved": outcome.credits_reserved, "spent": outcome.credits_spent,
+            "samples": json.dumps(outcome.rejection_samples, ensure_ascii=False),
+            "run": outcome.collection_run_id, "arena": outcome.arena,
+        },
+    )
+    _refresh_run(conn, outcome.collection_run_id)
+
+
+def _refresh_run(conn: sa.Connection, collection_run_id: uuid.UUID) -> None:
+    """Derive the run's status and totals from its tasks, whichever arena finishes last."""
+    conn.execute(
+        sa.text(
+            """
+            UPDATE collection_runs r SET
+                status = CASE WHEN t.failed THEN 'failed' WHEN t.open THEN 'running' ELSE 'completed' END,
+                completed_at = CASE WHEN t.open THEN NULL ELSE now() END,
+                records_collected = t.records, credits_spent = t.credits,
+                error_log = t.errors
+            FROM (
+                SELECT bool_or(status = 'failed') AS failed,
+                       bool_or(status IN ('pending', 'running')) AS open,
+                       coalesce(sum(records_collected), 0) AS records,
+                       coalesce(sum(credits_spent), 0) AS credits,
+                       string_agg(arena || ': ' || error_message, E'\\n' ORDER BY arena)
+                           FILTER (WHERE status = 'failed') AS errors
+                FROM collection_tasks WHERE collection_run_id = :run
+            ) t
+            WHERE r.id = :run
+            """
+        ),
+        {"run": collection_run_id},
+    )
+
+
+def collect_arena(
+    engine: sa.Engine,
+    *,
+    design_slug: str,
+    month: str,
+    arena_name: str,
+    dagster_run_id: str,
+    salt: str | None = None,
+    import_dir: str | None = None,
+    http_factory: Callable[..., HttpClient] = HttpClient,
+    log: Callable[[str], None] = lambda message: None,
+    now: datetime | None = None,
+) -> CollectionOutcome:
+    arena = get_arena(arena_name)
+    window = months.month_bounds(month)
+    with engine.connect() as conn:
+        design = load_design(conn, design_slug)
+    settings = design.settings_for(arena)
+    outcome = CollectionOutcome(
+        arena=arena.name, design=design.slug, month=month, status="running",
+        window_start=window[0], window_end=window[1], tier=settings.tier.value,
+    )
+
+    if not settings.enabled:
+        with engine.begin() as conn:
+            outcome.collection_run_id = _start_run(conn, design, month, dagster_run_id, window)
+            _start_task(conn, outcome.collection_run_id, arena.name, arena.platform, "skipped")
+            outcome.status = "skipped"
+            outcome.message = f"arena {arena.name} is disabled for design '{design.slug}'; nothing collected"
+            _finish(conn, outcome)
+        return outcome
+
+    salt_bytes = privacy.load_salt(salt)
+    key = _lock_key(design.slug, month, arena.name)
+    with engine.connect() as lock_conn:
+        # A session-level lock, held on this connection while the collection runs (the pooled
+        # connection outlives us, so it is released explicitly).
+        if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one():
+            raise CollectionInProgress(
+                f"{arena.name} for design '{design.slug}', {month} is already being collected by another run; "
+                "wait for it to finish or cancel it in the Dagster UI"
+            )
+        lock_conn.commit()
+        try:
+            return _collect_locked(
+                engine, arena, design, settings, month, window, dagster_run_id, salt_bytes,
+                import_dir, http_factory, log, now, outcome,
+            )
+        finally:
+            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            lock_conn.commit()
+
+
+def _collect_locked(engine, arena, design, settings, month, window, dagster_run_id, salt, import_dir,
+                    http_factory, log, now, outcome: CollectionOutcome) -> CollectionOutcome:
+    collected_at = now or datetime.now(timezone.utc)
+    spec = QuerySpec(
+        design_slug=design.slug, terms=design.terms, actors=design.actors,
+        window_start=window[0], window_end=window[1], tier=settings.tier,
+        options=settings.options, language=design.language, country=design.country,
+    )
+    with engine.begin() as conn:
+        outcome.collection_run_id = _start_run(conn, design, month, dagster_run_id, window)
+        _start_task(conn, outcome.collection_run_id, arena.name, arena.platform, "running")
+        authors = _author_directory(conn)
+
+    credits = CreditService(engine)
+    failure: BaseException | None = None
+    reserved = False
+    items = 0
+    http = http_factory(log=log)
+    try:
+        outcome.credits_reserved = arena.estimate_credits(spec)
+        credits.reserve(
+            design.owner_id, outcome.collection_run_id, outcome.credits_reserved,
+            arena=arena.name, platform=arena.platform,
+            description=f"{design.slug} {month} {arena.name} ({settings.tier.value})",
+        )
+        reserved = True
+        ctx = records.RecordContext(
+            arena=arena.name, query_design_id=design.id, collection_run_id=outcome.collection_run_id,
+            tier=arena.fixed_record_tier or settings.tier.value, window_start=window[0], window_end=window[1],
+            collected_at=collected_at, salt=salt, matcher=text.TermMatcher(design.terms),
+            keep_unmatched=arena.keep_unmatched, authors=authors,
+        )
+        batch: list[tuple] = []
+        try:
+            for found in arena.collect(spec, CollectionContext(http=http, import_dir=import_dir, log=log)):
+                if isinstance(found, CollectedItem):
+                    items += 1
+                    found = records.prepare(found, ctx)
+                if isinstance(found, Rejected):
+                    outcome.rejected += 1
+                    if len(outcome.rejection_samples) < MAX_REJECTION_SAMPLES:
+                        outcome.rejection_samples.append({"reason": found.reason, "source": found.source})
+                elif isinstance(found, records.Filtered):
+                    outcome.filtered[found.reason] = outcome.filtered.get(found.reason, 0) + 1
+                else:
+                    batch.append(found)
+                    if len(batch) >= BATCH_SIZE:
+                        outcome.written += ingest.write_batch(engine, batch)
+                        batch = []
+        finally:
+            # Whatever was read before a failure is kept: re-running is idempotent anyway.
+            if batch:
+                outcome.written += ingest.write_batch(engine, batch)
+    except BaseException as err:  # recorded on the task, then raised again
+        failure = err
+    finally:
+        outcome.api_calls = http.api_calls
+        http.close()
+
+    if reserved:
+        try:
+            used = arena.credits_used(spec, items, outcome.api_calls)
+            outcome.credits_spent = credits.settle(outcome.collection_run_id, used, arena=arena.name).charged
+        except ObservatoryError as err:
+            failure = failure or err
+
+    outcome.status = "failed" if failure else "completed"
+    if failure is not None:
+        outcome.message = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
+    else:
+        outcome.message = (
+            f"{outcome.written.new} new, {outcome.written.updated} updated, {outcome.written.unchanged} unchanged, "
+            f"{outcome.rejected} rejected, {outcome.filtered_total} filtered"
+        )
+    with engine.begin() as conn:
+        _finish(conn, outcome)
+    if failure is not None:
+        raise failure
+    return outcome
+
+
+# --- runs whose worker is gone -------------------------------------------------------------------
+
+#: Run statuses that say a worker is still collecting (or about to).
+OPEN_RUN_STATUSES = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class ClosedRun:
+    """A collection run ``close_orphaned_runs`` closed."""
+
+    collection_run_id: uuid.UUID
+    design: str
+    partition_key: str | None
+    dagster_run_id: str | None
+    started_at: datetime
+    #: The arenas whose open tasks were marked failed.
+    arenas: tuple[str, ...]
+    status: str
+    reason: str
+
+
+def open_dagster_run_ids(engine: sa.Engine) -> list[str]:
+    """The Dagster runs of the collection runs still pending or running, to be looked up in the instance."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text(
+                    "SELECT DISTINCT dagster_run_id FROM collection_runs "
+                    "WHERE status = ANY(CAST(:open AS text[])) AND dagster_run_id IS NOT NULL ORDER BY 1"
+                ),
+                {"open": list(OPEN_RUN_STATUSES)},
+            ).scalars()
+        )
+
+
+def _collecting(conn: sa.Connection, keys: list[int]) -> bool:
+    """Whether a session holds one of these collection locks: a worker is collecting right now."""
+    # A bigint advisory lock shows in pg_locks as its high and low 32 bits (classid, objid).
+    return bool(
+        keys
+        and conn.execute(
+            sa.text(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM pg_locks
+                    WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                      AND ((classid::bigint << 32) | objid::bigint) = ANY(CAST(:keys AS bigint[]))
+                )
+                """
+            ),
+            {"keys": keys},
+        ).scalar_one()
+    )
+
+
+def close_orphaned_runs(
+    engine: sa.Engine,
+    ended_dagster_runs: dict[str, str],
+    started_before: datetime,
+    log: Callable[[str], None] = lambda message: None,
+) -> list[ClosedRun]:
+    """Close the pending or running collection runs that no worker will finish.
+
+    Those are the runs whose Dagster run ended (``ended_dagster_runs``: Dagster run id → what
+    became of it, e.g. ``FAILURE`` or ``not found``; the caller asks Dagster) and those that started
+    before ``started_before``. Their open tasks fail with the reason, and the run's status and
+    error log are derived from its tasks again (a run without tasks fails outright). A run that
+    another transaction is updating, or one of whose tasks' collection lock is still held (a
+    worker is collecting it now, whatever Dagster says), is left for the next pass. Credits are
+    not touched here: ``CreditService.release_stale`` refunds the reservations of runs once they
+    are finished.
+    """
+    if started_before.tzinfo is None:
+        raise ValueError("started_before must be timezone-aware")
+    closed: list[ClosedRun] = []
+    with engine.begin() as conn:
+        runs = conn.execute(
+            sa.text(
+                """
+                SELECT r.id, r.dagster_run_id, r.partition_key, coalesce(r.started_at, r.created_at) AS started_at,
+                       d.slug
+                FROM collection_runs r JOIN query_designs d ON d.id = r.query_design_id
+                WHERE r.status = ANY(CAST(:open AS text[]))
+                  AND (r.dagster_run_id = ANY(CAST(:ended AS text[]))
+                       OR coalesce(r.started_at, r.created_at) < :before)
+                ORDER BY 4, r.id
+                FOR UPDATE OF r SKIP LOCKED
+                """
+            ),
+            {"open": list(OPEN_RUN_STATUSES), "ended": list(ended_dagster_runs), "before": started_before},
+        ).all()
+        for run in runs:
+            open_arenas = conn.execute(
+                sa.text(
+                    "SELECT arena FROM collection_tasks WHERE collection_run_id = :run "
+                    "AND status = ANY(CAST(:open AS text[])) ORDER BY arena"
+                ),
+                {"run": run.id, "open": list(OPEN_RUN_STATUSES)},
+            ).scalars().all()
+            month = (run.partition_key or "").split("|")[0]
+            if _collecting(conn, [_lock_key(run.slug, month, arena) for arena in open_arenas]):
+                log(f"collection run {run.id} ({run.slug} {month}) is still being collected; left open")
+                continue
+            if run.dagster_run_id in ended_dagster_runs:
+                reason = (
+                    f"run ended without finishing (Dagster run {run.dagster_run_id} "
+                    f"{ended_dagster_runs[run.dagster_run_id]})"
+                )
+            else:
+                reason = (
+                    f"run abandoned: still open since {run.started_at.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z "
+                    f"(Dagster run {run.dagster_run_id or 'none'})"
+                )
+            conn.execute(
+                sa.text(
+                    "UPDATE collection_tasks SET status = 'failed', completed_at = now(), error_message = :reason "
+                    "WHERE collection_run_id = :run AND status = ANY(CAST(:open AS text[]))"
+                ),
+                {"run": run.id, "reason": reason, "open": list(OPEN_RUN_STATUSES)},
+            )
+            _refresh_run(conn, run.id)
+            # With no task at all, nothing says why the run stopped: it fails with the reason.
+            status = conn.execute(
+                sa.text(
+                    """
+                    UPDATE collection_runs SET
+                        status = CASE WHEN has_tasks THEN status ELSE 'failed' END,
+                        completed_at = coalesce(completed_at, now()),
+                        error_log = CASE WHEN has_tasks THEN error_log ELSE :reason END
+                    FROM (SELECT EXISTS (SELECT 1 FROM collection_tasks WHERE collection_run_id = :run) AS has_tasks) t
+                    WHERE id = :run
+                    RETURNING status
+                    """
+                ),
+                {"run": run.id, "reason": reason},
+            ).scalar_one()
+            closed.append(ClosedRun(
+                collection_run_id=run.id, design=run.slug, partition_key=run.partition_key,
+                dagster_run_id=run.dagster_run_id, started_at=run.started_at, arenas=tuple(open_arenas),
+                status=status, reason=reason,
+            ))
+    return closed

@@ -1,0 +1,264 @@
+"""Who may list and download which corpus exports, and the downloads themselves.
+
+A researcher sees the exports of the query designs they own; an admin sees every export. The
+person is identified by the email address they state (``observatory exports --user``): this is
+authorization for operators running the CLI on the researcher's behalf, not authentication.
+
+Refusals say nothing about what exists: asking for someone else's design and for a design that
+does not exist give the same message, whether or not its exports have been made. Only the
+owner (or an admin) learns that an export is missing, and which asset makes it.
+
+Downloads stream to disk through a temporary file, hashing as they go, and appear under their
+final name only when the SHA-256 recorded at export time matches what arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from observatory_pipelines.core.exports import layout as export_layout
+from observatory_pipelines.core.exports.layout import ExportFile, ExportMetadata
+from observatory_pipelines.core.platform import months
+from observatory_pipelines.core.platform.errors import ObservatoryError
+from observatory_pipelines.core.platform.storage import ObjectNotFound, ObjectStore, StorageUnavailable, StoredObject
+
+DEFAULT_LINK_LIFETIME = timedelta(hours=1)
+_CHUNK = 1024 * 1024
+_FILE_ORDER = {file: index for index, file in enumerate(export_layout.all_files())}
+
+
+class AccessRefused(ObservatoryError):
+    """The stated user may not see this (or is no active user at all)."""
+
+
+class ExportMissing(ObservatoryError):
+    """The viewer may see this export, but it has not been made yet."""
+
+
+class ExportCorrupted(ObservatoryError):
+    """A stored export does not match the checksum recorded when it was made."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: uuid.UUID
+    email: str
+    is_admin: bool
+
+    @property
+    def folder(self) -> str:
+        """The folder this person's own designs' exports live in."""
+        return export_layout.owner_folder(self.email, self.user_id)
+
+
+@dataclass(frozen=True)
+class ExportListing:
+    design: str
+    month: str
+    owner: str
+    file: ExportFile
+    key: str
+    size: int
+    last_modified: datetime
+    #: ``None`` for an object no export wrote (no metadata recorded).
+    rows: int | None
+    sha256: str | None
+
+
+def viewer_for(engine: sa.Engine, email: str) -> Viewer:
+    """The active user with this email address (compared without regard to case)."""
+    stated = (email or "").strip()
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT id, email, role, is_active FROM users WHERE lower(email) = lower(:email)"),
+            {"email": stated},
+        ).mappings().all()
+    # The unique constraint is case-sensitive: two accounts may differ only in case.
+    if len(found) > 1:
+        found = [row for row in found if row["email"] == stated]
+    # Unknown and deactivated accounts get one message, so it says nothing about which it is.
+    if len(found) != 1 or not found[0]["is_active"]:
+        raise AccessRefused(
+            f"no active observatory user {stated!r}; check the address, or ask an admin to create "
+            "or reactivate the account"
+        )
+    row = found[0]
+    return Viewer(user_id=row["id"], email=row["email"], is_admin=row["role"] == "admin")
+
+
+def list_exports(engine: sa.Engine, store: ObjectStore, viewer: Viewer) -> list[ExportListing]:
+    """Every export the viewer may download, by design, month and file."""
+    if viewer.is_admin:
+        prefixes = [f"{export_layout.PREFIX}/"]
+        allowed = None
+    else:
+        with engine.connect() as conn:
+            slugs = conn.execute(
+                sa.text("SELECT slug FROM query_designs WHERE owner_id = :owner ORDER BY slug"),
+                {"owner": viewer.user_id},
+            ).scalars().all()
+        folder = viewer.folder
+        # Only the viewer's own designs' folders are listed: other owners' keys are never read.
+        prefixes = [f"{export_layout.owner_prefix(folder)}{slug}/" for slug in slugs]
+        allowed = {(folder, slug) for slug in slugs}
+
+    listings = []
+    for prefix in prefixes:
+        for found in store.list(prefix):
+            parsed = export_layout.parse_key(found.key)
+            if parsed is None or (allowed is not None and (parsed.owner, parsed.slug) not in allowed):
+                continue
+            try:
+                stored = store.stat(found.key)
+            except ObjectNotFound:
+                continue  # Replaced or removed since the listing: nothing to offer.
+            recorded = ExportMetadata.from_object_metadata(stored.metadata)
+            listings.append(
+                ExportListing(
+                    design=parsed.slug,
+                    month=parsed.month,
+                    owner=parsed.owner,
+                    file=parsed.file,
+                    key=found.key,
+                    size=stored.size,
+                    last_modified=stored.last_modified,
+                    rows=recorded.rows if recorded else None,
+                    sha256=recorded.sha256 if recorded else None,
+                )
+            )
+    listings.sort(key=lambda item: (item.design, item.month, _FILE_ORDER[item.file], item.owner))
+    return listings
+
+
+def locate(
+    engine: sa.Engine, store: ObjectStore, viewer: Viewer, slug: str, month: str, file: ExportFile
+) -> StoredObject:
+    """The stored export (with its metadata), after checking the viewer may have it."""
+    month = months.month_key(months.parse_month(month))
+    with engine.connect() as conn:
+        design = conn.execute(
+            sa.text(
+                "SELECT u.id AS owner_id, u.email AS owner_email FROM query_designs d "
+                "JOIN users u ON u.id = d.owner_id WHERE d.slug = :slug"
+            ),
+            {"slug": slug},
+        ).mappings().first()
+    if design is None or not (viewer.is_admin or design["owner_id"] == viewer.user_id):
+        raise AccessRefused(_refusal(slug, viewer))
+    owner = export_layout.owner_folder(design["owner_email"], design["owner_id"])
+    key = export_layout.export_key(owner, slug, month, file)
+    try:
+        return store.stat(key)
+    except ObjectNotFound:
+        raise ExportMissing(_missing(slug, month, file)) from None
+
+
+def download(
+    engine: sa.Engine,
+    store: ObjectStore,
+    viewer: Viewer,
+    slug: str,
+    month: str,
+    file: ExportFile,
+    destination: str | os.PathLike[str],
+) -> Path:
+    """Fetch the export to ``destination`` (a folder: ``{slug}_{month}_{file name}`` inside it;
+    otherwise that path), verified against its recorded SHA-256. Returns the file's path."""
+    month = months.month_key(months.parse_month(month))
+    stored = locate(engine, store, viewer, slug, month, file)
+    recorded = ExportMetadata.from_object_metadata(stored.metadata)
+    if recorded is None:
+        raise ExportCorrupted(
+            f"{stored.key} has no recorded checksum, so it was not written by an export: materialize "
+            f"{file.asset_name} for partition {slug}|{month} again"
+        )
+    target = _target_path(Path(destination), slug, month, file)
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
+    except OSError as exc:
+        raise ObservatoryError(f"cannot save to {target}: {exc.strerror or exc}") from None
+    try:
+        with handle:
+            digest = _copy_hashing(store, stored.key, handle, target)
+        if digest != recorded.sha256.strip().lower():
+            raise ExportCorrupted(f"download of {stored.key} was corrupted (checksum mismatch); try again")
+        os.replace(handle.name, target)
+    except ObjectNotFound:
+        # Removed between the check and the download: say so as the check would have.
+        Path(handle.name).unlink(missing_ok=True)
+        raise ExportMissing(_missing(slug, month, file)) from None
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def link(
+    engine: sa.Engine,
+    store: ObjectStore,
+    viewer: Viewer,
+    slug: str,
+    month: str,
+    file: ExportFile,
+    expires: timedelta = DEFAULT_LINK_LIFETIME,
+) -> str:
+    """A fresh download link for the export (on S3 a presigned URL anyone holding it can use
+    until it expires; on a local store a ``file://`` URL)."""
+    stored = locate(engine, store, viewer, slug, month, file)
+    try:
+        return store.url(stored.key, expires)
+    except ObjectNotFound:
+        # Removed between the check and the signing: say so as the check would have.
+        raise ExportMissing(_missing(slug, months.month_key(months.parse_month(month)), file)) from None
+
+
+def _missing(slug: str, month: str, file: ExportFile) -> str:
+    # Dagster shows a multi-partition key with its dimensions in name order: design|month.
+    return (
+        f"no {file.filename} export of {slug!r} for {month} yet: materialize {file.asset_name} for "
+        f"partition {slug}|{month} in the Dagster UI (or run: observatory run --month {month} --design {slug})"
+    )
+
+
+def _refusal(slug: str, viewer: Viewer) -> str:
+    # Depends on the slug and the viewer's role only, never on what the database or store holds.
+    whose = "" if viewer.is_admin else " of yours"
+    return f"no query design {slug!r}{whose}; `observatory exports list` shows what you can download"
+
+
+def _target_path(destination: Path, slug: str, month: str, file: ExportFile) -> Path:
+    destination = destination.expanduser()
+    if destination.is_dir():
+        # Named for the corpus, so downloading several months into one folder overwrites nothing.
+        return destination / f"{slug}_{month}_{file.filename}"
+    if not destination.parent.is_dir():
+        raise ObservatoryError(f"cannot save to {destination}: folder {destination.parent} does not exist")
+    return destination
+
+
+def _copy_hashing(store: ObjectStore, key: str, sink, target: Path) -> str:
+    from urllib3.exceptions import HTTPError as TransportError
+
+    digest = hashlib.sha256()
+    with store.open(key) as source:
+        while True:
+            try:
+                chunk = source.read(_CHUNK)
+            except (OSError, TransportError) as exc:
+                raise StorageUnavailable(f"download of {key} was interrupted ({type(exc).__name__}); try again") from exc
+            if not chunk:
+                break
+            digest.update(chunk)
+            try:
+                sink.write(chunk)
+            except OSError as exc:
+                raise ObservatoryError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
