@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import exc as sa_exc
 
 from observatory_pipelines.core.collection.privacy import SALT_VARIABLE
-from observatory_pipelines.core.platform import database, months
+from observatory_pipelines.core.platform import database, months, settings
 from observatory_pipelines.core.platform.errors import ObservatoryError
 
 
@@ -170,7 +170,7 @@ def _print_report(report) -> None:
     _print(f"  {'asset':<22} {'new':>7} {'updated':>8} {'same':>7} {'rejected':>9} {'filtered':>9} {'credits':>8}")
     for asset in report.assets:
         m = asset.metadata
-        if not asset.asset.startswith("collect_"):
+        if asset.arena is None:
             continue
         if not asset.succeeded:
             _print(f"  {asset.asset:<22} FAILED: {asset.error}")
@@ -184,7 +184,7 @@ def _print_report(report) -> None:
                 f"{m.get('credits_spent', 0):>8}"
             )
     for asset in report.assets:
-        if asset.asset.startswith("collect_"):
+        if asset.arena is not None:
             continue
         if asset.succeeded:
             _print(f"  {asset.asset:<28} {asset.metadata.get('summary') or _summary(asset.metadata)}")
@@ -286,7 +286,7 @@ EXPORTS_HELP = (
 
 
 def _exports_user(args: argparse.Namespace) -> str:
-    email = (args.user or os.environ.get("OBSERVATORY_USER", "")).strip()
+    email = (args.user or settings.current().user or "").strip()
     if not email:
         raise ObservatoryError("whose exports? pass --user EMAIL or set OBSERVATORY_USER")
     return email

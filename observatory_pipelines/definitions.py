@@ -1,10 +1,12 @@
 """The Dagster entry point that ``workspace.yaml``, ``dagster dev`` and ``dg`` load.
 
-Nothing here reads the environment: resources resolve their settings when a run starts.
+Resources bind their secrets to the environment variables that are set when the code location
+loads (``defs.resources.from_environment``); everything else is resolved when a run starts.
 """
 
 import dagster as dg
 
+from observatory_pipelines.defs import resources
 from observatory_pipelines.defs.analysis import networks, statistics
 from observatory_pipelines.defs.collection import definitions as collection
 from observatory_pipelines.defs.exports import assets as exports
@@ -14,7 +16,6 @@ from observatory_pipelines.defs.maintenance import partitions as maintenance_par
 from observatory_pipelines.defs.maintenance import retention as maintenance_retention
 from observatory_pipelines.defs.maintenance import settlement as maintenance_settlement
 from observatory_pipelines.defs.processing import dedup, entities
-from observatory_pipelines.defs.resources import CollectionResource, PostgresResource, StorageResource
 
 defs = dg.Definitions.merge(
     collection.defs,
@@ -40,10 +41,6 @@ defs = dg.Definitions.merge(
                 default_status=dg.DefaultSensorStatus.RUNNING,
             )
         ],
-        resources={
-            "postgres": PostgresResource(),
-            "collector": CollectionResource(),
-            "storage": StorageResource(),
-        }
+        resources=resources.from_environment(),
     ),
 )

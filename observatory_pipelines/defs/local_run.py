@@ -14,6 +14,7 @@ import dagster as dg
 
 from observatory_pipelines.core.platform import dagster_home, months
 from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.defs import asset_keys
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 
 
@@ -23,6 +24,11 @@ class AssetReport:
     succeeded: bool
     metadata: dict = field(default_factory=dict)
     error: str = ""
+
+    @property
+    def arena(self) -> str | None:
+        """The arena a collection asset collects; ``None`` for every other asset."""
+        return asset_keys.arena_of(self.asset)
 
 
 @dataclass
@@ -59,7 +65,7 @@ def stage_assets(defs: dg.Definitions, groups: Sequence[str], arenas: Sequence[s
             continue
         if _group(asset) not in groups:
             continue
-        if arenas and _group(asset) == "collection" and asset.op.name.removeprefix("collect_") not in arenas:
+        if arenas and _group(asset) == "collection" and asset_keys.arena_of(asset.key) not in arenas:
             continue
         selected.append(asset)
     return selected
@@ -120,7 +126,8 @@ def materialize_corpus(
         defs = project_defs
     resources = resources if resources is not None else defs.resources
     if arenas:
-        known = {a.op.name.removeprefix("collect_") for a in stage_assets(defs, ("collection",), None, dg.MultiPartitionsDefinition)}
+        collection_assets = stage_assets(defs, ("collection",), None, dg.MultiPartitionsDefinition)
+        known = {asset_keys.arena_of(a.key) for a in collection_assets}
         unknown = sorted(set(arenas) - known)
         if unknown:
             raise ConfigError(f"no collection asset for arena '{unknown[0]}'")

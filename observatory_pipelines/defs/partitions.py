@@ -10,7 +10,9 @@ step with the database by the ``sync_query_design_partitions`` sensor.
 """
 
 import dagster as dg
+import sqlalchemy as sa
 
+from observatory_pipelines.core.collection.designs import Corpus, find_corpus
 from observatory_pipelines.core.platform import months
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(
@@ -29,3 +31,10 @@ corpus_partitions = dg.MultiPartitionsDefinition(
 
 def corpus_key(month: str, design_slug: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"month": month, "design": design_slug})
+
+
+def corpus_of(context: dg.AssetExecutionContext, engine: sa.Engine) -> Corpus:
+    """The corpus (query design × month) whose partition this run materializes."""
+    keys = context.partition_key.keys_by_dimension
+    with engine.connect() as conn:
+        return find_corpus(conn, keys["design"], keys["month"])

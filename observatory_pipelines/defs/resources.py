@@ -1,4 +1,9 @@
-"""Resources shared by every domain."""
+"""Resources shared by every domain, and how they meet the environment.
+
+Every field left unset falls back to ``core.platform.settings`` when a run opens the resource, so
+a field only needs setting to override the environment. Secrets are bound with ``dg.EnvVar``
+(``from_environment``): the UI then names the variable a resource reads and never shows its value.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,31 +12,12 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from observatory_pipelines.core.platform import database, paths, storage
+from observatory_pipelines.core.platform import database, paths, settings, storage
 from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.core.platform.http import HttpClient
 
 #: Concurrency pool for assets that write to the content database.
 CONTENT_DB_POOL = "content_db"
-
-
-class PostgresResource(dg.ConfigurableResource):
-    """The content database.
-
-    ``database_url`` is normally left empty: the URL is then resolved when a run starts, from
-    ``DATABASE_URL`` or the embedded server, so no secret is stored in run config or shown in the UI.
-    """
-
-    database_url: str | None = Field(
-        default=None,
-        description="Override the content database URL (default: DATABASE_URL, else the embedded server).",
-    )
-
-    def url(self) -> str:
-        return self.database_url or database.resolve_url()
-
-    def engine(self) -> sa.Engine:
-        return database.make_engine(self.url())
 
 
 @contextmanager
@@ -51,34 +37,41 @@ def one_line_failures(url: str | None = None) -> Iterator[None]:
         raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
 
 
-@contextmanager
-def content_engine(postgres: PostgresResource) -> Iterator[sa.Engine]:
-    """The content database for one asset run, failing as ``one_line_failures`` says."""
-    try:
-        url = postgres.url()
-    except ObservatoryError as err:
-        raise dg.Failure(description=str(err)) from None
-    engine = database.make_engine(url)
-    try:
-        with one_line_failures(url):
-            yield engine
-    finally:
-        engine.dispose()
+class PostgresResource(dg.ConfigurableResource):
+    """The content database: ``DATABASE_URL``, else the embedded server."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="The content database URL; bound to DATABASE_URL when it is set, else the embedded server.",
+    )
+
+    def url(self) -> str:
+        return self.database_url or database.resolve_url()
+
+    @contextmanager
+    def engine(self) -> Iterator[sa.Engine]:
+        """The content database for one run; every failure inside is one line (``one_line_failures``)."""
+        with one_line_failures():
+            url = self.url()
+        engine = database.make_engine(url)
+        try:
+            with one_line_failures(url):
+                yield engine
+        finally:
+            engine.dispose()
 
 
 class CollectionResource(dg.ConfigurableResource):
-    """Settings for collection runs.
-
-    The pseudonymisation salt is read from ``PSEUDONYMIZATION_SALT`` when a collection starts,
-    never stored in run config or shown in the UI; ``salt`` exists only for tests.
-    """
+    """Settings for collection runs."""
 
     import_dir: str | None = Field(
         default=None,
         description="Folder holding file imports, one subfolder per design slug "
         "(default: OBSERVATORY_IMPORT_DIR, else .observatory/imports).",
     )
-    salt: str | None = Field(default=None, description="Test override for PSEUDONYMIZATION_SALT.")
+    salt: str | None = Field(
+        default=None, description="The pseudonymisation key; bound to PSEUDONYMIZATION_SALT when it is set."
+    )
     http_max_attempts: int = Field(default=4, description="Tries per HTTP request before the arena fails.")
     http_backoff_seconds: float = Field(default=1.0, description="Base of the exponential backoff between tries.")
 
@@ -92,13 +85,7 @@ class CollectionResource(dg.ConfigurableResource):
 
 
 class StorageResource(dg.ConfigurableResource):
-    """S3 / MinIO when ``MINIO_ENDPOINT`` (or ``endpoint``) is set, else a local folder.
-
-    The fields only override non-secret settings. Credentials have no field on purpose: they are
-    read from ``MINIO_ACCESS_KEY`` / ``MINIO_SECRET_KEY`` (or ``MINIO_ROOT_USER`` /
-    ``MINIO_ROOT_PASSWORD``) when a run opens the store, so they never appear in run config,
-    the UI, or asset metadata.
-    """
+    """S3 / MinIO when ``MINIO_ENDPOINT`` (or ``endpoint``) is set, else a local folder."""
 
     local_dir: str | None = Field(
         default=None,
@@ -111,8 +98,35 @@ class StorageResource(dg.ConfigurableResource):
     secure: bool | None = Field(
         default=None, description="Use HTTPS for S3 (default: MINIO_SECURE, else the endpoint's scheme)."
     )
+    access_key: str | None = Field(
+        default=None, description="S3 access key; bound to MINIO_ACCESS_KEY (or MINIO_ROOT_USER) when set."
+    )
+    secret_key: str | None = Field(
+        default=None, description="S3 secret key; bound to MINIO_SECRET_KEY (or MINIO_ROOT_PASSWORD) when set."
+    )
 
     def store(self) -> storage.ObjectStore:
         return storage.store_from_env(
-            local_dir=self.local_dir, endpoint=self.endpoint, bucket=self.bucket, secure=self.secure
+            local_dir=self.local_dir, endpoint=self.endpoint, bucket=self.bucket, secure=self.secure,
+            access_key=self.access_key, secret_key=self.secret_key,
         )
+
+
+def _bound(*variables: settings.Variable) -> dg.EnvVar | None:
+    """The first set variable as a ``dg.EnvVar``. An unset one is left out: Dagster fails a run
+    whose ``EnvVar`` is unset, and an unset secret here means "use the fallback" (the embedded
+    database, the local store), or a one-line error from the code that needs it."""
+    present = settings.current()
+    return next((dg.EnvVar(v.name) for v in variables if present.is_set(v)), None)
+
+
+def from_environment() -> dict[str, dg.ConfigurableResource]:
+    """The project's resources, with their secrets bound to the environment variables that are set."""
+    return {
+        "postgres": PostgresResource(database_url=_bound(settings.DATABASE_URL)),
+        "collector": CollectionResource(salt=_bound(settings.PSEUDONYMIZATION_SALT)),
+        "storage": StorageResource(
+            access_key=_bound(settings.MINIO_ACCESS_KEY, settings.MINIO_ROOT_USER),
+            secret_key=_bound(settings.MINIO_SECRET_KEY, settings.MINIO_ROOT_PASSWORD),
+        ),
+    }

@@ -8,7 +8,6 @@ the project; ``demo/data/README.md`` lists the duplicates and cross-platform aut
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core.collection import privacy
+from observatory_pipelines.core.platform import settings
 
 DESIGN_SLUG = "klimadebat"
 DEMO_MONTH = "2026-03"
@@ -38,9 +37,9 @@ def feed_urls() -> list[str]:
 
 def demo_salt(state: Path) -> str:
     """The salt from the environment, or the demo's own, created once and kept in the state dir."""
-    configured = os.environ.get(privacy.SALT_VARIABLE)
+    configured = settings.current().salt
     if configured:
-        return configured
+        return configured.reveal()
     path = state / "demo_salt"
     if not path.exists():
         path.write_text(secrets.token_hex(32))

@@ -40,7 +40,7 @@ import networkx as nx
 import polars as pl
 
 from observatory_pipelines.core.analysis import store as analysis_store
-from observatory_pipelines.core.analysis.statistics import AnalysisCorpus, actor_table
+from observatory_pipelines.core.analysis.statistics import LABEL_HEX_CHARS, AnalysisCorpus, actor_table
 
 ACTOR_COOCCURRENCE = "actor_cooccurrence"
 TERM_COOCCURRENCE = "term_cooccurrence"
@@ -52,6 +52,56 @@ NETWORKS = (ACTOR_COOCCURRENCE, TERM_COOCCURRENCE, ACTOR_TERM, CROSS_PLATFORM_AC
 #: terms): about what a GEXF file and Gephi stay usable with.
 DEFAULT_MAX_LINKS = 1_000_000
 TOP_NODES = 10
+
+HOW_BUILT = """Built from the corpus's records without those marked as duplicates by the dedup pass
+(raw_metadata.duplicate_of). An actor is the resolved actor (author_id) when entity resolution has
+linked the account, else the pseudonymised account id (per platform); actor labels are names only for
+actors flagged as public figures, otherwise the first {label_chars} hex characters of the pseudonymised id.
+Pairs come from polars explode + join on the term (or the record), never from a self-join of records
+on overlapping term arrays. The graph is undirected; days are the dates (UTC) of the records that make
+each edge, first_seen/last_seen their bounds, for time-aware exports.
+
+Stored in the analysis store (<OBSERVATORY_HOME>/analysis/<design>/<YYYY-MM>/) as {name}_nodes.parquet
+(id, label, type, platforms, records, is_public_figure, resolved, first_seen, last_seen, degree,
+weighted_degree), {name}_edges.parquet (source, target, weight, days, first_seen, last_seen{extra})
+and {name}_summary.parquet; core.analysis.networks.load_graph rebuilds the networkx graph."""
+
+DEFINITIONS = {
+    ACTOR_COOCCURRENCE: (
+        "Actor co-occurrence network of one corpus. Nodes: actors with at least one matched search term. "
+        "Edge: two actors both used the same search term somewhere in the corpus (in any of their records, "
+        "not necessarily the same record or day). weight = the number of distinct terms they share; "
+        "shared_terms = those terms, sorted; days = the dates on which either of the two published a record "
+        "matching one of the shared terms. A term used by k actors alone makes k(k-1)/2 edges: when the "
+        "links (actor pairs counted once per shared term) would exceed max_links (run config, default "
+        f"{DEFAULT_MAX_LINKS:,}), only the most active actors (by records, then engagement) that fit "
+        "are kept, and the metadata says how many of how many."
+    ),
+    TERM_COOCCURRENCE: (
+        "Term co-occurrence network of one corpus. Nodes: the design's search terms matched by at least "
+        "one record (id term:<term>). Edge: two terms both matched in the same record. weight = the number "
+        "of records matching both; days = the dates of those records."
+    ),
+    ACTOR_TERM: (
+        "Bipartite actor–term network of one corpus. Nodes: actors (type actor) and matched search terms "
+        "(type term, id term:<term>). Edge: an actor used a term. weight = the actor's records matching "
+        "the term; days = the dates of those records. Actors whose records match no term are absent."
+    ),
+    CROSS_PLATFORM_ACTORS: (
+        "Cross-platform actors of one corpus, as a bipartite actor–platform network. Nodes: resolved "
+        "actors (entity resolution linked their accounts to one actor) whose records come from two or more "
+        "platforms, and those platforms (type platform, id platform:<platform>, records = all the corpus's "
+        "records on it). Edge: the actor published on the platform. weight = the actor's records there; "
+        "days = their dates. Unresolved accounts never appear: resolve actors first."
+    ),
+}
+
+
+def describe(name: str) -> str:
+    """How network ``name`` is built, for its asset's description and docs/analysis.md."""
+    extra = ", shared_terms" if name == ACTOR_COOCCURRENCE else ""
+    return DEFINITIONS[name] + "\n\n" + HOW_BUILT.format(name=name, extra=extra, label_chars=LABEL_HEX_CHARS)
+
 
 NODE_SCHEMA = {
     "id": pl.Utf8, "label": pl.Utf8, "type": pl.Utf8, "platforms": pl.List(pl.Utf8), "records": pl.Int64,

@@ -38,9 +38,9 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from observatory_pipelines.core.analysis import corpus
 from observatory_pipelines.core.analysis import store as analysis_store
-from observatory_pipelines.core.collection import designs
+from observatory_pipelines.core.analysis.corpus import load_corpus
+from observatory_pipelines.core.collection.designs import Corpus
 from observatory_pipelines.core.platform import markdown, months
 
 CORPUS_COLUMNS = [
@@ -58,6 +58,26 @@ _ACTOR_SCHEMA = {
     "platforms": pl.List(pl.Utf8), "accounts": pl.Int64, "records": pl.Int64, "engagement": pl.Int64,
     "first_seen": pl.Date, "last_seen": pl.Date,
 }
+#: What the statistics are, as users read them (the asset's description and docs/analysis.md).
+RULES = f"""Records marked as duplicates by the dedup pass (raw_metadata.duplicate_of) are left out, so a story
+copied across arenas counts once. An actor is the resolved actor (author_id) when entity resolution
+has linked the account, else the pseudonymised account id; actors are shown by name only when flagged
+as public figures, otherwise by the first {LABEL_HEX_CHARS} hex characters of the pseudonymised id.
+
+Tables:
+- volume_daily (day, arena, records) and volume_weekly (week_start = the ISO week's Monday, arena,
+  records); days and weeks without records are absent; the month's first and last weeks are partial.
+- top_actors: the {TOP_ACTORS} most active actors (rank, actor_id, label, is_public_figure, resolved,
+  platforms, records, engagement, first_seen, last_seen), by records, then engagement.
+- top_terms: every matched term (rank, term, records, share of all records, actors using it).
+- engagement, per arena and for all arenas: records, records_with_counts, median, p95, mean, max of
+  likes + shares + comments per record (missing counts as 0; records with none of the three, such as
+  news articles, are left out of the distribution); quantiles interpolate linearly (percentile_cont).
+- run_summary, per arena and for all: collection runs and tasks of the design whose window starts in
+  the month (by status: completed, failed, skipped, open; the last status and error), and the
+  corpus's records stored, marked as duplicates, and analysed.
+- volume_chart.png: records per day (stacked by arena) and per week."""
+
 _TASK_SCHEMA = {
     "arena": pl.Utf8, "run_id": pl.Utf8, "status": pl.Utf8, "error_message": pl.Utf8,
     "started_at": pl.Datetime("us", "UTC"),
@@ -92,11 +112,9 @@ class AnalysisCorpus:
         return int(self.duplicates_by_arena["duplicates"].sum())
 
 
-def load_analysis_corpus(engine: sa.Engine, slug: str, month: str) -> AnalysisCorpus:
-    with engine.connect() as conn:
-        design_id = designs.load_design(conn, slug).id
-    frame = corpus.load_corpus(engine, design_id, month, CORPUS_COLUMNS)
-    return prepare_corpus(frame, slug, month, public_figure_names(engine, frame))
+def load_analysis_corpus(engine: sa.Engine, corpus: Corpus) -> AnalysisCorpus:
+    frame = load_corpus(engine, corpus.design_id, corpus.month, CORPUS_COLUMNS)
+    return prepare_corpus(frame, corpus.slug, corpus.month, public_figure_names(engine, frame))
 
 
 def public_figure_names(engine: sa.Engine, frame: pl.DataFrame) -> dict[str, str]:
@@ -194,9 +212,9 @@ class Statistics:
         return {name: getattr(self, name) for name in TABLES}
 
 
-def load_collection_tasks(engine: sa.Engine, slug: str, month: str) -> pl.DataFrame:
-    """The collection tasks of the design's runs whose window starts in ``month`` (``_TASK_SCHEMA``)."""
-    start, end = months.month_bounds(month)
+def load_collection_tasks(engine: sa.Engine, corpus: Corpus) -> pl.DataFrame:
+    """The collection tasks of the design's runs whose window starts in the corpus's month (``_TASK_SCHEMA``)."""
+    start, end = months.month_bounds(corpus.month)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
@@ -204,11 +222,10 @@ def load_collection_tasks(engine: sa.Engine, slug: str, month: str) -> pl.DataFr
                 SELECT t.arena, t.collection_run_id::text, t.status, t.error_message, t.started_at
                 FROM collection_tasks t
                 JOIN collection_runs r ON r.id = t.collection_run_id
-                JOIN query_designs d ON d.id = r.query_design_id
-                WHERE d.slug = :slug AND r.date_from >= :start AND r.date_from < :end
+                WHERE r.query_design_id = :design AND r.date_from >= :start AND r.date_from < :end
                 """
             ),
-            {"slug": slug, "start": start, "end": end},
+            {"design": corpus.design_id, "start": start, "end": end},
         ).all()
     return pl.DataFrame(rows, schema=_TASK_SCHEMA, orient="row")
 
@@ -311,18 +328,18 @@ def _run_summary(records: pl.DataFrame, duplicates: pl.DataFrame, tasks: pl.Data
     return pl.concat([summary, overall.cast(summary.schema)])
 
 
-def partition_row_count(engine: sa.Engine, slug: str, month: str) -> int:
+def partition_row_count(engine: sa.Engine, corpus: Corpus) -> int:
     """Rows of the corpus in ``content_records``, duplicates included, counted by the database."""
-    start, end = months.month_bounds(month)
+    start, end = months.month_bounds(corpus.month)
     with engine.connect() as conn:
         return conn.execute(
             sa.text(
                 """
-                SELECT count(*) FROM content_records c JOIN query_designs d ON d.id = c.query_design_id
-                WHERE d.slug = :slug AND c.published_at >= :start AND c.published_at < :end
+                SELECT count(*) FROM content_records
+                WHERE query_design_id = :design AND published_at >= :start AND published_at < :end
                 """
             ),
-            {"slug": slug, "start": start, "end": end},
+            {"design": corpus.design_id, "start": start, "end": end},
         ).scalar_one()
 
 
@@ -369,8 +386,8 @@ def volume_chart_png(figures: Statistics, month: str) -> bytes:
     return buffer.getvalue()
 
 
-def build_statistics(engine: sa.Engine, slug: str, month: str) -> Statistics:
-    return compute_statistics(load_analysis_corpus(engine, slug, month), load_collection_tasks(engine, slug, month))
+def build_statistics(engine: sa.Engine, corpus: Corpus) -> Statistics:
+    return compute_statistics(load_analysis_corpus(engine, corpus), load_collection_tasks(engine, corpus))
 
 
 def markdown_table(frame: pl.DataFrame, columns: list[str] | None = None) -> str:

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from observatory_pipelines.core.platform import months, paths
-
-ANALYSIS_DIR_VARIABLE = "OBSERVATORY_ANALYSIS_DIR"
+from observatory_pipelines.core.platform import months, paths, settings
 
 # Slugs follow query_designs' CHECK; names are our own table names. Both become path parts, so
 # anything else (a "/", "..") is refused rather than escaped.
@@ -29,8 +27,8 @@ _NAME = re.compile(r"^[a-z0-9_]+$")
 
 
 def base_dir() -> Path:
-    configured = os.environ.get(ANALYSIS_DIR_VARIABLE)
-    return Path(configured).expanduser().resolve() if configured else paths.state_dir() / "analysis"
+    configured = settings.current().analysis_dir
+    return configured.resolve() if configured else paths.state_dir() / "analysis"
 
 
 def _corpus_path(slug: str, month: str) -> Path:

@@ -1,4 +1,5 @@
-"""Query designs as collection reads them, and their per-arena settings.
+"""Query designs as collection reads them, their per-arena settings, and the corpus: one design's
+data for one month, the unit every per-corpus step (dedup, statistics, networks, exports) works on.
 
 ``query_designs.arenas_config`` maps arena names to settings::
 
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from observatory_pipelines.core.collection.arenas import registry
 from observatory_pipelines.core.collection.arenas.base import ActorHandle, Arena
 from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.core.platform import months
 from observatory_pipelines.core.platform.errors import ConfigError
 
 SETTING_KEYS = frozenset({"enabled", "tier", "options"})
@@ -89,6 +91,45 @@ def arena_settings(slug: str, config: Mapping[str, Any], arena: Arena, default_t
     return ArenaSettings(enabled=enabled, tier=tier, options=validated)
 
 
+class UnknownDesign(ConfigError):
+    """No query design has the slug asked for."""
+
+    def __init__(self, slug: str):
+        super().__init__(f"there is no query design with slug '{slug}'; check the design partition key")
+        self.slug = slug
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One query design's data for one month, and whose it is."""
+
+    design_id: uuid.UUID
+    slug: str
+    month: str
+    owner_id: uuid.UUID
+    owner_email: str
+
+    @property
+    def run_label(self) -> str:
+        """How ``collection_runs.partition_key`` names the corpus: ``YYYY-MM|slug``."""
+        return f"{self.month}|{self.slug}"
+
+
+def find_corpus(conn: sa.Connection, slug: str, month: str) -> Corpus:
+    """The corpus of design ``slug`` in ``month`` (``YYYY-MM``); ``UnknownDesign`` when there is no such design."""
+    month = months.month_key(months.parse_month(month))
+    row = conn.execute(
+        sa.text(
+            "SELECT d.id, u.id AS owner_id, u.email AS owner_email FROM query_designs d "
+            "JOIN users u ON u.id = d.owner_id WHERE d.slug = :slug"
+        ),
+        {"slug": slug},
+    ).first()
+    if row is None:
+        raise UnknownDesign(slug)
+    return Corpus(design_id=row.id, slug=slug, month=month, owner_id=row.owner_id, owner_email=row.owner_email)
+
+
 def load_design(conn: sa.Connection, slug: str) -> Design:
     row = conn.execute(
         sa.text(
@@ -100,7 +141,7 @@ def load_design(conn: sa.Connection, slug: str) -> Design:
         {"slug": slug},
     ).mappings().first()
     if row is None:
-        raise ConfigError(f"there is no query design with slug '{slug}'; check the design partition key")
+        raise UnknownDesign(slug)
     terms = conn.execute(
         sa.text(
             "SELECT term FROM search_terms WHERE query_design_id = :id AND is_active ORDER BY created_at, term"

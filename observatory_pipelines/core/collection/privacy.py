@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
+from observatory_pipelines.core.platform import settings
 from observatory_pipelines.core.platform.errors import ConfigError
 
-SALT_VARIABLE = "PSEUDONYMIZATION_SALT"
+SALT_VARIABLE = settings.PSEUDONYMIZATION_SALT.name
 MIN_SALT_LENGTH = 16
 
 
 def load_salt(explicit: str | None = None) -> bytes:
     """The salt from ``explicit`` or the environment; a one-line ``ConfigError`` when missing or weak."""
-    value = explicit if explicit is not None else os.environ.get(SALT_VARIABLE, "")
+    configured = settings.current().salt
+    value = explicit if explicit is not None else (configured.reveal() if configured else "")
     if not value:
         raise ConfigError(
             f"{SALT_VARIABLE} is not set, so authors cannot be pseudonymised and collection will not "

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.collection import designs
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports.layout import ExportFile, ExportMetadata
 from observatory_pipelines.core.platform import months
@@ -142,19 +143,15 @@ def locate(
     engine: sa.Engine, store: ObjectStore, viewer: Viewer, slug: str, month: str, file: ExportFile
 ) -> StoredObject:
     """The stored export (with its metadata), after checking the viewer may have it."""
-    month = months.month_key(months.parse_month(month))
     with engine.connect() as conn:
-        design = conn.execute(
-            sa.text(
-                "SELECT u.id AS owner_id, u.email AS owner_email FROM query_designs d "
-                "JOIN users u ON u.id = d.owner_id WHERE d.slug = :slug"
-            ),
-            {"slug": slug},
-        ).mappings().first()
-    if design is None or not (viewer.is_admin or design["owner_id"] == viewer.user_id):
+        try:
+            corpus = designs.find_corpus(conn, slug, month)
+        except designs.UnknownDesign:
+            corpus = None
+    if corpus is None or not (viewer.is_admin or corpus.owner_id == viewer.user_id):
         raise AccessRefused(_refusal(slug, viewer))
-    owner = export_layout.owner_folder(design["owner_email"], design["owner_id"])
-    key = export_layout.export_key(owner, slug, month, file)
+    month = corpus.month
+    key = export_layout.corpus_export_key(corpus, file)
     try:
         return store.stat(key)
     except ObjectNotFound:
@@ -178,7 +175,7 @@ def download(
     if recorded is None:
         raise ExportCorrupted(
             f"{stored.key} has no recorded checksum, so it was not written by an export: materialize "
-            f"{file.asset_name} for partition {slug}|{month} again"
+            f"the {file.format} export for partition {slug}|{month} again"
         )
     target = _target_path(Path(destination), slug, month, file)
     try:
@@ -223,7 +220,7 @@ def link(
 def _missing(slug: str, month: str, file: ExportFile) -> str:
     # Dagster shows a multi-partition key with its dimensions in name order: design|month.
     return (
-        f"no {file.filename} export of {slug!r} for {month} yet: materialize {file.asset_name} for "
+        f"no {file.filename} export of {slug!r} for {month} yet: materialize the {file.format} export for "
         f"partition {slug}|{month} in the Dagster UI (or run: observatory run --month {month} --design {slug})"
     )
 

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from observatory_pipelines.core.analysis.networks import NETWORKS
+from observatory_pipelines.core.collection.designs import Corpus
 from observatory_pipelines.core.platform import months
 
 PREFIX = "exports"
@@ -44,16 +45,6 @@ CONTENT_TYPES = {
     "parquet": "application/vnd.apache.parquet",
     "gexf": "application/gexf+xml",
     "manifest": "application/json",
-}
-
-#: The Dagster asset that writes each format (the manifest's asset writes manifest.json).
-ASSET_NAMES = {
-    "csv": "export_csv",
-    "xlsx": "export_xlsx",
-    "ndjson": "export_ndjson",
-    "parquet": "export_parquet",
-    "gexf": "export_gexf",
-    "manifest": "export_manifest",
 }
 
 _EMAIL_SEGMENT = re.compile(r"[a-z0-9_][a-z0-9_.+-]*@[a-z0-9][a-z0-9.-]*")
@@ -88,10 +79,6 @@ class ExportFile:
     @property
     def content_type(self) -> str:
         return CONTENT_TYPES[self.format]
-
-    @property
-    def asset_name(self) -> str:
-        return ASSET_NAMES[self.format]
 
     @classmethod
     def from_filename(cls, filename: str) -> ExportFile | None:
@@ -143,6 +130,11 @@ def owner_prefix(owner: str) -> str:
 
 def export_key(owner: str, slug: str, month: str, file: ExportFile) -> str:
     return corpus_prefix(owner, slug, month) + file.filename
+
+
+def corpus_export_key(corpus: Corpus, file: ExportFile) -> str:
+    """Where ``file`` of ``corpus`` is stored: under its owner's folder."""
+    return export_key(owner_folder(corpus.owner_email, corpus.owner_id), corpus.slug, corpus.month, file)
 
 
 @dataclass(frozen=True)

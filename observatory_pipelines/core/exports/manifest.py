@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from observatory_pipelines.core.collection import designs
 from observatory_pipelines.core.collection.arenas import get_arena, registry
+from observatory_pipelines.core.collection.designs import Corpus
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.exports.layout import ExportMetadata
@@ -150,12 +151,12 @@ def _record_counts(conn: sa.Connection, design_id, month: str) -> dict[str, int]
     return {"stored": stored, "duplicates": duplicates, "without_duplicates": stored - duplicates}
 
 
-def _files(store: ObjectStore, corpus: exports.CorpusRef) -> list[dict[str, Any]]:
+def _files(store: ObjectStore, corpus: Corpus) -> list[dict[str, Any]]:
     files, missing = [], []
     for file in export_layout.all_files():
         if file == export_layout.MANIFEST:
             continue
-        key = corpus.key(file)
+        key = export_layout.corpus_export_key(corpus, file)
         try:
             stored = store.stat(key)
         except ObjectNotFound:
@@ -176,7 +177,7 @@ def _files(store: ObjectStore, corpus: exports.CorpusRef) -> list[dict[str, Any]
         first = missing[0]
         raise ExportsIncomplete(
             f"{len(missing)} export file(s) of '{corpus.slug}' {corpus.month} are missing, e.g. {first.filename}: "
-            f"materialize {first.asset_name} for that partition first"
+            f"materialize the {first.format} export for that partition first"
         )
     return files
 
@@ -197,7 +198,7 @@ def _software(conn: sa.Connection) -> dict[str, str]:
     }
 
 
-def build_manifest(engine: sa.Engine, store: ObjectStore, corpus: exports.CorpusRef,
+def build_manifest(engine: sa.Engine, store: ObjectStore, corpus: Corpus,
                    now: datetime | None = None) -> dict[str, Any]:
     start, end = months.month_bounds(corpus.month)
     with engine.connect() as conn:
@@ -211,7 +212,7 @@ def build_manifest(engine: sa.Engine, store: ObjectStore, corpus: exports.Corpus
         "schema_version": export_layout.SCHEMA_VERSION,
         "generated_at": _iso(now or datetime.now(timezone.utc)),
         "corpus": {"design": design, "month": corpus.month, "period": [_iso(start), _iso(end)],
-                   "owner": corpus.owner},
+                   "owner": export_layout.owner_folder(corpus.owner_email, corpus.owner_id)},
         "records": counts,
         "collection_runs": runs,
         "files": _files(store, corpus),
@@ -224,9 +225,8 @@ def build_manifest(engine: sa.Engine, store: ObjectStore, corpus: exports.Corpus
     }
 
 
-def export_manifest(engine: sa.Engine, store: ObjectStore, slug: str, month: str) -> tuple[exports.StoredExport, dict]:
+def export_manifest(engine: sa.Engine, store: ObjectStore, corpus: Corpus) -> tuple[exports.StoredExport, dict]:
     """Build and store the corpus's ``manifest.json``; the stored object and the manifest."""
-    corpus = exports.corpus_ref(engine, slug, month)
     manifest = build_manifest(engine, store, corpus)
     with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
         path = Path(folder) / export_layout.MANIFEST.filename

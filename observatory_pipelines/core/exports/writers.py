@@ -36,7 +36,6 @@ import queue
 import re
 import tempfile
 import threading
-import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +50,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from observatory_pipelines.core.analysis.networks import NETWORKS
+from observatory_pipelines.core.collection.designs import Corpus
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports.layout import ExportFile, ExportMetadata
 from observatory_pipelines.core.platform import months
@@ -127,35 +127,6 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
-class CorpusRef:
-    """A corpus and where its exports go."""
-
-    design_id: uuid.UUID
-    slug: str
-    month: str
-    owner: str
-
-    def key(self, file: ExportFile) -> str:
-        return export_layout.export_key(self.owner, self.slug, self.month, file)
-
-
-def corpus_ref(engine: sa.Engine, slug: str, month: str) -> CorpusRef:
-    """The corpus of design ``slug`` in ``month``, with its owner's export folder."""
-    months.parse_month(month)
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.text(
-                "SELECT d.id, u.id AS owner_id, u.email FROM query_designs d "
-                "JOIN users u ON u.id = d.owner_id WHERE d.slug = :slug"
-            ),
-            {"slug": slug},
-        ).first()
-    if row is None:
-        raise ConfigError(f"there is no query design with slug '{slug}'; check the design partition key")
-    return CorpusRef(design_id=row.id, slug=slug, month=month, owner=export_layout.owner_folder(row.email, row.owner_id))
-
-
-@dataclass(frozen=True)
 class WrittenFile:
     """An export file written to local disk."""
 
@@ -170,7 +141,7 @@ class WrittenFile:
 # --- reading the corpus ------------------------------------------------------------------------
 
 
-def _select(corpus: CorpusRef, options: ExportOptions, expressions: list[str]) -> tuple[str, tuple]:
+def _select(corpus: Corpus, options: ExportOptions, expressions: list[str]) -> tuple[str, tuple]:
     start, end = months.month_bounds(corpus.month)
     where = "query_design_id = %s AND published_at >= %s AND published_at < %s"
     if not options.include_duplicates:
@@ -251,7 +222,7 @@ def _pipelined(blocks: Iterator[bytes], consume: Callable[[bytes], None]) -> Non
 # --- writers -----------------------------------------------------------------------------------
 
 
-def write_csv(engine: sa.Engine, corpus: CorpusRef, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
+def write_csv(engine: sa.Engine, corpus: Corpus, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
     columns = options.columns()
     sql, params = _select(corpus, options, [f"{c.sql} AS {c.name}" for c in columns])
     with open(path, "wb") as out:
@@ -267,7 +238,7 @@ def _json_value(column: Column) -> str:
     return f"coalesce(to_json({column.json_sql})::text, 'null')"
 
 
-def write_ndjson(engine: sa.Engine, corpus: CorpusRef, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
+def write_ndjson(engine: sa.Engine, corpus: Corpus, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
     columns = options.columns()
     # The object concatenated from its values rather than json_build_object(...): the same objects,
     # keys in the same order, in 5% fewer bytes (json_build_object pads every colon with spaces) and
@@ -287,7 +258,7 @@ def parquet_schema(options: ExportOptions = ExportOptions()) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.arrow) for c in options.columns()])
 
 
-def write_parquet(engine: sa.Engine, corpus: CorpusRef, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
+def write_parquet(engine: sa.Engine, corpus: Corpus, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
     columns = options.columns()
     schema = parquet_schema(options)
     sql, params = _select(corpus, options, [f"{c.sql} AS {c.name}" for c in columns])
@@ -326,7 +297,7 @@ def _typed_batch(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.Tabl
 
 def write_xlsx(
     engine: sa.Engine,
-    corpus: CorpusRef,
+    corpus: Corpus,
     path: Path,
     options: ExportOptions = ExportOptions(),
     rows_per_sheet: int = EXCEL_MAX_ROWS - 1,
@@ -500,10 +471,10 @@ class StoredExport:
 
 
 def store_file(
-    store: ObjectStore, corpus: CorpusRef, file: ExportFile, written: WrittenFile, options: ExportOptions
+    store: ObjectStore, corpus: Corpus, file: ExportFile, written: WrittenFile, options: ExportOptions
 ) -> StoredExport:
     """Upload ``written`` under the corpus's key for ``file``, recording its checksum and options."""
-    key = corpus.key(file)
+    key = export_layout.corpus_export_key(corpus, file)
     metadata = ExportMetadata(
         sha256=written.sha256,
         rows=written.rows,
@@ -515,21 +486,20 @@ def store_file(
 
 
 def export_content(
-    engine: sa.Engine, store: ObjectStore, slug: str, month: str, fmt: str, options: ExportOptions = ExportOptions()
+    engine: sa.Engine, store: ObjectStore, corpus: Corpus, fmt: str, options: ExportOptions = ExportOptions()
 ) -> StoredExport:
     """Write one content format of a corpus to a temporary file and store it."""
     file = export_layout.content_file(fmt)
-    corpus = corpus_ref(engine, slug, month)
     with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
         written = WRITERS[fmt](engine, corpus, Path(folder) / file.filename, options)
         return store_file(store, corpus, file, written, options)
 
 
-def export_networks(engine: sa.Engine, store: ObjectStore, slug: str, month: str) -> list[StoredExport]:
+def export_networks(store: ObjectStore, corpus: Corpus) -> list[StoredExport]:
     """Write each stored network of a corpus as GEXF 1.3, static and dynamic, and store them."""
     from observatory_pipelines.core.exports import gexf
 
-    corpus = corpus_ref(engine, slug, month)
+    slug, month = corpus.slug, corpus.month
     stored = []
     with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
         for name in NETWORKS:
@@ -537,8 +507,8 @@ def export_networks(engine: sa.Engine, store: ObjectStore, slug: str, month: str
                 network = gexf.read_network(slug, month, name)
             except FileNotFoundError:
                 raise ConfigError(
-                    f"the {name} network of '{slug}' {month} has not been built: materialize the analysis "
-                    "assets (corpus_networks) for that partition first"
+                    f"the {name} network of '{slug}' {month} has not been built: materialize the corpus's "
+                    "networks for that partition first"
                 ) from None
             for file in (ExportFile("gexf", name, False), ExportFile("gexf", name, True)):
                 path = Path(folder) / file.filename

@@ -7,13 +7,13 @@ database (``dagster``), never in the content database.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from observatory_pipelines.core.platform import settings
 from observatory_pipelines.core.platform.errors import ConfigError, DatabaseUnavailable
 
 DAGSTER_DATABASE = "dagster"
@@ -60,8 +60,8 @@ def describe(url: str) -> str:
 
 def configured_url() -> str | None:
     """``DATABASE_URL`` when set (read at call time, never at import time)."""
-    value = os.environ.get("DATABASE_URL", "").strip()
-    return value or None
+    url = settings.current().database_url
+    return url.reveal() if url else None
 
 
 def resolve_url(start_embedded: bool = True) -> str:

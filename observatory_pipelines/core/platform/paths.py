@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from observatory_pipelines.core.platform import settings
 
 #: The source checkout, when the package is installed from one (editable install or plain checkout).
 _SOURCE_ROOT = Path(__file__).resolve().parents[3]
@@ -18,15 +19,13 @@ def project_root() -> Path:
 
 def state_dir() -> Path:
     """``$OBSERVATORY_HOME`` or ``<project>/.observatory``: git-ignored local state."""
-    configured = os.environ.get("OBSERVATORY_HOME")
-    path = Path(configured).expanduser() if configured else project_root() / ".observatory"
+    path = settings.current().home or project_root() / ".observatory"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
 
 
 def import_dir() -> Path:
     """``$OBSERVATORY_IMPORT_DIR`` or ``<state dir>/imports``: file imports, one folder per design."""
-    configured = os.environ.get("OBSERVATORY_IMPORT_DIR")
-    path = Path(configured).expanduser() if configured else state_dir() / "imports"
+    path = settings.current().import_dir or state_dir() / "imports"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()

@@ -243,6 +243,28 @@ BLOCKS = ((0, 13), (13, 13), (26, 13), (39, 13), (52, 12))
 #: Buckets with more distinct hashes than this are skipped: a bucket's pairs grow with its size squared.
 MAX_BUCKET = 500
 CORPUS_COLUMNS = ["id", "published_at", "platform", "arena", "content_type", "url", "content_hash", "simhash"]
+
+#: The rules as users read them (the asset's description and docs/analysis.md are made from this).
+RULES = f"""Two records are linked when:
+- url: they have the same normalised URL, as their own url, or one shares the other's url as a
+  link (raw_metadata.links): an X post sharing a feed article is a duplicate of that article. Two
+  posts sharing a link are not linked unless the linked page is in the corpus. Normalised: scheme
+  and host lower-cased, www. dropped, default port dropped, IDN hosts as punycode, percent-encoding
+  normalised, tracking parameters ({", ".join(sorted(TRACKING_PARAMETERS))}, and any starting
+  {" or ".join(TRACKING_PREFIXES)}) dropped, query sorted, trailing slash and fragment dropped; the
+  path keeps its case. Front pages never link.
+- exact: the same content_hash (text with case, whitespace and URLs folded) on a different
+  platform or arena (identical posts on one platform are kept: copypasta is discourse);
+- near: SimHashes at most {NEAR_MAX_BITS} of 64 bits apart, on any platform, found by banding, not
+  all pairs: the 64 bits are cut into {len(BLOCKS)} blocks ({", ".join(str(w) for _, w in BLOCKS)} bits),
+  and two hashes that close agree on at least {len(BLOCKS) - NEAR_MAX_BITS} of them.
+
+A group is every record linked directly or through others. Its canonical record: articles first,
+then the earliest published_at, then the smallest id. Every other member gets
+raw_metadata.duplicate_of (the canonical id) and raw_metadata.duplicate_kind (the rules that
+linked it, e.g. "near+url"); records that are no longer duplicates lose both; other metadata keys
+are kept and unchanged rows are not rewritten. Nothing is deleted."""
+
 _ROOT_URL = re.compile(r"^https?://[^/?]+$")
 
 

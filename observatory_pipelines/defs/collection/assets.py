@@ -5,8 +5,9 @@ import dagster as dg
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.arenas import registry
 from observatory_pipelines.core.collection.arenas.base import Arena
-from observatory_pipelines.defs.partitions import corpus_partitions
-from observatory_pipelines.defs.resources import CONTENT_DB_POOL, CollectionResource, PostgresResource, content_engine
+from observatory_pipelines.defs import asset_keys
+from observatory_pipelines.defs.partitions import corpus_of, corpus_partitions
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, CollectionResource, PostgresResource
 
 #: Our HTTP client already retries quickly; these are the slower retries for 429 storms and outages.
 DEFAULT_RETRY_POLICY = dg.RetryPolicy(
@@ -52,7 +53,7 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
     arena_name = arena_cls.name
 
     @dg.asset(
-        name=f"collect_{arena_name}",
+        key=asset_keys.collection(arena_name),
         group_name="collection",
         partitions_def=corpus_partitions,
         pool=CONTENT_DB_POOL,
@@ -66,12 +67,12 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
     def _collect(
         context: dg.AssetExecutionContext, postgres: PostgresResource, collector: CollectionResource
     ) -> dg.MaterializeResult:
-        keys = context.partition_key.keys_by_dimension
-        with content_engine(postgres) as engine:
+        with postgres.engine() as engine:
+            corpus = corpus_of(context, engine)
             outcome = collection.collect_arena(
                 engine,
-                design_slug=keys["design"],
-                month=keys["month"],
+                design_slug=corpus.slug,
+                month=corpus.month,
                 arena_name=arena_name,
                 dagster_run_id=context.run.run_id,
                 salt=collector.salt,

@@ -24,13 +24,12 @@ def sync_query_design_partitions(context: dg.SensorEvaluationContext, postgres: 
 
     Inactive designs keep their partition, so their materialization history stays visible.
     """
-    engine = postgres.engine()
     try:
-        with engine.connect() as conn:
+        with postgres.engine() as engine, engine.connect() as conn:
             active = set(designs.active_design_slugs(conn))
             existing_designs = set(designs.all_design_slugs(conn))
-    finally:
-        engine.dispose()
+    except dg.Failure as failure:
+        return dg.SkipReason(f"design partitions not synced: {failure.description}")
     known = set(context.instance.get_dynamic_partitions(query_design_partitions.name))
     to_add = sorted(active - known)
     to_delete = sorted(known - existing_designs)
@@ -63,12 +62,12 @@ def months_to_collect(when: datetime) -> list[str]:
 )
 def nightly_collection(context: dg.ScheduleEvaluationContext, postgres: PostgresResource):
     when = context.scheduled_execution_time or datetime.now(timezone.utc)
-    engine = postgres.engine()
     try:
-        with engine.connect() as conn:
+        with postgres.engine() as engine, engine.connect() as conn:
             active = designs.active_design_slugs(conn)
-    finally:
-        engine.dispose()
+    except dg.Failure as failure:
+        yield dg.SkipReason(f"nothing collected tonight: {failure.description}")
+        return
     known = set(context.instance.get_dynamic_partitions(query_design_partitions.name))
     waiting = sorted(set(active) - known)
     if waiting:

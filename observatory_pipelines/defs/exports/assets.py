@@ -17,9 +17,9 @@ from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.exports.writers import ExportOptions, StoredExport
 from observatory_pipelines.core.platform import markdown
 from observatory_pipelines.core.platform.storage import ObjectStore, StorageError
-from observatory_pipelines.defs.analysis.networks import asset_key as network_asset_key
-from observatory_pipelines.defs.partitions import corpus_partitions
-from observatory_pipelines.defs.resources import PostgresResource, StorageResource, content_engine
+from observatory_pipelines.defs import asset_keys
+from observatory_pipelines.defs.partitions import corpus_of, corpus_partitions
+from observatory_pipelines.defs.resources import PostgresResource, StorageResource
 
 GROUP = "exports"
 LINK_LIFETIME = timedelta(hours=1)
@@ -81,32 +81,34 @@ def _file_metadata(stored: StoredExport) -> dict:
     }
 
 
-def _corpus(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    keys = context.partition_key.keys_by_dimension
-    return keys["design"], keys["month"]
+def _export_asset(fmt: str, deps: list[dg.AssetKey], description: str, filename: str, download: str):
+    """The decorator every export asset shares: one corpus partition, stored in the object store."""
+    return dg.asset(
+        key=asset_keys.export(fmt),
+        group_name=GROUP,
+        partitions_def=corpus_partitions,
+        deps=deps,
+        automation_condition=dg.AutomationCondition.eager(),
+        kinds={fmt, "s3"},
+        description=description + _COMMON.format(filename=filename, fmt=download),
+    )
 
 
 def _content_export(fmt: str) -> dg.AssetsDefinition:
     file = export_layout.content_file(fmt)
 
-    @dg.asset(
-        name=file.asset_name,
-        group_name=GROUP,
-        partitions_def=corpus_partitions,
-        deps=[dg.AssetKey("dedup_pass")],
-        automation_condition=dg.AutomationCondition.eager(),
-        kinds={fmt, "s3"},
-        description=_CONTENT_DESCRIPTIONS[fmt] + _COLUMNS_NOTE + _COMMON.format(filename=file.filename, fmt=fmt),
-    )
+    @_export_asset(fmt, [asset_keys.DEDUP], _CONTENT_DESCRIPTIONS[fmt] + _COLUMNS_NOTE, file.filename, fmt)
     def content_export(
         context: dg.AssetExecutionContext, config: ExportConfig, postgres: PostgresResource, storage: StorageResource
     ) -> dg.MaterializeResult:
-        slug, month = _corpus(context)
-        with content_engine(postgres) as engine:
+        with postgres.engine() as engine:
+            corpus = corpus_of(context, engine)
             store = storage.store()
-            stored = exports.export_content(engine, store, slug, month, fmt, config.options())
+            stored = exports.export_content(engine, store, corpus, fmt, config.options())
             link = _link(store, stored.key, context.log)
-        context.log.info(f"{slug} {month}: {stored.file.rows} records → {stored.uri} ({stored.file.size} bytes)")
+        context.log.info(
+            f"{corpus.slug} {corpus.month}: {stored.file.rows} records → {stored.uri} ({stored.file.size} bytes)"
+        )
         return dg.MaterializeResult(metadata={**_file_metadata(stored), **link,
                                               "include_duplicates": config.include_duplicates,
                                               "include_raw_metadata": config.include_raw_metadata})
@@ -117,25 +119,22 @@ def _content_export(fmt: str) -> dg.AssetsDefinition:
 content_exports = [_content_export(fmt) for fmt in export_layout.CONTENT_FORMATS]
 
 
-@dg.asset(
-    name=export_layout.ASSET_NAMES["gexf"],
-    group_name=GROUP,
-    partitions_def=corpus_partitions,
-    deps=[network_asset_key(name) for name in export_layout.NETWORKS],
-    automation_condition=dg.AutomationCondition.eager(),
-    kinds={"gexf", "s3"},
-    description="The corpus's four networks (actor co-occurrence, term co-occurrence, bipartite actor–term, "
+@_export_asset(
+    "gexf",
+    [asset_keys.NETWORKS[name] for name in export_layout.NETWORKS],
+    "The corpus's four networks (actor co-occurrence, term co-occurrence, bipartite actor–term, "
     "cross-platform actors; see each network asset for how nodes and edges are made) as GEXF 1.3 files for "
     "Gephi, valid against the GEXF 1.3 schema: <network>.gexf (static, with node and edge attributes) and "
     "<network>.dynamic.gexf (each edge active on the days its records were published, one spell per day, "
-    "for Gephi's timeline)."
-    + _COMMON.format(filename="<network>.gexf and <network>.dynamic.gexf", fmt="gexf --network NAME [--dynamic]"),
+    "for Gephi's timeline).",
+    "<network>.gexf and <network>.dynamic.gexf",
+    "gexf --network NAME [--dynamic]",
 )
 def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, storage: StorageResource):
-    slug, month = _corpus(context)
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
+        corpus = corpus_of(context, engine)
         store = storage.store()
-        stored = exports.export_networks(engine, store, slug, month)
+        stored = exports.export_networks(store, corpus)
         first_link = _link(store, stored[0].key, context.log)
     table = markdown.table(
         ["file", "nodes", "edges", "bytes"],
@@ -149,24 +148,21 @@ def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, s
     })
 
 
-@dg.asset(
-    name=export_layout.ASSET_NAMES["manifest"],
-    group_name=GROUP,
-    partitions_def=corpus_partitions,
-    deps=[*(a.key for a in content_exports), dg.AssetKey(export_layout.ASSET_NAMES["gexf"])],
-    automation_condition=dg.AutomationCondition.eager(),
-    kinds={"json", "s3"},
-    description="manifest.json: what the corpus's exports are, for citing exactly what was analysed: the query "
+@_export_asset(
+    "manifest",
+    [*(asset_keys.export(fmt) for fmt in export_layout.CONTENT_FORMATS), asset_keys.export("gexf")],
+    "manifest.json: what the corpus's exports are, for citing exactly what was analysed: the query "
     "design (search terms, actor lists, arenas with tiers and options), the month, the collection runs and "
     "tasks behind it, record counts, each file's size, rows, SHA-256 and options (read back from the object "
-    "store), the column schema, the schema version and the software and PostgreSQL versions."
-    + _COMMON.format(filename="manifest.json", fmt="manifest"),
+    "store), the column schema, the schema version and the software and PostgreSQL versions.",
+    "manifest.json",
+    "manifest",
 )
 def export_manifest(context: dg.AssetExecutionContext, postgres: PostgresResource, storage: StorageResource):
-    slug, month = _corpus(context)
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
+        corpus = corpus_of(context, engine)
         store = storage.store()
-        stored, document = manifest.export_manifest(engine, store, slug, month)
+        stored, document = manifest.export_manifest(engine, store, corpus)
         link = _link(store, stored.key, context.log)
     files = markdown.table(
         ["file", "rows", "bytes", "sha256"],

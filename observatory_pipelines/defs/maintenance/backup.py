@@ -13,9 +13,11 @@ from pydantic import Field
 from observatory_pipelines.core.maintenance import backup
 from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.core.platform.storage import ObjectStore
+from observatory_pipelines.defs import asset_keys
+from observatory_pipelines.defs.maintenance.scheduling import scheduled_asset_job
 from observatory_pipelines.defs.resources import PostgresResource, StorageResource, one_line_failures
 
-BACKUP_ASSET = dg.AssetKey("database_backup")
+BACKUP_ASSET = asset_keys.DATABASE_BACKUP
 PRUNING_CHECK = "backup_pruning_ok"
 #: A nightly backup is at most 24 h old; the margin covers a slow dump or a late tick.
 MAX_BACKUP_AGE = timedelta(hours=26)
@@ -175,33 +177,21 @@ def recent_verified_backup(storage: StorageResource) -> dg.AssetCheckResult:
     )
 
 
-backup_database_job = dg.define_asset_job(
+backup_database_job, backup_database_nightly = scheduled_asset_job(
     "backup_database",
-    selection=dg.AssetSelection.assets(BACKUP_ASSET),
-    description="Back up the content database to object storage, prune old backups, read the new one back.",
-)
-
-backup_database_nightly = dg.ScheduleDefinition(
-    name="backup_database_nightly",
-    job=backup_database_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-check_database_backup_job = dg.define_asset_job(
-    "check_database_backup",
-    selection=dg.AssetSelection.checks_for_assets(BACKUP_ASSET),
-    description="Check that a recent backup exists and verifies, and that pruning keeps up; backs nothing up.",
+    dg.AssetSelection.assets(BACKUP_ASSET),
+    "Back up the content database to object storage, prune old backups, read the new one back.",
+    "backup_database_nightly",
+    "0 2 * * *",
 )
 
 # Apart from the backup job so that a backup that never ran (schedule off, failed run) shows too.
-check_database_backup_daily = dg.ScheduleDefinition(
-    name="check_database_backup_daily",
-    job=check_database_backup_job,
-    cron_schedule="0 7 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+check_database_backup_job, check_database_backup_daily = scheduled_asset_job(
+    "check_database_backup",
+    dg.AssetSelection.checks_for_assets(BACKUP_ASSET),
+    "Check that a recent backup exists and verifies, and that pruning keeps up; backs nothing up.",
+    "check_database_backup_daily",
+    "0 7 * * *",
 )
 
 defs = dg.Definitions(

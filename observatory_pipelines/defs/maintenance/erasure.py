@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from observatory_pipelines.core.maintenance import erasure
-from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
 
 
 # Checked by erasure.erase_actor before anything is read, so a malformed id or an empty field fails
@@ -25,7 +25,7 @@ class EraseActorConfig(dg.Config):
     "with counts only.",
 )
 def erase_actor_op(context: dg.OpExecutionContext, config: EraseActorConfig, postgres: PostgresResource) -> dg.Output:
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
         result = erasure.erase_actor(
             engine, config.actor_id, performed_by=config.performed_by, reason=config.reason
         )

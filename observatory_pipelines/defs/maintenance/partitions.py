@@ -6,6 +6,8 @@ from pydantic import Field
 
 from observatory_pipelines.core.maintenance import partitions, retention
 from observatory_pipelines.core.platform import months
+from observatory_pipelines.defs import asset_keys
+from observatory_pipelines.defs.maintenance.scheduling import scheduled_asset_job
 from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
 
 
@@ -19,6 +21,7 @@ class EnsurePartitionsConfig(dg.Config):
 
 
 @dg.asset(
+    key=asset_keys.CONTENT_PARTITIONS,
     group_name="maintenance",
     pool=CONTENT_DB_POOL,
     kinds={"postgres"},
@@ -32,16 +35,13 @@ class EnsurePartitionsConfig(dg.Config):
 def content_partitions(
     context: dg.AssetExecutionContext, config: EnsurePartitionsConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
-    engine = postgres.engine()
-    try:
+    with postgres.engine() as engine:
         result = partitions.ensure_partitions(
             engine, first_month=config.first_month or retention.default_first_month(),
             months_ahead=config.months_ahead,
         )
         with engine.connect() as conn:
             present = sorted(partitions.existing_months(conn))
-    finally:
-        engine.dispose()
     if result.created:
         context.log.info("created partitions for %s", ", ".join(result.created))
     return dg.MaterializeResult(
@@ -70,11 +70,8 @@ def content_partitions(
     ],
 )
 def partition_health_checks(postgres: PostgresResource):
-    engine = postgres.engine()
-    try:
+    with postgres.engine() as engine:
         health = partitions.partition_health(engine)
-    finally:
-        engine.dispose()
     parked = health.default_rows
     yield dg.AssetCheckResult(
         check_name="next_month_partition_exists",
@@ -94,18 +91,12 @@ def partition_health_checks(postgres: PostgresResource):
     )
 
 
-ensure_partitions_job = dg.define_asset_job(
+ensure_partitions_job, ensure_partitions_daily = scheduled_asset_job(
     "ensure_partitions",
-    selection=dg.AssetSelection.assets(content_partitions),
-    description="Create missing monthly partitions ahead of time and empty the default partition.",
-)
-
-ensure_partitions_daily = dg.ScheduleDefinition(
-    name="ensure_partitions_daily",
-    job=ensure_partitions_job,
-    cron_schedule="15 0 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    dg.AssetSelection.assets(content_partitions),
+    "Create missing monthly partitions ahead of time and empty the default partition.",
+    "ensure_partitions_daily",
+    "15 0 * * *",
 )
 
 defs = dg.Definitions(

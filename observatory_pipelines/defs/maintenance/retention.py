@@ -13,10 +13,12 @@ import dagster as dg
 from pydantic import Field
 
 from observatory_pipelines.core.maintenance import retention
+from observatory_pipelines.defs import asset_keys
 from observatory_pipelines.defs.maintenance.backup import BACKUP_ASSET
-from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, StorageResource, content_engine
+from observatory_pipelines.defs.maintenance.scheduling import scheduled_asset_job
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, StorageResource
 
-RETENTION_ASSET = dg.AssetKey("content_retention")
+RETENTION_ASSET = asset_keys.CONTENT_RETENTION
 RETENTION_CHECK = "expired_partitions_dropped"
 
 
@@ -69,7 +71,7 @@ def content_retention(
     act = RETENTION_ASSET in context.selected_asset_keys
     check_wanted = dg.AssetCheckKey(RETENTION_ASSET, RETENTION_CHECK) in context.selected_asset_check_keys
     applied = None
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
         plan = retention.plan_retention(engine, storage.store())
         for warning in plan.warnings:
             context.log.warning(warning)
@@ -110,22 +112,14 @@ def content_retention(
 
 
 # Not named content_retention: a job's graph shares the namespace of op names.
-content_retention_job = dg.define_asset_job(
+content_retention_job, content_retention_daily = scheduled_asset_job(
     "apply_content_retention",
-    selection=dg.AssetSelection.assets(RETENTION_ASSET),
-    description=(
-        "Drop monthly partitions past CONTENT_RETENTION_DAYS that a verified backup holds (a dry run unless "
-        "dry_run is set to false, as the schedule does)."
-    ),
-)
-
-content_retention_daily = dg.ScheduleDefinition(
-    name="content_retention_daily",
-    job=content_retention_job,
-    cron_schedule="30 3 * * *",  # after the 02:00 backup, so the night's backup can cover the month
-    execution_timezone="UTC",
+    dg.AssetSelection.assets(RETENTION_ASSET),
+    "Drop monthly partitions past CONTENT_RETENTION_DAYS that a verified backup holds (a dry run unless "
+    "dry_run is set to false, as the schedule does).",
+    "content_retention_daily",
+    "30 3 * * *",  # after the 02:00 backup, so the night's backup can cover the month
     run_config={"ops": {"content_retention": {"config": {"dry_run": False}}}},
-    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 defs = dg.Definitions(

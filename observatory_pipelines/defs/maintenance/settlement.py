@@ -14,7 +14,8 @@ from pydantic import Field
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.credits import CreditService
 from observatory_pipelines.core.platform import markdown
-from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
+from observatory_pipelines.defs.maintenance.scheduling import on_schedule
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
 
 #: Dagster run statuses after which a run's steps never write again.
 ENDED_STATUSES = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -69,7 +70,7 @@ def closed_runs_markdown(closed: list[collection.ClosedRun]) -> str:
 def settle_stale_op(context: dg.OpExecutionContext, config: SettleConfig, postgres: PostgresResource) -> dg.Output:
     now = datetime.now(timezone.utc)
     stale_after = timedelta(hours=config.stale_after_hours)
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
         ended = ended_dagster_runs(context.instance, collection.open_dagster_run_ids(engine))
         closed = collection.close_orphaned_runs(engine, ended, now - stale_after, log=context.log.info)
         released = CreditService(engine).release_stale_reservations(stale_after, now=now)
@@ -100,12 +101,10 @@ def settle_stale_collections_job():
     settle_stale_op()
 
 
-settle_stale_collections_schedule = dg.ScheduleDefinition(
-    name="settle_stale_collections_every_6_hours",
-    job=settle_stale_collections_job,
-    cron_schedule="0 */6 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+settle_stale_collections_schedule = on_schedule(
+    settle_stale_collections_job,
+    "settle_stale_collections_every_6_hours",
+    "0 */6 * * *",
     description="Every 6 hours: close collection runs whose Dagster run ended and refund their credit reservations.",
 )
 

@@ -6,10 +6,10 @@ import warnings
 import dagster as dg
 from pydantic import Field
 
-from observatory_pipelines.core.collection.arenas import registry
 from observatory_pipelines.core.processing import entities
+from observatory_pipelines.defs import asset_keys
 from observatory_pipelines.defs.partitions import monthly_partitions
-from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
+from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
 
 TOP_SUGGESTIONS = 25
 
@@ -48,13 +48,10 @@ with warnings.catch_warnings():
 
 
 @dg.asset(
-    name="actor_match_suggestions",
+    key=asset_keys.ACTOR_MATCH_SUGGESTIONS,
     group_name="processing",
     partitions_def=monthly_partitions,
-    deps=[
-        dg.AssetDep(dg.AssetKey(f"collect_{name}"), partition_mapping=MONTH_OF_CORPUS)
-        for name in registry()
-    ],
+    deps=[dg.AssetDep(key, partition_mapping=MONTH_OF_CORPUS) for key in asset_keys.collections()],
     automation_condition=AUTOMATION,
     pool=CONTENT_DB_POOL,
     kinds={"python", "postgres"},
@@ -63,7 +60,7 @@ with warnings.catch_warnings():
 def actor_match_suggestions(
     context: dg.AssetExecutionContext, postgres: PostgresResource
 ) -> dg.MaterializeResult:
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
         result = entities.suggest_matches(engine, context.partition_key)
     context.log.info(
         f"{context.partition_key}: {result.total} suggestions from {result.authors} authors "
@@ -102,7 +99,7 @@ class SplitConfig(dg.Config):
     "move presences and list memberships, keep their names as aliases, write the audit log.",
 )
 def merge_actors_op(context: dg.OpExecutionContext, config: MergeConfig, postgres: PostgresResource) -> dg.Output:
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
         result = entities.merge_actors(
             engine, config.canonical_actor_id, config.duplicate_actor_ids, config.performed_by
         )
@@ -128,7 +125,7 @@ def merge_actors_op(context: dg.OpExecutionContext, config: MergeConfig, postgre
     "transaction; the new name becomes an alias of the original; write the audit log.",
 )
 def split_actor_op(context: dg.OpExecutionContext, config: SplitConfig, postgres: PostgresResource) -> dg.Output:
-    with content_engine(postgres) as engine:
+    with postgres.engine() as engine:
         result = entities.split_actor(
             engine, config.actor_id, config.presence_ids, config.new_canonical_name, config.performed_by
         )
