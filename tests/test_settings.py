@@ -72,7 +72,7 @@ def test_secrets_never_print_and_bad_values_fail_only_where_used():
     assert current.s3_access_key.reveal() == "root-bruger"  # MINIO_ROOT_USER is the accepted fallback
     assert current.content_retention_days == 365
     with pytest.raises(ConfigError, match="^BACKUP_RETENTION_DAYS must be a whole number of days"):
-        current.backup_retention_days
+        _ = current.backup_retention_days
     assert settings.Settings({}).backup_retention_days == settings.DEFAULT_BACKUP_RETENTION_DAYS
 
 

@@ -1,9 +1,12 @@
-"""Prepare ``DAGSTER_HOME`` so users never set it by hand.
+"""Dagster's instance, without anyone setting ``DAGSTER_HOME`` or a storage URL by hand.
 
-Dagster reads its instance configuration from ``$DAGSTER_HOME/dagster.yaml``. The repository's
-``dagster.yaml`` is the source of truth; it is copied into ``<state dir>/dagster_home`` and its
-storage URL comes from ``DAGSTER_POSTGRES_URL``, which points at the ``dagster`` database on the
-same server as the content database (never the content database itself).
+Dagster reads its instance configuration from ``$DAGSTER_HOME/dagster.yaml``, or, when
+``DAGSTER_HOME`` is unset (``dg dev``, ``dg check defs`` at the repository root), from the working
+directory's ``dagster.yaml``. The repository's ``dagster.yaml`` is the source of truth: its storage
+(``defs.instance_storage``) asks ``storage_url`` where to keep runs and events, so every way of
+starting Dagster lands in the same place: ``DAGSTER_POSTGRES_URL`` when set, else the ``dagster``
+database on the content database's server (the embedded one by default), never the content
+database itself.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.platform import database, settings
 from observatory_pipelines.core.platform.paths import project_root, state_dir
 
 
@@ -22,13 +25,27 @@ def prepare(content_url: str) -> dict[str, str]:
     source = project_root() / "dagster.yaml"
     if source.is_file():
         shutil.copyfile(source, home / "dagster.yaml")
-    storage_url = database.with_database(content_url, database.DAGSTER_DATABASE)
-    database.ensure_database(storage_url)
+    _ensure_storage_database(content_url)
     return {
         "DAGSTER_HOME": str(home),
         "DAGSTER_POSTGRES_URL": database.dagster_storage_url(content_url),
         "DATABASE_URL": content_url,
     }
+
+
+def _ensure_storage_database(content_url: str) -> None:
+    database.ensure_database(database.with_database(content_url, database.DAGSTER_DATABASE))
+
+
+def storage_url() -> str:
+    """Where Dagster keeps runs, events and schedules: ``DAGSTER_POSTGRES_URL``, else the ``dagster``
+    database beside the content database (``DATABASE_URL``, else the embedded server, started if needed)."""
+    configured = settings.current().dagster_storage_url
+    if configured:
+        return configured.reveal()
+    content_url = database.resolve_url()
+    _ensure_storage_database(content_url)
+    return database.dagster_storage_url(content_url)
 
 
 def workspace_file() -> Path:
