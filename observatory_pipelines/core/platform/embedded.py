@@ -7,6 +7,7 @@ OS user (``embedded_postgres``) and runs the server as that user.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import platform
@@ -76,14 +77,21 @@ class EmbeddedPostgres:
         if current.running and current.url:
             return current.url
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
-        except (subprocess.SubprocessError, OSError, AssertionError) as err:
-            log = self.pgdata / "log"
-            raise DatabaseUnavailable(
-                f"the embedded PostgreSQL in {self.pgdata} did not start ({type(err).__name__}); "
-                f"read {log} or remove {self.pgdata} to start afresh"
-            ) from None
+        # Two processes starting at once (a CLI beside `dg dev`, Dagster's own subprocesses) would
+        # both run initdb on the same folder; the second waits here and finds the server running.
+        with open(self.pgdata.parent / f".{self.pgdata.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.status()
+            if current.running and current.url:
+                return current.url
+            try:
+                server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+            except (subprocess.SubprocessError, OSError, AssertionError) as err:
+                log = self.pgdata / "log"
+                raise DatabaseUnavailable(
+                    f"the embedded PostgreSQL in {self.pgdata} did not start ({type(err).__name__}); "
+                    f"read {log} or remove {self.pgdata} to start afresh"
+                ) from None
         return server.get_uri(database="postgres")
 
     def down(self) -> bool:
