@@ -32,13 +32,12 @@ from datetime import datetime, timezone
 import numpy as np
 import sqlalchemy as sa
 
+from bench import common
+from bench.ingest import raw_copy
 from observatory_pipelines.core.analysis import corpus, networks
 from observatory_pipelines.core.analysis import statistics as stats
 from observatory_pipelines.core.collection import privacy
 from observatory_pipelines.core.platform import database
-
-from bench import common
-from bench.ingest import raw_copy
 
 MONTH = "2026-03"
 MONTH_START = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -33,13 +33,12 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
+from bench import common
+from bench.ingest import raw_copy
 from observatory_pipelines.core.analysis import corpus
 from observatory_pipelines.core.collection import privacy, text
 from observatory_pipelines.core.platform import database, months
 from observatory_pipelines.core.processing import dedup
-
-from bench import common
-from bench.ingest import raw_copy
 
 MONTH = "2026-03"
 MONTH_START = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -20,11 +20,10 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
+from bench import common
 from observatory_pipelines.core.collection import ingest, records
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.platform import database
-
-from bench import common
 
 ROW_BY_ROW_SAMPLE = 20_000
 AUTOCOMMIT_SAMPLE = 5_000
@@ -32,15 +31,10 @@ WARM_UP_ROWS = 20_000
 
 
 def raw_copy(engine: sa.Engine, rows: list[tuple]) -> None:
-    raw = engine.raw_connection()
-    try:
-        with raw.driver_connection.cursor() as cur:
-            with cur.copy(f"COPY content_records ({common.COLUMN_LIST}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        raw.driver_connection.commit()
-    finally:
-        raw.close()
+    with database.driver_connection(engine, commit=True) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY content_records ({common.COLUMN_LIST}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def our_ingest(engine: sa.Engine, rows: list[tuple]) -> ingest.WriteCounts:
@@ -53,17 +47,11 @@ def our_ingest(engine: sa.Engine, rows: list[tuple]) -> ingest.WriteCounts:
 def row_by_row(engine: sa.Engine, rows: list[tuple], commit_each: bool = False) -> None:
     placeholders = ", ".join(["%s"] * len(records.COLUMNS))
     sql = f"INSERT INTO content_records ({common.COLUMN_LIST}) VALUES ({placeholders})"
-    raw = engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        with conn.cursor() as cur:
-            for row in rows:
-                cur.execute(sql, row)
-                if commit_each:
-                    conn.commit()
-        conn.commit()
-    finally:
-        raw.close()
+    with database.driver_connection(engine, commit=True) as conn, conn.cursor() as cur:
+        for row in rows:
+            cur.execute(sql, row)
+            if commit_each:
+                conn.commit()
 
 
 def run(sizes: list[int]) -> dict:

@@ -13,7 +13,7 @@ import uuid
 import polars as pl
 import sqlalchemy as sa
 
-from observatory_pipelines.core.platform import months
+from observatory_pipelines.core.platform import database, months
 
 #: Column → (SQL select expression, polars dtype). Only these names can be asked for.
 COLUMN_TYPES: dict[str, tuple[str, pl.DataType]] = {
@@ -74,17 +74,12 @@ def load_corpus(
         "TO STDOUT WITH (FORMAT csv, HEADER true)"
     )
     buffer = io.BytesIO()
-    raw = engine.raw_connection()
-    try:
-        with raw.driver_connection.cursor() as cur:
-            # Timestamps are written in the session's time zone: make that UTC.
-            cur.execute("SET LOCAL TimeZone = 'UTC'")
-            with cur.copy(sql, (str(query_design_id), start, end)) as copy:
-                for chunk in copy:
-                    buffer.write(chunk)
-        raw.driver_connection.rollback()
-    finally:
-        raw.close()
+    with database.driver_connection(engine, commit=False) as conn, conn.cursor() as cur:
+        # Timestamps are written in the session's time zone: make that UTC.
+        cur.execute("SET LOCAL TimeZone = 'UTC'")
+        with cur.copy(sql, (str(query_design_id), start, end)) as copy:
+            for chunk in copy:
+                buffer.write(chunk)
     buffer.seek(0)
     frame = pl.read_csv(buffer, infer_schema=False)  # every column as text; typed below
     return frame.with_columns([_typed(c, COLUMN_TYPES[c][1]) for c in columns])

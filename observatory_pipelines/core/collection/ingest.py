@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from observatory_pipelines.core.collection.records import COLUMNS
+from observatory_pipelines.core.platform import database
 
 CORPUS_KEY = ("query_design_id", "platform", "platform_id", "published_at")
 _KEY_INDEXES = tuple(COLUMNS.index(c) for c in CORPUS_KEY)
@@ -81,20 +82,11 @@ def write_batch(engine: sa.Engine, rows: Sequence[Sequence]) -> WriteCounts:
     unique_rows = _collapse(rows)
     if not unique_rows:
         return WriteCounts()
-    raw = engine.raw_connection()
-    try:
-        conn = raw.driver_connection  # psycopg 3: COPY needs the driver's own API
-        with conn.cursor() as cur:
-            cur.execute(_STAGING_DDL)
-            with cur.copy(f"COPY content_staging ({_COLUMN_LIST}) FROM STDIN") as copy:
-                for row in unique_rows:
-                    copy.write_row(row)
-            cur.execute(_MERGE_SQL)
-            new, updated = cur.fetchone()
-        conn.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    with database.driver_connection(engine, commit=True) as conn, conn.cursor() as cur:
+        cur.execute(_STAGING_DDL)
+        with cur.copy(f"COPY content_staging ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for row in unique_rows:
+                copy.write_row(row)
+        cur.execute(_MERGE_SQL)
+        new, updated = cur.fetchone() or (0, 0)
     return WriteCounts(new=new, updated=updated, unchanged=len(unique_rows) - new - updated)

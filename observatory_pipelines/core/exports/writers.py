@@ -53,7 +53,7 @@ from observatory_pipelines.core.analysis.networks import NETWORKS
 from observatory_pipelines.core.collection.designs import Corpus
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports.layout import ExportFile, ExportMetadata
-from observatory_pipelines.core.platform import months
+from observatory_pipelines.core.platform import database, months
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.storage import ObjectStore, StoredObject
 
@@ -153,16 +153,10 @@ def _select(corpus: Corpus, options: ExportOptions, expressions: list[str]) -> t
 @contextmanager
 def _cursor(engine: sa.Engine) -> Iterator:
     """A psycopg cursor in a read-only transaction whose times print in UTC."""
-    raw = engine.raw_connection()
-    try:
-        connection = raw.driver_connection
-        with connection.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur.execute("SET LOCAL TimeZone = 'UTC'")
-            yield cur
-        connection.rollback()
-    finally:
-        raw.close()
+    with database.driver_connection(engine, commit=False) as connection, connection.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur.execute("SET LOCAL TimeZone = 'UTC'")
+        yield cur
 
 
 def _copy_out(engine: sa.Engine, statement: str, params: tuple, write: Callable[[bytes], object]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -166,3 +167,25 @@ def psycopg2_url(url: str) -> str:
 def dagster_storage_url(content_url: str) -> str:
     """Dagster's instance storage: database ``dagster`` on the content database's server."""
     return psycopg2_url(with_database(content_url, DAGSTER_DATABASE))
+
+
+@contextmanager
+def driver_connection(engine: sa.Engine, *, commit: bool) -> Iterator[psycopg.Connection]:
+    """The psycopg 3 connection under one pooled connection, for what SQLAlchemy has no API for
+    (``COPY``). One transaction: committed at the end when ``commit``, else rolled back (reads),
+    and rolled back on any error; the connection then returns to the pool."""
+    raw = engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        assert isinstance(connection, psycopg.Connection), "the content database is reached through psycopg 3"
+        try:
+            yield connection
+        except BaseException:
+            connection.rollback()
+            raise
+        if commit:
+            connection.commit()
+        else:
+            connection.rollback()
+    finally:
+        raw.close()

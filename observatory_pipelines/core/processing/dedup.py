@@ -59,7 +59,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from observatory_pipelines.core.analysis.corpus import load_corpus
-from observatory_pipelines.core.platform import markdown, months
+from observatory_pipelines.core.platform import database, markdown, months
 
 # ---------------------------------------------------------------------------------------------
 # URL normalisation
@@ -522,26 +522,17 @@ def mark_duplicates(
         "canonical_id",
         "kind",
     ).write_csv(include_header=False)
-    raw = engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        with conn.cursor() as cur:
-            # Two passes of the same corpus at once would interleave their marks and unmarks.
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(design_id, month),))
-            cur.execute(_MARKS_DDL)
-            with cur.copy("COPY dedup_marks FROM STDIN WITH (FORMAT csv)") as copy:
-                copy.write(staged)
-            cur.execute("ANALYZE dedup_marks")  # the planner would otherwise guess its size
-            cur.execute(_MARK_SQL, params)
-            marked = cur.rowcount
-            cur.execute(_UNMARK_SQL, params)
-            unmarked = cur.rowcount
-        conn.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    with database.driver_connection(engine, commit=True) as conn, conn.cursor() as cur:
+        # Two passes of the same corpus at once would interleave their marks and unmarks.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(design_id, month),))
+        cur.execute(_MARKS_DDL)
+        with cur.copy("COPY dedup_marks FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(staged)
+        cur.execute("ANALYZE dedup_marks")  # the planner would otherwise guess its size
+        cur.execute(_MARK_SQL, params)
+        marked = cur.rowcount
+        cur.execute(_UNMARK_SQL, params)
+        unmarked = cur.rowcount
     return MarkCounts(marked=marked, unmarked=unmarked)
 
 
