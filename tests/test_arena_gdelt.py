@@ -20,6 +20,7 @@ from observatory_pipelines.core.collection.arenas.gdelt import (
 )
 from observatory_pipelines.core.collection.tiers import Tier
 from observatory_pipelines.core.platform.http import HttpClient
+from tests.factories import FakeClock
 from tests.http_fixtures import Canned, fixture_bytes
 
 UTC = timezone.utc
@@ -35,22 +36,12 @@ def make_spec(start=DAY1, end=DAY1 + timedelta(days=2), terms=("klima", "grøn o
     return QuerySpec("klima", terms, (), start, end, Tier.FREE, options)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_741_000_000.0
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-
 def run(arena_server, spec: QuerySpec, *responses: Canned, **client_options):
     """Collect ``spec`` against canned GDELT answers; returns (results, requests, clock, log)."""
     url = arena_server.route("/api/v2/doc/doc", *responses)
-    clock = Clock()
+    clock = FakeClock()
     log: list[str] = []
-    http = HttpClient(sleep=clock.sleep, clock=lambda: clock.now, random=lambda: 1.0, **client_options)
+    http = HttpClient(sleep=clock.sleep, clock=clock.clock, random=lambda: 1.0, **client_options)
     ctx = CollectionContext(http=http, log=log.append, now=lambda: datetime(2025, 3, 20, tzinfo=UTC))
     spec = replace(spec, options={"base_url": url, "min_interval_seconds": 0, **spec.options})
     results = list(GdeltArena().collect(spec, ctx))

@@ -16,6 +16,7 @@ from observatory_pipelines.core.collection.arenas.rss_feeds import (
 )
 from observatory_pipelines.core.collection.tiers import Tier
 from observatory_pipelines.core.platform.http import HttpClient
+from tests.factories import FakeClock
 from tests.http_fixtures import FIXTURES, Canned, fixture_bytes
 
 MARCH_2025 = (datetime(2025, 3, 1, tzinfo=timezone.utc), datetime(2025, 4, 1, tzinfo=timezone.utc))
@@ -47,20 +48,10 @@ def rejected(results) -> list[Rejected]:
     return [r for r in results if isinstance(r, Rejected)]
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-
-def context(**client_options) -> tuple[CollectionContext, Sleeps, list[str]]:
-    sleeps = Sleeps()
+def context(**client_options) -> tuple[CollectionContext, FakeClock, list[str]]:
+    sleeps = FakeClock()
     log: list[str] = []
-    http = HttpClient(sleep=sleeps.sleep, clock=lambda: sleeps.now, random=lambda: 1.0, **client_options)
+    http = HttpClient(sleep=sleeps.sleep, clock=sleeps.clock, random=lambda: 1.0, **client_options)
     return CollectionContext(http=http, log=log.append), sleeps, log
 
 

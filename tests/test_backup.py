@@ -7,28 +7,32 @@ import argparse
 import gzip
 import hashlib
 import io
-import json
 import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from observatory_pipelines import cli_backup
-from observatory_pipelines.core.collection import ingest, privacy
+from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.core.maintenance import backup, partitions
 from observatory_pipelines.core.maintenance.backup import BackupCorrupted, BackupError, PgToolMissing
 from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.embedded import bin_dir
 from observatory_pipelines.core.platform.errors import ConfigError, ObservatoryError
-from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore, StorageError
-from tests.conftest import create_database, drop_database
-from tests.factories import SALT, make_design
+from observatory_pipelines.core.platform.storage import LocalObjectStore, StorageError
+from tests.factories import (
+    PASSWORD,
+    create_database,
+    drop_database,
+    make_design,
+    read_object,
+    record,
+    with_password,
+)
 
 UTC = timezone.utc
 NIGHT = datetime(2026, 5, 15, 2, 0, 7, tzinfo=UTC)
-PASSWORD = "Hemmelig-Kode-4711"
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/observatory"
 COLLECTED = datetime(2026, 5, 14, 6, tzinfo=UTC)
 
@@ -37,27 +41,11 @@ COLLECTED = datetime(2026, 5, 14, 6, tzinfo=UTC)
 pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalObjectStore(tmp_path / "objects")
-    server = request.getfixturevalue("s3_server")
-    return S3ObjectStore(server.endpoint, server.access_key, server.secret_key, bucket=f"test-{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def local_store(tmp_path):
-    return LocalObjectStore(tmp_path / "objects")
-
-
-def record(design, platform_id: str, published: datetime, text: str, author: str, terms=()) -> tuple:
-    """A content_records row in ``records.COLUMNS`` order."""
-    return (
-        published, "x_twitter", "file_import", platform_id, "post", f"https://x.example.dk/{platform_id}", text,
-        None, "da", COLLECTED, author, author.title(), None, privacy.pseudonymise("x_twitter", author, SALT.encode()),
-        None, 3, 1, 0, 4.0, None, design, list(terms), "free", json.dumps({"kilde": "Ærø Avis", "note": "blå"}),
-        [], None, None,
-    )
+def post(design, platform_id: str, published: datetime, text: str, author: str, terms=()) -> tuple:
+    """A record with Danish letters in its text, its author's name and its metadata."""
+    return record(design, platform_id, published, text=text, author=author, display_name=author.title(), terms=terms,
+                  url=f"https://x.example.dk/{platform_id}", likes=3, shares=1, comments=0,
+                  metadata={"kilde": "Ærø Avis", "note": "blå"}, collected=COLLECTED)
 
 
 @pytest.fixture
@@ -70,13 +58,13 @@ def corpus(engine):
         return datetime(2026, month, day, 12, 30, tzinfo=UTC)
 
     ingest.write_batch(engine, [
-        record(design, "f1", at(2, 3), "Vindmøller ved Ærø giver strøm til øen", "søren", ["vindmøller"]),
-        record(design, "m1", at(3, 1), "Grøn omstilling på Fyn: æbler, øl og åer", "åse", ["grøn omstilling"]),
-        record(design, "m2", at(3, 31), "Klima-debat i Aarhus 'med citat' og \\ backslash", "bo", ["klima"]),
-        record(design, "a1", at(4, 15), "Tab\tog\nlinjeskift i klimateksten", "søren", ["klima"]),
-        record(design, "y1", at(5, 2), "Maj: havvind ud for Thyborøn", "åse", ["klima", "vindmøller"]),
+        post(design, "f1", at(2, 3), "Vindmøller ved Ærø giver strøm til øen", "søren", ["vindmøller"]),
+        post(design, "m1", at(3, 1), "Grøn omstilling på Fyn: æbler, øl og åer", "åse", ["grøn omstilling"]),
+        post(design, "m2", at(3, 31), "Klima-debat i Aarhus 'med citat' og \\ backslash", "bo", ["klima"]),
+        post(design, "a1", at(4, 15), "Tab\tog\nlinjeskift i klimateksten", "søren", ["klima"]),
+        post(design, "y1", at(5, 2), "Maj: havvind ud for Thyborøn", "åse", ["klima", "vindmøller"]),
         # No partition for December 2025: it waits in the default partition.
-        record(design, "d1", datetime(2025, 12, 24, 18, tzinfo=UTC), "Glædelig jul fra Læsø", "bo", []),
+        post(design, "d1", datetime(2025, 12, 24, 18, tzinfo=UTC), "Glædelig jul fra Læsø", "bo", []),
     ])
     return design
 
@@ -108,20 +96,10 @@ def snapshot(url: str) -> dict:
     return {"rows": rows, "partitions": bounds, "indexes": indexes}
 
 
-def read(store, key: str) -> bytes:
-    with store.open(key) as handle:
-        return handle.read()
-
-
 def replace(store, key: str, content: bytes) -> None:
     """Overwrite an object, keeping its metadata (as a damaged copy would)."""
     old = store.stat(key)
     store.put_stream(key, io.BytesIO(content), len(content), content_type=old.content_type, metadata=old.metadata)
-
-
-def with_password(url: str) -> str:
-    """The same database with a password in the URL (the test servers trust, so it is ignored)."""
-    return sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
 
 
 # --- round trip ------------------------------------------------------------------------------------
@@ -131,11 +109,11 @@ def test_backup_restores_into_an_empty_database_identically(db_url, engine, corp
     result = backup.run_backup(db_url, store, now=NIGHT)
 
     assert result.key == "postgres/2026/05/15/observatory_20260515_020007.sql.gz"
-    dump = read(store, result.key)
+    dump = read_object(store, result.key)
     assert (result.size, result.sha256) == (len(dump), hashlib.sha256(dump).hexdigest())
     assert b"Vindm\xc3\xb8ller ved \xc3\x86r\xc3\xb8" in gzip.decompress(dump)
     # The checksum object is a sha256sum line, so a downloaded pair checks with `sha256sum -c`.
-    assert read(store, result.key + ".sha256").decode() == f"{result.sha256}  observatory_20260515_020007.sql.gz\n"
+    assert read_object(store, result.key + ".sha256").decode() == f"{result.sha256}  observatory_20260515_020007.sql.gz\n"
     version = backup.server_version(db_url)[1]
     assert result.server_version == version and store.stat(result.key).metadata["server-version"] == version
     assert [(b.key, b.sha256, b.size) for b in backup.list_backups(store)] == [(result.key, result.sha256, result.size)]
@@ -185,7 +163,7 @@ def test_a_newer_server_takes_an_older_servers_backup_and_an_older_one_is_refuse
 
 def test_damaged_backups_are_refused_before_the_target_is_touched(db_url, corpus, store):
     key = backup.run_backup(db_url, store, now=NIGHT).key
-    good, checksum = read(store, key), read(store, key + ".sha256")
+    good, checksum = read_object(store, key), read_object(store, key + ".sha256")
     half = good[: len(good) // 2]
 
     def refused(*fragments):

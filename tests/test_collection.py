@@ -16,45 +16,14 @@ from observatory_pipelines.core.collection.arenas.errors import ServerError
 from observatory_pipelines.core.collection.tiers import Tier
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.http import HttpClient
-from tests.factories import SALT, content_rows, make_design, task
+from tests.factories import FEED_A, FEED_B, MARCH, SALT, content_rows, make_design, rss_feed, task
 from tests.http_fixtures import Canned
 
-MARCH = "2026-03"
 NOW = datetime(2026, 4, 2, 12, tzinfo=timezone.utc)
 
 
 def quick_http(log):
     return HttpClient(max_attempts=2, backoff_base_seconds=0.0, sleep=lambda s: None, log=log)
-
-
-def rss_item(guid: str, title: str, body: str, pub: str, link: str) -> str:
-    return (
-        f"<item><title>{title}</title><link>{link}</link><guid isPermaLink=\"false\">{guid}</guid>"
-        f"<pubDate>{pub}</pubDate><description>{body}</description></item>"
-    )
-
-
-def rss_feed(*items: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Nordlys</title>'
-        "<link>https://nordlys.example.dk</link><language>da</language>" + "".join(items) + "</channel></rss>"
-    ).encode("utf-8")
-
-
-FEED_A = rss_feed(
-    rss_item("a1", "Klima i København", "Byrådet vedtog en plan for grøn omstilling i København.",
-             "Tue, 10 Mar 2026 09:00:00 +0100", "https://nordlys.example.dk/a1"),
-    rss_item("a2", "Fodbold", "FCK vandt igen i Parken.", "Wed, 11 Mar 2026 20:00:00 +0100",
-             "https://nordlys.example.dk/a2"),  # matches no term: filtered
-    rss_item("a3", "Ny CO2-afgift", "Regeringen vil indføre en CO2-afgift på landbruget.",
-             "Thu, 12 Mar 2026 07:30:00 +0100", "https://nordlys.example.dk/a3"),
-    rss_item("a4", "Vindmøller i Aabenraa", "Borgerne klager over nye vindmøller.",
-             "Sun, 01 Mar 2026 00:30:00 +0100", "https://nordlys.example.dk/a4"),  # 28 Feb UTC: outside
-)
-FEED_B = rss_feed(
-    rss_item("b1", "Debat", "Klima er årets vigtigste emne, mener vælgerne.",
-             "Fri, 20 Mar 2026 12:00:00 +0000", "https://fjord.example.dk/b1"),
-)
 
 
 @pytest.fixture

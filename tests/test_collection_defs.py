@@ -16,9 +16,8 @@ from observatory_pipelines.defs.collection.automation import (
 from observatory_pipelines.defs.local_run import materialize_corpus
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
-from tests.factories import SALT, content_rows, make_design, task
+from tests.factories import FEED_A, SALT, content_rows, make_design, task
 from tests.http_fixtures import Canned
-from tests.test_collection import FEED_A
 
 
 def _resources(db_url):

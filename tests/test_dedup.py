@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from observatory_pipelines.core.collection import ingest, text
-from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.records import COLUMNS
 from observatory_pipelines.core.processing import dedup
 from observatory_pipelines.core.processing.dedup import normalise_url
@@ -30,9 +29,8 @@ from observatory_pipelines.defs.partitions import corpus_key, query_design_parti
 from observatory_pipelines.defs.processing.dedup import MARKED_AT_MOST_HALF, dedup_pass
 from observatory_pipelines.defs.resources import PostgresResource
 from observatory_pipelines.demo import seed as demo
-from tests.factories import make_design
+from tests.factories import MARCH, make_design, record
 
-MARCH = "2026-03"
 MANIFEST = json.loads((demo.data_dir() / "manifest.json").read_text(encoding="utf-8"))
 RETWEET = ("2033464538541371407", "2037514979398750231")  # sofie_kjaer_dk's post and its retweet
 MASK64 = (1 << 64) - 1
@@ -329,15 +327,6 @@ def test_nothing_to_group():
 # The demo corpus, in PostgreSQL
 
 
-@pytest.fixture
-def demo_design(engine, tmp_path):
-    seeded = demo.seed(engine, tmp_path)
-    for arena in ("rss_feeds", "file_import"):
-        collection.collect_arena(engine, design_slug=demo.DESIGN_SLUG, month=MARCH, arena_name=arena,
-                                 dagster_run_id="test", salt="x" * 32, import_dir=str(tmp_path))
-    return seeded.design_id
-
-
 def _rows(engine, design_id) -> dict[str, dict]:
     with engine.connect() as conn:
         found = conn.execute(
@@ -360,12 +349,12 @@ def _without_marks(metadata) -> dict:
     return {k: v for k, v in (metadata or {}).items() if k not in ("duplicate_of", "duplicate_kind")}
 
 
-def test_the_demo_duplicates_are_found_marked_and_nothing_else(engine, demo_design):
-    before = _rows(engine, demo_design)
+def test_the_demo_duplicates_are_found_marked_and_nothing_else(engine, demo_corpus):
+    before = _rows(engine, demo_corpus.design_id)
 
-    result = dedup.run_dedup(engine, demo_design, MARCH)
+    result = dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
 
-    after = _rows(engine, demo_design)
+    after = _rows(engine, demo_corpus.design_id)
     assert len(after) == len(before) == result.records  # nothing deleted
     planted = _planted()
     assert result.groups_by_kind == {"exact": 4, "near": 5, "url": 4}
@@ -386,21 +375,21 @@ def test_the_demo_duplicates_are_found_marked_and_nothing_else(engine, demo_desi
     assert "| canonical | url | rss |" in result.sample_markdown()
 
 
-def test_marking_again_writes_nothing(engine, demo_design):
-    dedup.run_dedup(engine, demo_design, MARCH)
-    before = _rows(engine, demo_design)
+def test_marking_again_writes_nothing(engine, demo_corpus):
+    dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
+    before = _rows(engine, demo_corpus.design_id)
 
-    again = dedup.run_dedup(engine, demo_design, MARCH)
+    again = dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
 
     assert (again.marked, again.unmarked) == (0, 0)
     assert again.duplicates == len(_planted())
-    assert {pid: r["xmin"] for pid, r in _rows(engine, demo_design).items()} == {
+    assert {pid: r["xmin"] for pid, r in _rows(engine, demo_corpus.design_id).items()} == {
         pid: r["xmin"] for pid, r in before.items()
     }
 
 
-def test_marks_follow_the_data_and_keep_sibling_keys(engine, demo_design):
-    dedup.run_dedup(engine, demo_design, MARCH)
+def test_marks_follow_the_data_and_keep_sibling_keys(engine, demo_corpus):
+    dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
     e2_tiktok = MANIFEST["exact_duplicates"][1]["items"][1]["id"]
     lone = "2028387331587235841"  # a minister's post that duplicates nothing
     with engine.begin() as conn:
@@ -413,29 +402,29 @@ def test_marks_follow_the_data_and_keep_sibling_keys(engine, demo_design):
                              "'{\"duplicate_of\": \"x\", \"duplicate_kind\": \"url\"}' WHERE platform_id = :p"),
                      {"p": lone})
 
-    result = dedup.run_dedup(engine, demo_design, MARCH)
+    result = dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
 
-    rows = _rows(engine, demo_design)
+    rows = _rows(engine, demo_corpus.design_id)
     assert (result.marked, result.unmarked) == (0, 2)
     assert "duplicate_of" not in rows[e2_tiktok]["raw_metadata"]
     assert rows[e2_tiktok]["raw_metadata"]["note"] == "kept"
     assert "duplicate_kind" not in rows[lone]["raw_metadata"] and "duplicate_of" not in rows[lone]["raw_metadata"]
 
 
-def test_json_null_metadata_is_marked(engine, demo_design):
+def test_json_null_metadata_is_marked(engine, demo_corpus):
     e4_tiktok = MANIFEST["exact_duplicates"][3]["items"][1]["id"]
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE content_records SET raw_metadata = 'null'::jsonb WHERE platform_id = :p"),
                      {"p": e4_tiktok})
 
-    dedup.run_dedup(engine, demo_design, MARCH)
+    dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
 
-    rows = _rows(engine, demo_design)
+    rows = _rows(engine, demo_corpus.design_id)
     e4_x = MANIFEST["exact_duplicates"][3]["items"][0]["id"]
     assert rows[e4_tiktok]["raw_metadata"] == {"duplicate_of": rows[e4_x]["id"], "duplicate_kind": "exact"}
 
 
-def test_another_corpus_is_left_alone(engine, demo_design):
+def test_another_corpus_is_left_alone(engine, demo_corpus):
     other = make_design(engine, "andet-design")
     # The same post in another design's corpus, already carrying a (wrong) mark.
     with engine.connect() as conn:
@@ -446,7 +435,7 @@ def test_another_corpus_is_left_alone(engine, demo_design):
     copied[COLUMNS.index("raw_metadata")] = json.dumps({"duplicate_of": "someone"})
     ingest.write_batch(engine, [copied])
 
-    dedup.run_dedup(engine, demo_design, MARCH)
+    dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
 
     (kept,) = _rows(engine, other).values()
     assert kept["raw_metadata"] == {"duplicate_of": "someone"}
@@ -467,7 +456,7 @@ def _materialize(db_url, instance, slug: str = demo.DESIGN_SLUG):
     )
 
 
-def test_the_asset_marks_the_demo_and_its_check_passes(engine, db_url, instance, demo_design):
+def test_the_asset_marks_the_demo_and_its_check_passes(engine, db_url, instance, demo_corpus):
     result = _materialize(db_url, instance)
 
     assert result.success
@@ -482,19 +471,11 @@ def test_the_asset_marks_the_demo_and_its_check_passes(engine, db_url, instance,
 
 def test_the_check_warns_when_most_of_the_corpus_is_marked(engine, db_url, instance):
     design = make_design(engine, "kopier")
-    base = [None] * len(COLUMNS)
-
-    def row(platform_id, platform, arena, body):
-        values = dict(zip(COLUMNS, base))
-        values.update(published_at=T0, platform=platform, arena=arena, platform_id=platform_id, content_type="post",
-                      text_content=body, collected_at=T0, query_design_id=design, search_terms_matched=[],
-                      collection_tier="free", raw_metadata="{}", media_urls=[],
-                      content_hash=text.content_hash(body), simhash=text.simhash(body))
-        return tuple(values[c] for c in COLUMNS)
-
-    ingest.write_batch(engine, [row("1", "x_twitter", "file_import", OTHER_TEXT),
-                                row("2", "tiktok", "file_import", OTHER_TEXT),
-                                row("3", "instagram", "file_import", OTHER_TEXT)])
+    ingest.write_batch(engine, [
+        record(design, platform_id, T0, text=OTHER_TEXT, platform=platform, url=None, author=None, collected=T0,
+               hashed=True)
+        for platform_id, platform in (("1", "x_twitter"), ("2", "tiktok"), ("3", "instagram"))
+    ])
 
     result = _materialize(db_url, instance, "kopier")
 

@@ -46,7 +46,8 @@ def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path)
 
         again = run_cli("demo", "--no-ui", env=env)
         assert again.returncode == 0, again.stderr[-3000:]
-        lines_again = {l.split()[0]: l.split()[1:] for l in again.stdout.splitlines() if l.strip().startswith("collect_")}
+        lines_again = {line.split()[0]: line.split()[1:] for line in again.stdout.splitlines()
+                       if line.strip().startswith("collect_")}
         assert lines_again["collect_rss_feeds"][:3] == ["0", "0", str(rss_new)]
         assert lines_again["collect_file_import"][:3] == ["0", "0", str(file_new)]
 

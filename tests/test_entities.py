@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.definitions.partitions.context import partition_loading_context
 
-from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.platform import months
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.processing import entities
@@ -20,50 +19,12 @@ from observatory_pipelines.defs.partitions import corpus_key, corpus_partitions,
 from observatory_pipelines.defs.processing import entities as entity_defs
 from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
 from observatory_pipelines.demo import seed as demo
+from tests.factories import collect_demo, make_actor
 
 MONTH = demo.DEMO_MONTH
 (SOFIE,) = json.loads((demo.data_dir() / "manifest.json").read_text())["same_person"]
 SOFIE_X, SOFIE_INSTAGRAM = SOFIE["accounts"]
 FIGURE = demo.PUBLIC_FIGURE
-
-
-def _actor(engine, name: str, *presences: dict, public: bool = False) -> tuple[uuid.UUID, list[uuid.UUID]]:
-    """A registry actor with platform presences (dicts of platform, username, user_id)."""
-    with engine.begin() as conn:
-        actor = conn.execute(
-            sa.text(
-                "INSERT INTO actors (canonical_name, actor_type, is_public_figure) "
-                "VALUES (:n, 'person', :p) RETURNING id"
-            ),
-            {"n": name, "p": public},
-        ).scalar_one()
-        ids = [
-            conn.execute(
-                sa.text(
-                    "INSERT INTO actor_platform_presences (actor_id, platform, platform_username, platform_user_id) "
-                    "VALUES (:a, :platform, :username, :user_id) RETURNING id"
-                ),
-                {"a": actor, "user_id": None, **p},
-            ).scalar_one()
-            for p in presences
-        ]
-    return actor, ids
-
-
-def _collect_demo(engine, tmp_path) -> demo.DemoSeed:
-    seeded = demo.seed(engine, tmp_path)
-    for arena in ("rss_feeds", "file_import"):
-        outcome = collection.collect_arena(
-            engine, design_slug=demo.DESIGN_SLUG, month=MONTH, arena_name=arena, dagster_run_id="t",
-            salt="x" * 32, import_dir=str(tmp_path),
-        )
-        assert outcome.status == "completed", outcome.message
-    return seeded
-
-
-@pytest.fixture
-def demo_month(engine, tmp_path):
-    return _collect_demo(engine, tmp_path)
 
 
 def _account_key(account: dict) -> tuple[str, str, str]:
@@ -143,7 +104,7 @@ def test_handle_keys(handle, keys):
 # --- suggestions ---------------------------------------------------------------------------------
 
 
-def test_sofie_kjaer_is_found_across_x_and_instagram(engine, demo_month):
+def test_sofie_kjaer_is_found_across_x_and_instagram(engine, demo_corpus):
     result = entities.suggest_matches(engine, MONTH)
     found = _by_kind_and_pair(result)
     pair = frozenset({_account_key(SOFIE_X), _account_key(SOFIE_INSTAGRAM)})
@@ -168,10 +129,10 @@ def test_sofie_kjaer_is_found_across_x_and_instagram(engine, demo_month):
     assert all(s.status == "open" and s.reason and "\n" not in s.reason for s in result.rows)
 
 
-def test_the_public_figure_is_matched_to_registry_actors_never_to_himself(engine, demo_month):
+def test_the_public_figure_is_matched_to_registry_actors_never_to_himself(engine, demo_corpus):
     figure = _figure_actor(engine)
-    namesake, _ = _actor(engine, "Henrik Dalsgård")  # a registry entry spelled the Danish way
-    bjerg, _ = _actor(engine, "Mette Bjerg", {"platform": "instagram", "username": "mettebjerg"})
+    namesake, _ = make_actor(engine, "Henrik Dalsgård")  # a registry entry spelled the Danish way
+    bjerg, _ = make_actor(engine, "Mette Bjerg", ("instagram", "mettebjerg"))
     result = entities.suggest_matches(engine, MONTH)
     found = _by_kind_and_pair(result)
 
@@ -188,7 +149,7 @@ def test_the_public_figure_is_matched_to_registry_actors_never_to_himself(engine
     assert found[("shared_username", frozenset({actor(bjerg), mette}))].score == entities.LOOSE_HANDLE_SCORE
 
 
-def test_rerunning_a_month_updates_in_place_and_keeps_decisions(engine, demo_month):
+def test_rerunning_a_month_updates_in_place_and_keeps_decisions(engine, demo_corpus):
     first = entities.suggest_matches(engine, MONTH)
     assert first.inserted == first.total == 3
     with engine.begin() as conn:
@@ -215,9 +176,9 @@ def test_rerunning_a_month_updates_in_place_and_keeps_decisions(engine, demo_mon
     assert entities.suggest_matches(engine, "2026-02").rows == []
 
 
-def test_suggestions_skip_names_too_common_to_mean_anything(engine, demo_month):
+def test_suggestions_skip_names_too_common_to_mean_anything(engine, demo_corpus):
     for i in range(entities.MAX_SHARED_NAME + 1):
-        _actor(engine, "Klimabevægelsen Nord", {"platform": f"forum{i}", "username": f"kbn{i}"})
+        make_actor(engine, "Klimabevægelsen Nord", (f"forum{i}", f"kbn{i}"))
     result = entities.suggest_matches(engine, MONTH)
     assert result.too_common == 1
     assert result.counts["exact_name"] == 0
@@ -231,15 +192,14 @@ def two_sofies(engine, tmp_path):
     """Sofie registered twice before collection, so her content is attributed to both actors;
     the second actor also knows her X account, by username only."""
     x, instagram = SOFIE_X, SOFIE_INSTAGRAM
-    first, (first_x,) = _actor(engine, x["display_name"],
-                               {"platform": x["platform"], "username": x["username"], "user_id": "1598765432"})
-    second, (second_instagram, second_x) = _actor(
+    first, (first_x,) = make_actor(engine, x["display_name"], (x["platform"], x["username"], "1598765432"))
+    second, (second_instagram, second_x) = make_actor(
         engine, instagram["display_name"],
-        {"platform": instagram["platform"], "username": instagram["username"]},
-        {"platform": x["platform"], "username": x["username"].upper()},
-        public=True,
+        (instagram["platform"], instagram["username"]),
+        (x["platform"], x["username"].upper()),
+        public_figure=True,
     )
-    seeded = _collect_demo(engine, tmp_path)
+    seeded = collect_demo(engine, tmp_path)
     with engine.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO actor_aliases (actor_id, alias, source) VALUES (:a, 'S. Kjaer', 'manual')"),
@@ -304,8 +264,8 @@ def test_merge_repoints_content_moves_presences_and_keeps_names(engine, two_sofi
 
 
 def test_merge_fills_a_missing_id_from_the_dropped_presence(engine):
-    keep, _ = _actor(engine, "A", {"platform": "bluesky", "username": "anna.bsky.social"})
-    dup, _ = _actor(engine, "B", {"platform": "bluesky", "username": "Anna.bsky.social", "user_id": "did:plc:anna"})
+    keep, _ = make_actor(engine, "A", ("bluesky", "anna.bsky.social"))
+    dup, _ = make_actor(engine, "B", ("bluesky", "Anna.bsky.social", "did:plc:anna"))
     result = entities.merge_actors(engine, keep, [dup], "curator")
     assert result.presences_moved == 0 and len(result.presences_dropped) == 1
     with engine.connect() as conn:
@@ -347,12 +307,12 @@ def test_refused_merges_change_nothing(engine, two_sofies, case, message):
 @pytest.fixture
 def one_sofie(engine, tmp_path):
     """Both of Sofie's accounts on one actor, as if wrongly merged before collection."""
-    actor, (x, instagram) = _actor(
+    actor, (x, instagram) = make_actor(
         engine, "Sofie Kjær",
-        {"platform": SOFIE_X["platform"], "username": SOFIE_X["username"]},
-        {"platform": SOFIE_INSTAGRAM["platform"], "username": SOFIE_INSTAGRAM["username"]},
+        (SOFIE_X["platform"], SOFIE_X["username"]),
+        (SOFIE_INSTAGRAM["platform"], SOFIE_INSTAGRAM["username"]),
     )
-    _collect_demo(engine, tmp_path)
+    collect_demo(engine, tmp_path)
     return actor, x, instagram
 
 
@@ -415,7 +375,7 @@ def _figure_presence(engine) -> uuid.UUID:
 # --- Dagster -------------------------------------------------------------------------------------
 
 
-def test_asset_stores_the_months_suggestions_with_a_markdown_table(db_url, demo_month, instance):
+def test_asset_stores_the_months_suggestions_with_a_markdown_table(db_url, demo_corpus, instance):
     result = dg.materialize(
         [entity_defs.actor_match_suggestions], partition_key=MONTH, instance=instance,
         resources={"postgres": PostgresResource(database_url=db_url)},

@@ -3,55 +3,32 @@ everything that names them, in core and through the ``erase_actor`` job; exports
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import timezone
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core.collection import ingest, records
+from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.maintenance import erasure
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.processing import entities
 from observatory_pipelines.defs.maintenance import erasure as erasure_defs
 from observatory_pipelines.defs.resources import PostgresResource
-from tests.factories import make_design
-from tests.test_exports import record
+from tests.factories import at, make_actor, make_design, record
 
 #: What identifies Sofie Kjær in the corpus (casefolded): her name, alias, X user id, Bluesky handle and
 #: her own texts. Her old X handle is not here: Mads posts under it now, and his posts stay.
 HERS = ("sofie kjær", "s. kjær", "1450001", "sofiekjaer.bsky.social", "grøn omstilling på fyn", "april: klima igen",
         "vindmøller på land")
-AUTHOR_ID = records.COLUMNS.index("author_id")
-
-
-def at(month: int, day: int, hour: int = 12) -> datetime:
-    return datetime(2026, month, day, hour, tzinfo=timezone.utc)
 
 
 def post(design, platform_id, published, account, *, actor=None, name=None, platform="x_twitter", **kwargs):
-    """A record as collection writes it; ``actor`` is the author_id entity resolution linked."""
+    """A record matching klima; ``actor`` is the author_id entity resolution linked."""
     arena = {"x_twitter": "file_import"}.get(platform, platform)
-    row = list(record(design, platform_id, published, author=account, display_name=name, platform=platform,
-                      arena=arena, **kwargs))
-    row[AUTHOR_ID] = actor
-    return tuple(row)
-
-
-def _actor(conn, name: str, *presences: tuple[str, str | None, str | None]) -> uuid.UUID:
-    actor = conn.execute(
-        sa.text("INSERT INTO actors (canonical_name, actor_type) VALUES (:n, 'person') RETURNING id"), {"n": name}
-    ).scalar_one()
-    for platform, user_id, username in presences:
-        conn.execute(
-            sa.text(
-                "INSERT INTO actor_platform_presences (actor_id, platform, platform_user_id, platform_username) "
-                "VALUES (:a, :p, :i, :u)"
-            ),
-            {"a": actor, "p": platform, "i": user_id, "u": username},
-        )
-    return actor
+    return record(design, platform_id, published, author=account, display_name=name, author_id=actor,
+                  platform=platform, arena=arena, terms=["klima"], **kwargs)
 
 
 def _suggestion(conn, left: dict, right: dict, kind: str = "exact_name") -> None:
@@ -80,9 +57,9 @@ def corpus(engine):
     klima = make_design(engine, slug="klimadebat", terms=("klima", "grøn omstilling"))
     energi = make_design(engine, slug="energi", terms=("klima",))
     with engine.begin() as conn:
-        sofie = _actor(conn, "Sofie Kjær", ("x_twitter", "1450001", "Sofie_Kjaer"),
-                       ("bluesky", None, "sofiekjaer.bsky.social"))
-        mads = _actor(conn, "Mads Ørsted", ("x_twitter", "1450002", "mads_oersted"))
+        sofie = make_actor(conn, "Sofie Kjær", ("x_twitter", "Sofie_Kjaer", "1450001"),
+                           ("bluesky", "sofiekjaer.bsky.social")).id
+        mads = make_actor(conn, "Mads Ørsted", ("x_twitter", "mads_oersted", "1450002")).id
         conn.execute(sa.text("INSERT INTO actor_aliases (actor_id, alias, source) VALUES (:a, 'S. Kjær', 'manual')"),
                      {"a": sofie})
         actor_list = conn.execute(
@@ -99,22 +76,22 @@ def corpus(engine):
         _suggestion(conn, {"platform": "x_twitter", "account": "anna", "name": "Anna Ærø"},
                     {"platform": "bluesky", "account": "bo.bsky.social", "name": "Anna Ærø"})
     ingest.write_batch(engine, [
-        post(klima, "s1", at(3, 2), "1450001", actor=sofie, name="Sofie Kjær", text="Klima kræver mod, skriver jeg"),
-        post(klima, "s2", at(3, 5), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky",
+        post(klima, "s1", at(2, month=3), "1450001", actor=sofie, name="Sofie Kjær", text="Klima kræver mod, skriver jeg"),
+        post(klima, "s2", at(5, month=3), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky",
              text="Grøn omstilling på Fyn"),
-        post(klima, "s3", at(4, 1, 0), "1450001", actor=sofie, name="Sofie Kjær", text="April: klima igen"),
-        post(energi, "s4", at(3, 9), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky"),
+        post(klima, "s3", at(1, 0, month=4), "1450001", actor=sofie, name="Sofie Kjær", text="April: klima igen"),
+        post(energi, "s4", at(9, month=3), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky"),
         # Collected before her X username was known: not linked, but hers (the case differs).
-        post(klima, "s5", at(3, 12), "SOFIE_KJAER", name="Sofie Kjær", text="Vindmøller på land? Ja tak, klima"),
+        post(klima, "s5", at(12, month=3), "SOFIE_KJAER", name="Sofie Kjær", text="Vindmøller på land? Ja tak, klima"),
         # Mads now posts under the handle Sofie once had: linked to him, so his.
-        post(klima, "m1", at(3, 3), "sofie_kjaer", actor=mads, name="Mads Ørsted", text="Klima og kvæg"),
+        post(klima, "m1", at(3, month=3), "sofie_kjaer", actor=mads, name="Mads Ørsted", text="Klima og kvæg"),
         # The same handle on another platform is another account.
-        post(klima, "b1", at(3, 4), "sofie_kjaer", name="Bo Ærenpris", platform="bluesky", text="klima"),
-        post(klima, "a1", at(3, 6), "anna", name="Anna Ærø", text="Grøn omstilling nu"),
-        post(klima, "a2", at(4, 2), "anna", name="Anna Ærø", text="klima i april"),
+        post(klima, "b1", at(4, month=3), "sofie_kjaer", name="Bo Ærenpris", platform="bluesky", text="klima"),
+        post(klima, "a1", at(6, month=3), "anna", name="Anna Ærø", text="Grøn omstilling nu"),
+        post(klima, "a2", at(2, month=4), "anna", name="Anna Ærø", text="klima i april"),
         # bo's copy of Sofie's post: dedup marked it as her post's duplicate.
-        post(klima, "bo1", at(3, 2, 13), "bo", name="Bo Ærenpris", text="Klima kræver mod, skriver jeg"),
-        post(energi, "e1", at(3, 9), "anna", name="Anna Ærø"),
+        post(klima, "bo1", at(2, 13, month=3), "bo", name="Bo Ærenpris", text="Klima kræver mod, skriver jeg"),
+        post(energi, "e1", at(9, month=3), "anna", name="Anna Ærø"),
     ])
     with engine.begin() as conn:
         original = conn.execute(sa.text("SELECT id FROM content_records WHERE platform_id = 's1'")).scalar_one()
@@ -229,9 +206,9 @@ def test_refused_erasures_change_nothing(engine, corpus, actor, performed_by, re
 def test_earlier_merge_and_split_audit_rows_lose_the_erased_names(engine):
     make_design(engine, slug="klimadebat")
     with engine.begin() as conn:
-        sofie = _actor(conn, "Sofie Kjær", ("x_twitter", "1450001", "Sofie_Kjaer"))
-        twin = _actor(conn, "Sofie Kjaer", ("instagram", None, "sofiekjaer"))
-        mads = _actor(conn, "Mads Ørsted", ("x_twitter", "1450002", "mads_oersted"), ("bluesky", None, "soren.bsky"))
+        sofie = make_actor(conn, "Sofie Kjær", ("x_twitter", "Sofie_Kjaer", "1450001")).id
+        twin = make_actor(conn, "Sofie Kjaer", ("instagram", "sofiekjaer")).id
+        mads = make_actor(conn, "Mads Ørsted", ("x_twitter", "mads_oersted", "1450002"), ("bluesky", "soren.bsky")).id
     entities.merge_actors(engine, sofie, [twin], performed_by="kurator")
     with engine.connect() as conn:
         soren_presence = conn.execute(

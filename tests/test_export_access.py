@@ -5,119 +5,34 @@ they record."""
 from __future__ import annotations
 
 import hashlib
-import io
 import urllib.request
-import uuid
-from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
 
 from observatory_pipelines.core.exports import access as export_access
 from observatory_pipelines.core.exports.access import AccessRefused, ExportCorrupted, ExportMissing
-from observatory_pipelines.core.exports.layout import (
-    MANIFEST,
-    ExportFile,
-    ExportMetadata,
-    content_file,
-    export_key,
-    owner_folder,
+from observatory_pipelines.core.exports.layout import MANIFEST, ExportFile, ExportMetadata, export_key
+from observatory_pipelines.core.platform.storage import S3ObjectStore
+from tests.factories import (
+    ACTORS_GEXF,
+    ADMIN,
+    CSV,
+    FORMER_OWNER_FOLDER,
+    GEXF,
+    INACTIVE,
+    KAREN,
+    KLIMA_CSV,
+    PARQUET,
+    SOEREN,
+    VIND_CSV,
+    XLSX,
+    People,
+    put_export,
+    seed_exports,
 )
-from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore
-from tests.factories import make_design
-
-CSV = content_file("csv")
-PARQUET = content_file("parquet")
-XLSX = content_file("xlsx")
-ACTORS_GEXF = ExportFile("gexf", "actor_cooccurrence")
-
-KLIMA_CSV = (
-    "id,tekst,aktør\n"
-    "1,Grøn omstilling på Ærø kræver flere vindmøller,Søren Ørsted\n"
-    "2,CO2-afgiften rammer landbruget i Sønderjylland,Karen Blixen\n"
-).encode()
-KLIMA_APRIL_CSV = "id,tekst,aktør\n1,Åbent samråd om klimaloven,Æbelø Lokalråd\n".encode()
-VIND_CSV = "id,tekst,aktør\n1,Havvindmøller ved Bornholm,Østkraft\n".encode()
-GEXF = '<?xml version="1.0" encoding="UTF-8"?><gexf><graph><nodes><node id="0" label="Søren Ørsted"/></nodes></graph></gexf>'.encode()
-MANIFEST_JSON = '{"design": "klimadebat", "month": "2026-03", "note": "æøå"}'.encode()
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalObjectStore(tmp_path / "objects")
-    server = request.getfixturevalue("s3_server")
-    return S3ObjectStore(server.endpoint, server.access_key, server.secret_key, bucket=f"test-{uuid.uuid4().hex[:12]}")
-
-
-@dataclass(frozen=True)
-class People:
-    karen: uuid.UUID  # researcher: owns klimadebat and groen-omstilling
-    soeren: uuid.UUID  # researcher whose address cannot be a folder name: owns vindmoeller
-    admin: uuid.UUID
-    karen_folder: str
-    soeren_folder: str
-
-
-KAREN = "karen.blixen@ku.dk"
-SOEREN = "søren.ørsted@au.dk"
-ADMIN = "admin@observatoriet.dk"
-INACTIVE = "tidligere.forsker@ku.dk"
-FORMER_OWNER_FOLDER = "tidligere.ejer@ku.dk"
-
-
-def _owner_of(engine, design_id) -> uuid.UUID:
-    with engine.connect() as conn:
-        return conn.execute(sa.text("SELECT owner_id FROM query_designs WHERE id = :d"), {"d": design_id}).scalar_one()
-
-
-def seed_people(engine) -> People:
-    """Two researchers, an admin and a deactivated account, with three designs."""
-    klima = make_design(engine, slug="klimadebat")
-    groen = make_design(engine, slug="groen-omstilling")
-    vind = make_design(engine, slug="vindmoeller", terms=("havvind", "vindmøller"))
-    karen, soeren = _owner_of(engine, klima), _owner_of(engine, vind)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Karen Blixen' WHERE id = :u"),
-                     {"e": KAREN, "u": karen})
-        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Søren Ørsted' WHERE id = :u"),
-                     {"e": SOEREN, "u": soeren})
-        conn.execute(sa.text("UPDATE query_designs SET owner_id = :u WHERE id = :d"), {"u": karen, "d": groen})
-        admin = conn.execute(
-            sa.text("INSERT INTO users (email, display_name, role) VALUES (:e, 'Åse Admin', 'admin') RETURNING id"),
-            {"e": ADMIN},
-        ).scalar_one()
-        conn.execute(sa.text("INSERT INTO users (email, is_active) VALUES (:e, false)"), {"e": INACTIVE})
-    return People(karen, soeren, admin, owner_folder(KAREN, karen), owner_folder(SOEREN, soeren))
-
-
-def put_export(store, owner: str, slug: str, month: str, file: ExportFile, data: bytes, rows: int,
-               metadata: dict | None = None):
-    recorded = ExportMetadata(sha256=hashlib.sha256(data).hexdigest(), rows=rows).to_object_metadata()
-    return store.put_stream(
-        export_key(owner, slug, month, file), io.BytesIO(data), len(data), file.content_type,
-        recorded if metadata is None else metadata,
-    )
-
-
-def seed_exports(store, people: People) -> None:
-    put_export(store, people.karen_folder, "klimadebat", "2026-03", CSV, KLIMA_CSV, 2)
-    put_export(store, people.karen_folder, "klimadebat", "2026-03", MANIFEST, MANIFEST_JSON, 0)
-    put_export(store, people.karen_folder, "klimadebat", "2026-03", ACTORS_GEXF, GEXF, 1)
-    put_export(store, people.karen_folder, "klimadebat", "2026-04", CSV, KLIMA_APRIL_CSV, 1)
-    put_export(store, people.karen_folder, "groen-omstilling", "2026-03", PARQUET, b"PAR1\x00\x01PAR1", 0)
-    put_export(store, people.soeren_folder, "vindmoeller", "2026-03", CSV, VIND_CSV, 1)
-    # Left behind by klimadebat's former owner: the design is Karen's now, the folder is not.
-    put_export(store, FORMER_OWNER_FOLDER, "klimadebat", "2026-02", CSV, KLIMA_CSV, 2)
-    # Objects no export writes: a note beside the exports, and a database backup.
-    store.put_stream(f"exports/{people.karen_folder}/klimadebat/2026-03/noter.txt", io.BytesIO(b"note"), 4)
-    store.put_stream("postgres/2026/03/01/observatory.sql.gz", io.BytesIO(b"\x1f\x8b"), 2)
-
-
-@pytest.fixture
-def people(engine) -> People:
-    return seed_people(engine)
 
 
 @pytest.fixture
@@ -220,9 +135,9 @@ def test_someone_elses_design_and_no_design_are_refused_identically(engine, stor
     soeren = _viewer(engine, SOEREN)
     # Klimadebat is Karen's and its March CSV exists; the April parquet does not.
     for month, file in (("2026-03", CSV), ("2026-04", PARQUET)):
-        others = _refusal(lambda: export_access.locate(engine, store, soeren, "klimadebat", month, file))
-        download = _refusal(lambda: export_access.download(engine, store, soeren, "klimadebat", month, file, "."))
-        link = _refusal(lambda: export_access.link(engine, store, soeren, "klimadebat", month, file))
+        others = _refusal(partial(export_access.locate, engine, store, soeren, "klimadebat", month, file))
+        download = _refusal(partial(export_access.download, engine, store, soeren, "klimadebat", month, file, "."))
+        link = _refusal(partial(export_access.link, engine, store, soeren, "klimadebat", month, file))
         assert others == download == link
     assert "observatory exports list" in others
 

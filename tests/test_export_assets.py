@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
-import uuid
 
 import dagster as dg
 import polars as pl
@@ -13,23 +12,18 @@ import pytest
 import sqlalchemy as sa
 from lxml import etree
 
-from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
-from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore
 from observatory_pipelines.defs.analysis.networks import corpus_networks
 from observatory_pipelines.defs.exports.assets import content_exports, export_gexf, export_manifest
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource, StorageResource
-from tests.test_exports import MARCH, corpus  # noqa: F401  (the corpus fixture)
+from tests.factories import MARCH, new_bucket, open_s3_store, read_object
 
 GEXF_XSD = "/work/shared/specs/gexf-1.3/gexf.xsd"
 ALL_EXPORTS = [*content_exports, export_gexf, export_manifest]
 
-
-@pytest.fixture(autouse=True)
-def analysis_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(analysis_store.ANALYSIS_DIR_VARIABLE, str(tmp_path / "analysis"))
+pytestmark = pytest.mark.usefixtures("analysis_dir")
 
 
 def materialize(instance, db_url, storage, assets=None, run_config=None, month=MARCH):
@@ -50,12 +44,8 @@ def metadata(result, asset: str) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def read(store, key: str) -> bytes:
-    with store.open(key) as stream:
-        return stream.read()
-
-
-def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_url, corpus, instance, tmp_path):
+def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_url, export_corpus, instance,
+                                                                    local_store):
     arenas_config = {
         "rss_feeds": {"enabled": True, "options": {"feeds": ["https://www.dr.dk/nyheder/service/feeds/indland"]}},
         "gdelt": {"enabled": False},
@@ -64,18 +54,17 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE query_designs SET arenas_config = CAST(:c AS jsonb) WHERE slug = 'klimadebat'"),
                      {"c": json.dumps(arenas_config)})
-    store = LocalObjectStore(tmp_path / "objects")
-    result = materialize(instance, db_url, StorageResource(local_dir=str(store.root)))
+    result = materialize(instance, db_url, StorageResource(local_dir=str(local_store.root)))
     assert result.success
 
     owner = exports.corpus_ref(engine, "klimadebat", MARCH).owner
     prefix = f"exports/{owner}/klimadebat/2026-03/"
-    assert metadata(result, "export_manifest")["uri"] == store.uri(prefix + "manifest.json")
-    assert sorted(o.key.removeprefix(prefix) for o in store.list(prefix)) == sorted(
+    assert metadata(result, "export_manifest")["uri"] == local_store.uri(prefix + "manifest.json")
+    assert sorted(o.key.removeprefix(prefix) for o in local_store.list(prefix)) == sorted(
         f.filename for f in export_layout.all_files()
     )
 
-    manifest = json.loads(read(store, prefix + "manifest.json"))
+    manifest = json.loads(read_object(local_store, prefix + "manifest.json"))
     assert manifest["corpus"]["month"] == "2026-03" and manifest["corpus"]["design"]["slug"] == "klimadebat"
     assert {t["term"] for t in manifest["corpus"]["design"]["search_terms"]} == {"klima", "grøn omstilling", "vindmøller"}
     arenas = {a["arena"]: a for a in manifest["corpus"]["design"]["arenas"]}
@@ -88,7 +77,7 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_
     files = {f["name"]: f for f in manifest["files"]}
     assert len(files) == len(export_layout.all_files()) - 1
     for name, described in files.items():
-        body = read(store, prefix + name)
+        body = read_object(local_store, prefix + name)
         assert described["size"] == len(body)
         assert described["sha256"] == hashlib.sha256(body).hexdigest()
     assert files["content.csv"]["rows"] == files["content.parquet"]["rows"] == 5
@@ -97,38 +86,37 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_
     csv_meta = metadata(result, "export_csv")
     assert csv_meta["rows"] == 5 and csv_meta["size_bytes"] == files["content.csv"]["size"]
     assert csv_meta["sha256"] == files["content.csv"]["sha256"]
-    assert csv_meta["uri"] == store.uri(prefix + "content.csv")
+    assert csv_meta["uri"] == local_store.uri(prefix + "content.csv")
     assert csv_meta["download_link"].startswith("file://")
     assert metadata(result, "export_xlsx")["sheets"] == 1
 
     schema = etree.XMLSchema(etree.parse(GEXF_XSD))
     for name in files:
         if name.endswith(".gexf"):
-            schema.assertValid(etree.fromstring(read(store, prefix + name)))
+            schema.assertValid(etree.fromstring(read_object(local_store, prefix + name)))
     assert "actor_cooccurrence.dynamic.gexf" in metadata(result, "export_gexf")["files"]
 
 
-def test_rematerializing_replaces_files_in_place_and_options_reach_the_manifest(engine, db_url, corpus, instance,
-                                                                               tmp_path):
-    store = LocalObjectStore(tmp_path / "objects")
-    storage = StorageResource(local_dir=str(store.root))
+def test_rematerializing_replaces_files_in_place_and_options_reach_the_manifest(engine, db_url, export_corpus, instance,
+                                                                               local_store):
+    storage = StorageResource(local_dir=str(local_store.root))
     assert materialize(instance, db_url, storage).success
-    before = sorted(o.key for o in store.list("exports/"))
+    before = sorted(o.key for o in local_store.list("exports/"))
 
     config = {"ops": {"export_parquet": {"config": {"include_duplicates": True, "include_raw_metadata": True}}}}
     result = materialize(instance, db_url, storage, [content_exports[3], export_manifest], run_config=config)
     assert result.success
-    assert sorted(o.key for o in store.list("exports/")) == before
+    assert sorted(o.key for o in local_store.list("exports/")) == before
     parquet_key = next(k for k in before if k.endswith("content.parquet"))
-    with store.open(parquet_key) as stream:
+    with local_store.open(parquet_key) as stream:
         frame = pl.read_parquet(stream)
     assert frame.height == 6 and frame["duplicate_of"].drop_nulls().len() == 1
-    manifest = json.loads(read(store, parquet_key.replace("content.parquet", "manifest.json")))
+    manifest = json.loads(read_object(local_store, parquet_key.replace("content.parquet", "manifest.json")))
     parquet = next(f for f in manifest["files"] if f["name"] == "content.parquet")
     assert parquet["rows"] == 6 and parquet["include_duplicates"] and parquet["include_raw_metadata"]
 
 
-def test_manifest_refuses_to_describe_missing_files(engine, db_url, corpus, instance, tmp_path):
+def test_manifest_refuses_to_describe_missing_files(engine, db_url, export_corpus, instance, tmp_path):
     storage = StorageResource(local_dir=str(tmp_path / "objects"))
     result = materialize(instance, db_url, storage, [export_manifest])
     assert not result.success
@@ -137,37 +125,37 @@ def test_manifest_refuses_to_describe_missing_files(engine, db_url, corpus, inst
     assert "missing, e.g. content.csv: materialize export_csv" in description and "\n" not in description
 
 
-def test_gexf_before_the_networks_says_what_to_materialize(engine, db_url, corpus, instance, tmp_path):
+def test_gexf_before_the_networks_says_what_to_materialize(engine, db_url, export_corpus, instance, tmp_path):
     result = materialize(instance, db_url, StorageResource(local_dir=str(tmp_path / "objects")), [export_gexf])
     (failure,) = [e for e in result.all_node_events if e.is_step_failure]
     assert "materialize the analysis assets (corpus_networks)" in failure.step_failure_data.user_failure_data.description
 
 
 def test_exports_to_s3_with_a_link_that_downloads_the_file_and_no_secret_in_the_run(
-    engine, db_url, corpus, instance, s3_server, monkeypatch
+    engine, db_url, export_corpus, instance, s3_server, monkeypatch
 ):
     monkeypatch.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
     monkeypatch.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
-    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    bucket = new_bucket()
     storage = StorageResource(endpoint=s3_server.endpoint, bucket=bucket)
     result = materialize(instance, db_url, storage, content_exports)
     assert result.success
 
-    store = S3ObjectStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, bucket=bucket)
+    store = open_s3_store(s3_server, bucket=bucket)
     for asset in ("export_csv", "export_ndjson", "export_parquet", "export_xlsx"):
         m = metadata(result, asset)
         assert m["uri"].startswith(f"s3://{bucket}/exports/")
         key = m["uri"].removeprefix(f"s3://{bucket}/")
         with urllib.request.urlopen(m["download_link"]) as response:
             body = response.read()
-        assert body == read(store, key) and hashlib.sha256(body).hexdigest() == m["sha256"]
+        assert body == read_object(store, key) and hashlib.sha256(body).hexdigest() == m["sha256"]
         assert "X-Amz-Expires=3600" in m["download_link"]
 
     recorded = dg.serialize_value(instance.all_logs(result.run_id)) + str(instance.get_run_by_id(result.run_id))
     assert s3_server.secret_key not in recorded
 
 
-def test_an_unreachable_store_fails_the_export_in_one_line(engine, db_url, corpus, instance, monkeypatch):
+def test_an_unreachable_store_fails_the_export_in_one_line(engine, db_url, export_corpus, instance, monkeypatch):
     monkeypatch.setenv("MINIO_ACCESS_KEY", "observatory")
     monkeypatch.setenv("MINIO_SECRET_KEY", "not-a-real-secret")
     storage = StorageResource(endpoint="127.0.0.1:9", bucket="observatory")

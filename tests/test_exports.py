@@ -7,8 +7,7 @@ import csv
 import json
 import shutil
 import subprocess
-import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 import openpyxl
 import polars as pl
@@ -16,61 +15,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from observatory_pipelines.core.collection import ingest, privacy
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.exports.writers import ExportOptions
-from observatory_pipelines.core.platform.storage import LocalObjectStore
-from tests.factories import SALT, make_design
+from tests.factories import LONG_TEXT, MARCH, at
 
-MARCH = "2026-03"
-COLLECTED = datetime(2026, 4, 1, 6, tzinfo=timezone.utc)
-LONG_TEXT = "Grøn omstilling kræver tålmodighed. " * 1000  # 36,000 characters: over Excel's cell limit
 HEADER = [c.name for c in exports.COLUMNS]
 
 
-def at(day: int, hour: int = 12, minute: int = 0, month: int = 3, micro: int = 0) -> datetime:
-    return datetime(2026, month, day, hour, minute, 0, micro, tzinfo=timezone.utc)
-
-
-def record(design, platform_id: str, published: datetime, *, text: str | None = None, title: str | None = None,
-           author: str | None = "anna", display_name: str | None = None, terms=("klima",), platform="x_twitter",
-           arena="file_import", views=None, likes=None, shares=None, comments=None, metadata: dict | None = None):
-    """A content_records row in ``records.COLUMNS`` order, as collection writes it."""
-    return (
-        published, platform, arena, platform_id, "post", f"https://x.com/{author}/status/{platform_id}",
-        text if text is not None else f"Indlæg {platform_id} om klima", title, "da", COLLECTED, author,
-        display_name or author, None, privacy.pseudonymise(platform, author, SALT.encode()) if author else None,
-        views, likes, shares, comments, None, None, design, list(terms), "free", json.dumps(metadata or {}), [],
-        None, None,
-    )
-
-
 @pytest.fixture
-def corpus(engine):
-    """Six March records (one a duplicate), an April record and another design's March record."""
-    design = make_design(engine, terms=("klima", "grøn omstilling", "vindmøller"))
-    other = make_design(engine, slug="andet", terms=("klima",))
-    original = uuid.uuid4()
-    ingest.write_batch(engine, [
-        record(design, "x1", at(1, 10), text='Han sagde: "klima, nu!"\nNy linje; æøå ÆØÅ', title="Første",
-               display_name="Søren Ærø", terms=["klima", "grøn omstilling"], views=1200, likes=10, shares=2, comments=3),
-        record(design, "x2", at(2, 9, micro=123456), text="=HYPERLINK(\"http://evil\")", author="bo",
-               likes=5),
-        record(design, "x3", at(2, 23, 59), text="Kontroltegn:\x01\x02\x07 slut & <b>fed</b>", author=None,
-               terms=[]),
-        record(design, "x4", at(9), text=LONG_TEXT, author="åse", terms=["vindmøller"], likes=0, shares=0, comments=0),
-        record(design, "r1", at(31, 23, 59), text="", platform="rss", arena="rss_feeds", author="dr.dk",
-               title="Nyhed: havvind", terms=["klima"]),
-        record(design, "x5", at(3), author="bo", likes=1000, metadata={"duplicate_of": str(original)}),
-        record(design, "x6", at(1, 0, 0, month=4), author="bo"),
-        record(other, "x1", at(1, 10), author="anna", likes=99),
-    ])
-    return design
-
-
-@pytest.fixture
-def ref(engine, corpus):
+def ref(engine, export_corpus):
     return exports.corpus_ref(engine, "klimadebat", MARCH)
 
 
@@ -222,7 +176,7 @@ def test_xlsx_opens_in_libreoffice(engine, ref, tmp_path):
     assert rows[1][HEADER.index("text_content")] == 'Han sagde: "klima, nu!"\nNy linje; æøå ÆØÅ'
 
 
-def test_an_empty_month_exports_headers_only(engine, corpus, tmp_path):
+def test_an_empty_month_exports_headers_only(engine, export_corpus, tmp_path):
     ref = exports.corpus_ref(engine, "klimadebat", "2026-02")
     csv_file = exports.write_csv(engine, ref, tmp_path / "content.csv")
     assert csv_file.rows == 0 and csv_file.path.read_text("utf-8-sig").strip().split(",") == HEADER
@@ -234,7 +188,7 @@ def test_an_empty_month_exports_headers_only(engine, corpus, tmp_path):
     assert [c.value for c in sheet[1]] == HEADER and sheet.max_row == 1
 
 
-def test_unknown_design_and_bad_month_are_clear_errors(engine, corpus):
+def test_unknown_design_and_bad_month_are_clear_errors(engine, export_corpus):
     with pytest.raises(Exception, match="no query design with slug 'ingen'"):
         exports.corpus_ref(engine, "ingen", MARCH)
     with pytest.raises(ValueError, match="YYYY-MM"):
@@ -242,13 +196,12 @@ def test_unknown_design_and_bad_month_are_clear_errors(engine, corpus):
 
 
 @pytest.mark.parametrize("fmt", export_layout.CONTENT_FORMATS)
-def test_export_content_stores_the_file_with_its_checksum(engine, corpus, tmp_path, fmt):
-    store = LocalObjectStore(tmp_path / "objects")
-    stored = exports.export_content(engine, store, "klimadebat", MARCH, fmt)
+def test_export_content_stores_the_file_with_its_checksum(engine, export_corpus, local_store, tmp_path, fmt):
+    stored = exports.export_content(engine, local_store, "klimadebat", MARCH, fmt)
     assert stored.key.endswith(f"/klimadebat/2026-03/content.{fmt}")
-    local = store.root / stored.key
+    local = local_store.root / stored.key
     assert local.is_file() and local.stat().st_size == stored.file.size
     assert exports.sha256_of(local) == stored.file.sha256
-    meta = export_layout.ExportMetadata.from_object_metadata(store.stat(stored.key).metadata)
+    meta = export_layout.ExportMetadata.from_object_metadata(local_store.stat(stored.key).metadata)
     assert meta.sha256 == stored.file.sha256 and meta.rows == 5 and not meta.include_duplicates
     assert not list(tmp_path.glob("observatory-export-*"))

@@ -5,47 +5,30 @@ from __future__ import annotations
 
 import os
 import urllib.request
-import uuid
 
 import pytest
 
 from observatory_pipelines import cli
 from observatory_pipelines.core.analysis.networks import NETWORKS
 from observatory_pipelines.core.platform.storage import LocalObjectStore, store_from_env
-from tests.test_export_access import (
-    ADMIN,
-    GEXF,
-    KAREN,
-    KLIMA_CSV,
-    SOEREN,
-    VIND_CSV,
-    seed_exports,
-    seed_people,
-)
+from tests.factories import ADMIN, GEXF, KAREN, KLIMA_CSV, SOEREN, VIND_CSV, new_bucket, seed_exports
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path, db_url):
-    """The test database, a local store of the test's own, and no user or S3 setting from the machine."""
-    for name in list(os.environ):
-        if name.startswith("MINIO_") or name in ("OBSERVATORY_STORAGE_DIR", "OBSERVATORY_USER"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OBSERVATORY_STORAGE_DIR", str(tmp_path / "objects"))
+def env(isolated_settings, tmp_path, db_url):
+    """The test database, a local store of the test's own, and no user, S3 or other setting from the
+    machine; the current folder is an empty one of the test's own."""
+    isolated_settings.delenv("OBSERVATORY_USER", raising=False)
+    isolated_settings.setenv("DATABASE_URL", db_url)
+    isolated_settings.setenv("OBSERVATORY_STORAGE_DIR", str(tmp_path / "objects"))
     work = tmp_path / "arbejde"
     work.mkdir()
-    monkeypatch.chdir(work)
-    return monkeypatch
+    isolated_settings.chdir(work)
+    return isolated_settings
 
 
 @pytest.fixture
-def people(env, engine):
-    return seed_people(engine)
-
-
-@pytest.fixture
-def seeded(people):
+def seeded(env, people):
     seed_exports(store_from_env(), people)
     return people
 
@@ -92,7 +75,7 @@ def test_admin_list_shows_every_owner(capsys, seeded):
     assert len(out.splitlines()) == 1 + 7
 
 
-def test_empty_list_says_how_to_make_exports(capsys, people):
+def test_empty_list_says_how_to_make_exports(capsys, env, people):
     status, out, err = run(capsys, "exports", "list", "--user", SOEREN)
     assert (status, err) == (0, "")
     assert out.strip() == (
@@ -154,7 +137,7 @@ def test_link_on_s3_is_presigned(capsys, people, env, s3_server, engine):
     env.setenv("MINIO_ENDPOINT", s3_server.endpoint)
     env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
     env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
-    env.setenv("MINIO_BUCKET", f"test-{uuid.uuid4().hex[:12]}")
+    env.setenv("MINIO_BUCKET", new_bucket())
     store = store_from_env()
     assert not isinstance(store, LocalObjectStore)
     seed_exports(store, people)
@@ -196,7 +179,7 @@ def test_unknown_user_and_missing_export(capsys, seeded):
     assert "export_xlsx" in line and "klimadebat|2026-04" in line and "observatory run --month 2026-04" in line
 
 
-def test_bad_format_and_network_are_one_line_errors(capsys, people):
+def test_bad_format_and_network_are_one_line_errors(capsys, env, people):
     base = ["exports", "download", "--user", KAREN, "--design", "klimadebat", "--month", "2026-03"]
     for extra, expected in (
         (["--format", "docx"], "unknown export format 'docx'"),

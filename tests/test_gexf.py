@@ -18,9 +18,9 @@ from observatory_pipelines.core.analysis import statistics as stats
 from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.analysis.corpus import COLUMN_TYPES
 from observatory_pipelines.core.exports import gexf
+from tests.factories import MARCH
 
 SCHEMA_DIR = Path("/work/shared/specs/gexf-1.3")
-MARCH = "2026-03"
 EVA, FREDERIK = str(uuid.uuid4()), str(uuid.uuid4())
 
 

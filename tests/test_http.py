@@ -12,29 +12,16 @@ from observatory_pipelines.core.collection.arenas.errors import (
     TransportError,
 )
 from observatory_pipelines.core.platform.http import HttpClient, parse_retry_after, user_agent, validate_min_interval
+from tests.factories import FakeClock
 from tests.http_fixtures import Canned
 
 SECRET = "s3cr3t-api-key-value"
 
 
-class FakeTime:
-    """Wall clock that only moves when the client sleeps, so every wait is recorded, none is real."""
-
-    def __init__(self) -> None:
-        self.now = 1_741_000_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def fake_time():
-    return FakeTime()
+    """A wall clock that only moves when the client sleeps, so every wait is recorded, none is real."""
+    return FakeClock()
 
 
 @pytest.fixture
@@ -63,7 +50,7 @@ def test_sends_a_descriptive_user_agent(arena_server, client):
 def test_429_with_retry_after_seconds_is_honoured_then_succeeds(arena_server, client, fake_time):
     url = arena_server.route("/limited", Canned(429, b"slow down", {"Retry-After": "2"}), Canned(200, b"ok"))
     assert client.get(url, arena="test").text == "ok"
-    assert fake_time.sleeps == [2.0]
+    assert fake_time.waits == [2.0]
     assert client.api_calls == 2
 
 
@@ -71,7 +58,7 @@ def test_429_with_retry_after_http_date_is_honoured(arena_server, client, fake_t
     when = formatdate(fake_time.now + 30, usegmt=True)
     url = arena_server.route("/limited", Canned(429, b"", {"Retry-After": when}), Canned(200, b"ok"))
     assert client.get(url, arena="test").text == "ok"
-    assert fake_time.sleeps == [30.0]
+    assert fake_time.waits == [30.0]
 
 
 def test_429_asking_longer_than_max_wait_raises_at_once_without_sleeping(arena_server, client, fake_time):
@@ -80,7 +67,7 @@ def test_429_asking_longer_than_max_wait_raises_at_once_without_sleeping(arena_s
         client.get(url, params={"api_key": SECRET}, arena="test")
     assert caught.value.retry_after == 3600
     assert caught.value.retryable
-    assert fake_time.sleeps == []
+    assert fake_time.waits == []
     assert len(arena_server.requests_to("/limited")) == 1
     assert_one_line_without_secrets(caught.value)
 
@@ -90,13 +77,13 @@ def test_429_without_retry_after_backs_off_then_raises_rate_limited(arena_server
     with pytest.raises(RateLimited, match="on all 4 attempts") as caught:
         client.get(url, arena="test")
     assert caught.value.retry_after is None
-    assert fake_time.sleeps == [1.0, 2.0, 4.0]
+    assert fake_time.waits == [1.0, 2.0, 4.0]
 
 
 def test_5xx_is_retried_with_backoff_then_succeeds(arena_server, client, fake_time):
     url = arena_server.route("/flaky", Canned(500), Canned(500), Canned(200, b"ok"))
     assert client.get(url, arena="test").text == "ok"
-    assert fake_time.sleeps == [1.0, 2.0]
+    assert fake_time.waits == [1.0, 2.0]
     assert client.api_calls == 3
 
 
@@ -111,7 +98,7 @@ def test_backoff_is_jittered_and_capped(arena_server, fake_time):
     )
     url = arena_server.route("/flaky", Canned(502), Canned(502), Canned(502), Canned(200))
     client.get(url, arena="test")
-    assert fake_time.sleeps == [5.0, 3.75, 15.0]  # 0.5*10, 0.25*min(15, 20), 1.0*min(15, 40)
+    assert fake_time.waits == [5.0, 3.75, 15.0]  # 0.5*10, 0.25*min(15, 20), 1.0*min(15, 40)
 
 
 def test_persistent_503_raises_server_error_with_a_one_line_secret_free_message(arena_server, client):
@@ -130,7 +117,7 @@ def test_read_timeout_is_retried(arena_server, fake_time):
     client = HttpClient(read_timeout=0.2, sleep=fake_time.sleep, clock=fake_time.clock, random=lambda: 1.0)
     url = arena_server.route("/slow", Canned(200, b"late", delay=1.0), Canned(200, b"on time"))
     assert client.get(url, arena="test").text == "on time"
-    assert fake_time.sleeps == [1.0]
+    assert fake_time.waits == [1.0]
 
 
 def test_persistent_timeout_raises_transport_error(arena_server, fake_time):
@@ -145,7 +132,7 @@ def test_persistent_timeout_raises_transport_error(arena_server, fake_time):
 def test_truncated_body_is_retried_then_succeeds(arena_server, client, fake_time):
     url = arena_server.route("/feed", Canned(200, b"<rss>half", truncate=True), Canned(200, b"<rss>whole</rss>"))
     assert client.get(url, arena="test").content == b"<rss>whole</rss>"
-    assert fake_time.sleeps == [1.0]
+    assert fake_time.waits == [1.0]
 
 
 def test_persistently_truncated_body_raises_transport_error(arena_server, client):
@@ -172,7 +159,7 @@ def test_refused_credential_raises_without_retrying(arena_server, client, fake_t
     with pytest.raises(CredentialError, match="check or renew the credential") as caught:
         client.get(url, headers={"Authorization": f"Bearer {SECRET}"}, arena="bluesky")
     assert not caught.value.retryable
-    assert fake_time.sleeps == []
+    assert fake_time.waits == []
     assert len(arena_server.requests_to("/private")) == 1
     assert_one_line_without_secrets(caught.value)
 
@@ -204,7 +191,7 @@ def test_min_interval_spaces_requests(arena_server, fake_time):
     fake_time.now += 1.5  # work done between requests counts towards the interval
     client.get(url, arena="gdelt")
     client.get(url, arena="gdelt", min_interval_seconds=8.0)  # an arena may ask for more
-    assert fake_time.sleeps == [3.5, 8.0]
+    assert fake_time.waits == [3.5, 8.0]
     assert client.api_calls == 3
 
 
@@ -212,7 +199,7 @@ def test_retries_respect_the_min_interval(arena_server, fake_time):
     client = HttpClient(sleep=fake_time.sleep, clock=fake_time.clock, random=lambda: 1.0)
     url = arena_server.route("/gdelt", Canned(429, b"Please limit requests"), Canned(200))
     client.get(url, arena="gdelt", min_interval_seconds=5.0)
-    assert fake_time.sleeps == [1.0, 4.0]  # backoff, then the rest of the 5 s spacing
+    assert fake_time.waits == [1.0, 4.0]  # backoff, then the rest of the 5 s spacing
 
 
 def test_retries_are_logged_without_query_strings(arena_server, fake_time):

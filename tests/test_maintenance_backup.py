@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -15,14 +14,13 @@ import sqlalchemy as sa
 
 from observatory_pipelines.core.maintenance import backup
 from observatory_pipelines.core.platform import database
-from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore, StorageError
+from observatory_pipelines.core.platform.storage import LocalObjectStore, StorageError
 from observatory_pipelines.defs.maintenance import backup as backup_defs
 from observatory_pipelines.defs.maintenance.backup import backup_database_nightly, check_database_backup_daily
 from observatory_pipelines.defs.resources import PostgresResource, StorageResource
-from tests.factories import make_design
+from tests.factories import PASSWORD, make_design, new_bucket, open_s3_store, read_object, with_password
 
 UTC = timezone.utc
-PASSWORD = "Hemmelig-Kode-4711"
 UNREACHABLE = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/observatory"
 
 
@@ -45,11 +43,6 @@ def content(engine):
     return design
 
 
-def with_password(url: str) -> str:
-    """The same database with a password in the URL (the test servers trust, so it is ignored)."""
-    return sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
-
-
 def run_job(instance, db_url: str, storage: StorageResource, job: str = "backup_database", dry_run: bool | None = None):
     resources = {"postgres": PostgresResource(database_url=db_url), "storage": storage}
     run_config = None if dry_run is None else {"ops": {"database_backup": {"config": {"dry_run": dry_run}}}}
@@ -67,11 +60,6 @@ def checks(result) -> dict:
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
 
 
-def read(store, key: str) -> bytes:
-    with store.open(key) as handle:
-        return handle.read()
-
-
 def old_backup(db_url, store, days: float) -> str:
     """A backup that looks ``days`` old by its name (retention ages backups by the time in the name)."""
     return backup.run_backup(db_url, store, now=datetime.now(UTC) - timedelta(days=days), retention_days=100_000).key
@@ -85,9 +73,8 @@ def stores(request, tmp_path, monkeypatch):
     server = request.getfixturevalue("s3_server")
     monkeypatch.setenv("MINIO_ACCESS_KEY", server.access_key)
     monkeypatch.setenv("MINIO_SECRET_KEY", server.secret_key)
-    bucket = f"backup-{uuid.uuid4().hex[:12]}"
-    return (StorageResource(endpoint=server.endpoint, bucket=bucket),
-            S3ObjectStore(server.endpoint, server.access_key, server.secret_key, bucket=bucket))
+    bucket = new_bucket()
+    return StorageResource(endpoint=server.endpoint, bucket=bucket), open_s3_store(server, bucket=bucket)
 
 
 # --- the nightly job ------------------------------------------------------------------------------------
@@ -104,9 +91,9 @@ def test_the_job_stores_a_complete_backup_prunes_and_reads_it_back(instance, db_
     meta = {k: v.value for k, v in materialization.metadata.items()}
     key = meta["key"]
     assert key.startswith("postgres/") and key.endswith(".sql.gz") and key != expired
-    dump = read(store, key)
+    dump = read_object(store, key)
     assert (meta["size"], meta["sha256"]) == (len(dump), hashlib.sha256(dump).hexdigest())
-    assert read(store, key + ".sha256").decode().startswith(meta["sha256"] + "  observatory_")
+    assert read_object(store, key + ".sha256").decode().startswith(meta["sha256"] + "  observatory_")
     assert meta["uri"] == store.uri(key) and meta["store"] == store.describe()
     major, version = backup.server_version(db_url)
     assert (meta["server_version"], meta["pg_dump_version"]) == (version, str(major))
@@ -220,7 +207,7 @@ def test_the_checks_warn_about_no_stale_and_damaged_backups(instance, db_url, co
     fresh = old_backup(db_url, store, days=0.5)
     assert evaluate().passed
 
-    dump = bytearray(read(store, fresh))
+    dump = bytearray(read_object(store, fresh))
     dump[len(dump) // 2] ^= 0x01
     store.put_stream(fresh, io.BytesIO(bytes(dump)), len(dump), metadata=store.stat(fresh).metadata)
     check = evaluate()

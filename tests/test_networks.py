@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from observatory_pipelines.core.analysis import networks
 from observatory_pipelines.core.analysis import statistics as stats
 from observatory_pipelines.core.collection import ingest, privacy
-from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.defs.analysis.networks import ASSET_NAMES, corpus_networks
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
 from observatory_pipelines.demo import seed as demo
-from tests.factories import make_design
-from tests.test_stats import MARCH, analysis_dir, at, make_actor, pseudonym, record  # noqa: F401
+from tests.factories import DEMO_SALT, MARCH, at, make_actor, make_design, pseudonym, record
+
+pytestmark = pytest.mark.usefixtures("analysis_dir")
 
 A, B, C, D = (pseudonym("x_twitter", name) for name in ("anna", "bo", "carl", "dorte"))
 
@@ -48,8 +48,9 @@ def corpus(engine):
         record(design, "e3", at(12), author="eva.bsky", platform="bluesky", arena="bluesky"),
         record(design, "f1", at(13), author="frederik"),
     ])
-    make_actor(engine, "Eva Ødegård", [("x_twitter", "eva_x"), ("bluesky", "eva.bsky")], public_figure=True)
-    make_actor(engine, "Frederik", [("x_twitter", "frederik")])
+    make_actor(engine, "Eva Ødegård", ("x_twitter", "eva_x"), ("bluesky", "eva.bsky"), public_figure=True,
+               claim_records=True)
+    make_actor(engine, "Frederik", ("x_twitter", "frederik"), claim_records=True)
     return design
 
 
@@ -176,19 +177,6 @@ def test_empty_month_gives_empty_networks(engine, corpus):
 # --- the demo corpus, end to end ------------------------------------------------------------
 
 
-@pytest.fixture
-def demo_corpus(engine, tmp_path):
-    imports = tmp_path / "imports"
-    demo.seed(engine, imports)
-    for arena in ("rss_feeds", "file_import"):
-        outcome = collection.collect_arena(engine, design_slug=demo.DESIGN_SLUG, month=demo.DEMO_MONTH,
-                                           arena_name=arena, dagster_run_id="t", salt=DEMO_SALT,
-                                           import_dir=str(imports))
-        assert outcome.status == "completed"
-    return imports
-
-
-DEMO_SALT = "x" * 32
 SOFIE_ACCOUNTS = [("x_twitter", "sofie_kjaer_dk"), ("instagram", "sofiekjaer")]
 
 
@@ -204,7 +192,7 @@ def test_demo_corpus_gives_non_trivial_networks_and_sofie_crosses_platforms_once
     assert demo.PUBLIC_FIGURE["name"] in labels  # the public figure is named...
     assert not labels & {"Sofie Kjær", "Sofie Kjaer", "sofie_kjaer_dk"}  # ...nobody else is
 
-    sofie = str(make_actor(engine, "Sofie Kjær", SOFIE_ACCOUNTS))
+    sofie = str(make_actor(engine, "Sofie Kjær", *SOFIE_ACCOUNTS, claim_records=True).id)
     resolved = networks.cross_platform_actors(stats.load_analysis_corpus(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH))
 
     assert edges(resolved, "weight") == {
@@ -246,7 +234,7 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
     assert warning.severity == dg.AssetCheckSeverity.WARN
     assert "73 records but no cross_platform_actors edge" in warning.description
 
-    make_actor(engine, "Sofie Kjær", SOFIE_ACCOUNTS)
+    make_actor(engine, "Sofie Kjær", *SOFIE_ACCOUNTS, claim_records=True)
     rerun = _materialize(instance, db_url, run_config={"ops": {"corpus_networks": {"config": {"max_links": 5}}}})
     assert all(c.passed for c in rerun.get_asset_check_evaluations())
     capped = next(m.metadata for m in rerun.asset_materializations_for_node("corpus_networks")

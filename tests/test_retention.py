@@ -4,7 +4,6 @@ Real servers (PostgreSQL 15 and 18), real backups in a local folder and on an S3
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -13,7 +12,6 @@ import sqlalchemy as sa
 
 from observatory_pipelines.core.maintenance import backup, partitions, retention
 from observatory_pipelines.core.platform.errors import ConfigError
-from observatory_pipelines.core.platform.storage import LocalObjectStore, S3ObjectStore
 from observatory_pipelines.defs.maintenance import retention as retention_defs
 from observatory_pipelines.defs.maintenance.retention import content_retention, content_retention_daily
 from observatory_pipelines.defs.resources import PostgresResource, StorageResource
@@ -30,11 +28,6 @@ EMPTY = ["content_records_2023_03", "content_records_2024_05"]
 
 # No backup, storage or database setting from the machine leaks into a test.
 pytestmark = pytest.mark.usefixtures("isolated_settings")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return LocalObjectStore(tmp_path / "objects")
 
 
 def insert(engine, design, published: datetime, collected: datetime, n: int, prefix: str) -> None:
@@ -98,9 +91,9 @@ def make_backup(db_url, store, when: datetime) -> str:
 # --- planning and dropping --------------------------------------------------------------------------
 
 
-def test_without_a_backup_only_the_empty_expired_month_goes(engine, old_months, store):
+def test_without_a_backup_only_the_empty_expired_month_goes(engine, old_months, local_store):
     before = row_counts(engine)
-    plan = retention.plan_retention(engine, store, now=NOW)
+    plan = retention.plan_retention(engine, local_store, now=NOW)
 
     assert plan.cutoff == datetime(2024, 6, 1, tzinfo=UTC) and plan.retention_days == 730
     decided = decisions(plan)
@@ -126,16 +119,7 @@ def test_without_a_backup_only_the_empty_expired_month_goes(engine, old_months, 
     assert after == {k: v for k, v in before.items() if k not in EMPTY}
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
-def test_a_verified_newer_backup_lets_the_old_months_go_and_nothing_else(
-    request, tmp_path, db_url, engine, old_months, kind
-):
-    if kind == "local":
-        store = LocalObjectStore(tmp_path / "objects")
-    else:
-        server = request.getfixturevalue("s3_server")
-        bucket = f"ret-{uuid.uuid4().hex[:12]}"
-        store = S3ObjectStore(server.endpoint, server.access_key, server.secret_key, bucket=bucket)
+def test_a_verified_newer_backup_lets_the_old_months_go_and_nothing_else(db_url, engine, old_months, store):
     key = make_backup(db_url, store, datetime(2026, 5, 31, 2, tzinfo=UTC))
     before = row_counts(engine)
 
@@ -162,13 +146,13 @@ def test_a_verified_newer_backup_lets_the_old_months_go_and_nothing_else(
     assert not again.to_drop and not again.warnings and not again.backup_verified
 
 
-def test_a_backup_older_than_a_months_last_write_keeps_that_month(db_url, engine, old_months, store):
+def test_a_backup_older_than_a_months_last_write_keeps_that_month(db_url, engine, old_months, local_store):
     # January 2023 was collected again after the backup: the backup misses that collection.
-    key = make_backup(db_url, store, datetime(2025, 1, 1, 2, tzinfo=UTC))
+    key = make_backup(db_url, local_store, datetime(2025, 1, 1, 2, tzinfo=UTC))
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE content_records_2023_01 SET collected_at = :c"), {"c": RECOLLECTED})
 
-    plan = retention.plan_retention(engine, store, now=NOW)
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     action, reason = decisions(plan)["content_records_2023_01"]
     assert action == retention.KEEP
     assert reason == (f"the newest backup, {key} (2025-01-01 02:00 UTC), is older than its last write "
@@ -179,16 +163,16 @@ def test_a_backup_older_than_a_months_last_write_keeps_that_month(db_url, engine
     assert "content_records_2023_02" not in row_counts(engine)
 
 
-def test_a_damaged_newest_backup_drops_nothing_and_says_so(db_url, engine, old_months, store):
-    make_backup(db_url, store, datetime(2026, 4, 1, 2, tzinfo=UTC))  # intact, older: not used instead
-    newest = make_backup(db_url, store, datetime(2026, 5, 31, 2, tzinfo=UTC))
-    with store.open(newest) as handle:
+def test_a_damaged_newest_backup_drops_nothing_and_says_so(db_url, engine, old_months, local_store):
+    make_backup(db_url, local_store, datetime(2026, 4, 1, 2, tzinfo=UTC))  # intact, older: not used instead
+    newest = make_backup(db_url, local_store, datetime(2026, 5, 31, 2, tzinfo=UTC))
+    with local_store.open(newest) as handle:
         good = bytearray(handle.read())
     good[len(good) // 2] ^= 0x01
-    store.put_stream(newest, io.BytesIO(bytes(good)), len(good), metadata=store.stat(newest).metadata)
+    local_store.put_stream(newest, io.BytesIO(bytes(good)), len(good), metadata=local_store.stat(newest).metadata)
     before = row_counts(engine)
 
-    plan = retention.plan_retention(engine, store, now=NOW)
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     assert not plan.backup_verified
     assert plan.backup_problem.startswith(f"the newest backup could not be verified: backup {newest} is corrupted")
     for name in OLD:
@@ -198,13 +182,13 @@ def test_a_damaged_newest_backup_drops_nothing_and_says_so(db_url, engine, old_m
     assert row_counts(engine) == {k: v for k, v in before.items() if k not in EMPTY}
 
 
-def test_rows_missing_from_the_backup_keep_the_month(db_url, engine, old_months, store):
+def test_rows_missing_from_the_backup_keep_the_month(db_url, engine, old_months, local_store):
     """A row whose collected_at precedes the backup can still be missing from it (its transaction
     committed after pg_dump's snapshot): the row count, not the timestamp, shows it."""
-    key = make_backup(db_url, store, datetime(2026, 5, 31, 2, tzinfo=UTC))
+    key = make_backup(db_url, local_store, datetime(2026, 5, 31, 2, tzinfo=UTC))
     insert(engine, old_months, datetime(2023, 2, 14, tzinfo=UTC), datetime(2026, 5, 31, 1, 59, tzinfo=UTC), 1, "sen")
 
-    plan = retention.plan_retention(engine, store, now=NOW)
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     assert decisions(plan)["content_records_2023_02"] == (
         retention.KEEP,
         (f"the verified backup {key} holds 2 rows of it, the database 3 (written after the backup began); "
@@ -213,9 +197,9 @@ def test_rows_missing_from_the_backup_keep_the_month(db_url, engine, old_months,
     assert decisions(plan)["content_records_2023_01"][0] == retention.DROP
 
 
-def test_a_month_written_to_after_planning_is_kept(db_url, engine, old_months, store):
-    make_backup(db_url, store, datetime(2026, 5, 31, 2, tzinfo=UTC))
-    plan = retention.plan_retention(engine, store, now=NOW)
+def test_a_month_written_to_after_planning_is_kept(db_url, engine, old_months, local_store):
+    make_backup(db_url, local_store, datetime(2026, 5, 31, 2, tzinfo=UTC))
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     insert(engine, old_months, datetime(2023, 1, 30, tzinfo=UTC), COLLECTED_2023, 1, "ny")
 
     result = retention.apply_retention(engine, plan)
@@ -226,9 +210,9 @@ def test_a_month_written_to_after_planning_is_kept(db_url, engine, old_months, s
     assert row_counts(engine)["content_records_2023_01"] == 4
 
 
-def test_a_month_locked_by_a_writer_is_left_for_the_next_run(db_url, engine, old_months, store, monkeypatch):
-    make_backup(db_url, store, datetime(2026, 5, 31, 2, tzinfo=UTC))
-    plan = retention.plan_retention(engine, store, now=NOW)
+def test_a_month_locked_by_a_writer_is_left_for_the_next_run(db_url, engine, old_months, local_store, monkeypatch):
+    make_backup(db_url, local_store, datetime(2026, 5, 31, 2, tzinfo=UTC))
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     monkeypatch.setattr(retention, "LOCK_TIMEOUT", "200ms")
     writer = engine.connect()
     try:
@@ -246,10 +230,10 @@ def test_a_month_locked_by_a_writer_is_left_for_the_next_run(db_url, engine, old
     assert row_counts(engine)["content_records_2023_01"] == 3
 
 
-def test_dry_run_table_lists_what_would_go_and_changes_nothing(db_url, engine, old_months, store):
-    make_backup(db_url, store, datetime(2026, 5, 31, 2, tzinfo=UTC))
+def test_dry_run_table_lists_what_would_go_and_changes_nothing(db_url, engine, old_months, local_store):
+    make_backup(db_url, local_store, datetime(2026, 5, 31, 2, tzinfo=UTC))
     before = row_counts(engine)
-    plan = retention.plan_retention(engine, store, now=NOW)
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     table = retention.markdown_table(plan, dry_run=True)
 
     assert row_counts(engine) == before
@@ -261,15 +245,15 @@ def test_dry_run_table_lists_what_would_go_and_changes_nothing(db_url, engine, o
     assert "| content_records_2024_05 | 2024-05 | 0 |  | would drop (empty: no backup needed) |" in lines
 
 
-def test_the_boundary_month_and_the_current_month(engine, store):
+def test_the_boundary_month_and_the_current_month(engine, local_store):
     partitions.ensure_partitions(engine, first_month="2024-04", months_ahead=0, now=datetime(2024, 5, 2, tzinfo=UTC))
     # One second before May 2024 expires, only April has.
-    plan = retention.plan_retention(engine, store, now=NOW - timedelta(seconds=1))
+    plan = retention.plan_retention(engine, local_store, now=NOW - timedelta(seconds=1))
     expired = {p.name for p in plan.partitions if p.expired}
     assert expired == {"content_records_2024_04"}
     # A retention of one day: every month but the current one (March 2026's table is current on
     # 2026-03-15) is expired; the current and later ones never are.
-    plan = retention.plan_retention(engine, store, retention_days=1, now=datetime(2026, 3, 15, tzinfo=UTC))
+    plan = retention.plan_retention(engine, local_store, retention_days=1, now=datetime(2026, 3, 15, tzinfo=UTC))
     decided = decisions(plan)
     assert {p.name for p in plan.partitions if p.expired} == {
         "content_records_2024_04", "content_records_2024_05", "content_records_2026_02"}
@@ -277,31 +261,31 @@ def test_the_boundary_month_and_the_current_month(engine, store):
     assert decided["content_records_2026_04"] == (retention.KEEP, "current or future month")
 
 
-def test_partitions_made_from_the_first_retained_month_are_not_dropped_again(engine, store):
+def test_partitions_made_from_the_first_retained_month_are_not_dropped_again(engine, local_store):
     first = retention.first_retained_month(now=NOW)
     assert first == "2024-06"  # May 2024 ends on the cutoff itself
     assert retention.first_retained_month(retention_days=1, now=datetime(2026, 3, 1, 12, tzinfo=UTC)) == "2026-02"
     partitions.ensure_partitions(engine, first_month=first, months_ahead=0, now=NOW)
-    plan = retention.plan_retention(engine, store, now=NOW)
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     assert not [p for p in plan.partitions if p.expired]
 
 
 @pytest.mark.parametrize("value", ["tre år", "0", "-30", "1.5", "730 dage"])
-def test_a_bad_content_retention_days_stops_with_one_line(engine, store, monkeypatch, value):
+def test_a_bad_content_retention_days_stops_with_one_line(engine, local_store, monkeypatch, value):
     monkeypatch.setenv("CONTENT_RETENTION_DAYS", value)
     with pytest.raises(ConfigError) as err:
-        retention.plan_retention(engine, store, now=NOW)
+        retention.plan_retention(engine, local_store, now=NOW)
     assert str(err.value) == f"CONTENT_RETENTION_DAYS must be a whole number of days, 1 or more; got {value!r}"
 
 
-def test_content_retention_days_from_the_environment(engine, old_months, store, monkeypatch):
+def test_content_retention_days_from_the_environment(engine, old_months, local_store, monkeypatch):
     monkeypatch.setenv("CONTENT_RETENTION_DAYS", " ")
-    assert retention.plan_retention(engine, store, now=NOW).retention_days == 730
+    assert retention.plan_retention(engine, local_store, now=NOW).retention_days == 730
     monkeypatch.setenv("CONTENT_RETENTION_DAYS", "10000")
-    assert not [p for p in retention.plan_retention(engine, store, now=NOW).partitions if p.expired]
+    assert not [p for p in retention.plan_retention(engine, local_store, now=NOW).partitions if p.expired]
     # Further back than the calendar goes: nothing expires, nothing breaks.
     monkeypatch.setenv("CONTENT_RETENTION_DAYS", "99999999999")
-    plan = retention.plan_retention(engine, store, now=NOW)
+    plan = retention.plan_retention(engine, local_store, now=NOW)
     assert not plan.to_drop and plan.cutoff.year == 1
 
 
@@ -358,15 +342,14 @@ def run_retention(instance, db_url, store_dir, dry_run=None, **kwargs):
     )
 
 
-def test_a_manual_launch_previews_and_the_scheduled_run_drops(instance, db_url, engine, archive, tmp_path):
-    store = LocalObjectStore(tmp_path / "objects")
+def test_a_manual_launch_previews_and_the_scheduled_run_drops(instance, db_url, engine, archive, local_store):
     # The wall clock decides here: 2023 is far past the retention, whatever today is.
-    key = backup.run_backup(db_url, store, retention_days=100_000).key
+    key = backup.run_backup(db_url, local_store, retention_days=100_000).key
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE content_records_2023_01 SET collected_at = now() + interval '1 day'"))
     before = row_counts(engine)
 
-    preview = run_retention(instance, db_url, store.root)
+    preview = run_retention(instance, db_url, local_store.root)
     assert preview.success
     assert not preview.asset_materializations_for_node("content_retention")
     (observation,) = [e.event_specific_data.asset_observation for e in preview.all_events
@@ -381,7 +364,7 @@ def test_a_manual_launch_previews_and_the_scheduled_run_drops(instance, db_url, 
         dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 3, 30, tzinfo=UTC))
     ).run_requests[0].run_config
     dry_run = scheduled["ops"]["content_retention"]["config"]["dry_run"]
-    result = run_retention(instance, db_url, store.root, dry_run=dry_run)
+    result = run_retention(instance, db_url, local_store.root, dry_run=dry_run)
     assert result.success
     metadata = result.asset_materializations_for_node("content_retention")[0].metadata
     assert metadata["dropped"].value == ["content_records_2023_02", "content_records_2023_03"]

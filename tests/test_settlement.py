@@ -14,9 +14,8 @@ from observatory_pipelines.core.collection.designs import load_design
 from observatory_pipelines.core.platform import months
 from observatory_pipelines.defs.maintenance import settlement
 from observatory_pipelines.defs.resources import PostgresResource
-from tests.factories import make_design
+from tests.factories import MARCH, make_design
 
-MARCH = "2026-03"
 UTC = timezone.utc
 
 

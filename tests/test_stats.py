@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 import dagster as dg
 import polars as pl
@@ -14,64 +13,13 @@ import sqlalchemy as sa
 
 from observatory_pipelines.core.analysis import statistics as stats
 from observatory_pipelines.core.analysis import store as analysis_store
-from observatory_pipelines.core.collection import ingest, privacy
+from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.defs.analysis.statistics import corpus_statistics
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
-from tests.factories import SALT, make_design
+from tests.factories import MARCH, at, make_actor, make_design, pseudonym, record
 
-MARCH = "2026-03"
-COLLECTED = datetime(2026, 4, 1, 6, tzinfo=timezone.utc)
-
-
-def at(day: int, hour: int = 12, minute: int = 0, month: int = 3) -> datetime:
-    return datetime(2026, month, day, hour, minute, tzinfo=timezone.utc)
-
-
-def pseudonym(platform: str, author: str) -> str:
-    return privacy.pseudonymise(platform, author, SALT.encode())
-
-
-def record(design, platform_id: str, published: datetime, *, author: str | None = "anna", terms=(),
-           platform: str = "x_twitter", arena: str = "file_import", likes=None, shares=None, comments=None,
-           author_id=None, display_name: str | None = None, duplicate_of: str | None = None) -> tuple:
-    """A content_records row in ``records.COLUMNS`` order, as collection would write it."""
-    counts = [c for c in (likes, shares, comments) if c is not None]
-    metadata = {"duplicate_of": duplicate_of} if duplicate_of else {}
-    return (
-        published, platform, arena, platform_id, "post", None, f"tekst {platform_id}", None, "da", COLLECTED,
-        author, display_name or author, author_id, pseudonym(platform, author) if author else None, None,
-        likes, shares, comments, float(sum(counts)) if counts else None, None, design, list(terms), "free",
-        json.dumps(metadata), [], None, None,
-    )
-
-
-def make_actor(engine, name: str, accounts: list[tuple[str, str]], public_figure: bool = False) -> uuid.UUID:
-    """An actor with platform presences, and the corpus's records by those accounts pointed at it."""
-    with engine.begin() as conn:
-        actor = conn.execute(
-            sa.text(
-                "INSERT INTO actors (canonical_name, actor_type, is_public_figure) "
-                "VALUES (:n, 'person', :p) RETURNING id"
-            ),
-            {"n": name, "p": public_figure},
-        ).scalar_one()
-        for platform, username in accounts:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO actor_platform_presences (actor_id, platform, platform_username, platform_user_id) "
-                    "VALUES (:a, :platform, :u, :u)"
-                ),
-                {"a": actor, "platform": platform, "u": username},
-            )
-            conn.execute(
-                sa.text(
-                    "UPDATE content_records SET author_id = :a "
-                    "WHERE platform = :platform AND lower(author_platform_id) = lower(:u)"
-                ),
-                {"a": actor, "platform": platform, "u": username},
-            )
-    return actor
+pytestmark = pytest.mark.usefixtures("analysis_dir")
 
 
 def add_tasks(engine, design, month_start: datetime, tasks: list[tuple[str, str, str | None, datetime]]) -> None:
@@ -94,13 +42,6 @@ def add_tasks(engine, design, month_start: datetime, tasks: list[tuple[str, str,
             )
 
 
-@pytest.fixture(autouse=True)
-def analysis_dir(tmp_path, monkeypatch):
-    path = tmp_path / "analysis"
-    monkeypatch.setenv(analysis_store.ANALYSIS_DIR_VARIABLE, str(path))
-    return path
-
-
 @pytest.fixture
 def corpus(engine):
     """Six March records on two arenas, one duplicate, one April record and another design's record."""
@@ -120,7 +61,7 @@ def corpus(engine):
         record(design, "x6", at(1, 0, 0, month=4), author="bo", terms=["klima"], likes=7),
         record(other, "x1", at(1, 10), author="anna", terms=["klima"], likes=99),
     ])
-    make_actor(engine, "Søren Ærø", [("x_twitter", "soeren_aeroe")], public_figure=True)
+    make_actor(engine, "Søren Ærø", ("x_twitter", "soeren_aeroe"), public_figure=True, claim_records=True)
     add_tasks(engine, design, at(1, 0), [
         ("file_import", "completed", None, at(31, 20)),
         ("rss_feeds", "failed", "rss_feeds: every feed failed (HTTP 503)", at(31, 20)),

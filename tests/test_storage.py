@@ -11,7 +11,6 @@ import traceback
 import tracemalloc
 import urllib.error
 import urllib.request
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,42 +29,12 @@ from observatory_pipelines.core.platform.storage import (
     store_from_env,
 )
 from observatory_pipelines.defs.resources import StorageResource
+from tests.factories import new_bucket, open_s3_store
 
 CSV_KEY = "exports/forsker/klimadebat/2026-03/content.csv"
 DANISH_KEY = "exports/søren_ærø/klimadebat/2026-03/indhold_å.csv"
 MiB = 1024 * 1024
 MIN_S3_PART = 5 * MiB
-
-
-def _bucket() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
-
-
-def _s3(server, **options) -> S3ObjectStore:
-    options.setdefault("bucket", _bucket())
-    return S3ObjectStore(server.endpoint, server.access_key, server.secret_key, **options)
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalObjectStore(tmp_path / "objects")
-    return _s3(request.getfixturevalue("s3_server"))
-
-
-@pytest.fixture
-def s3_store(s3_server):
-    return _s3(s3_server)
-
-
-@pytest.fixture
-def storage_env(monkeypatch, tmp_path):
-    """No storage variable from the machine leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("MINIO_") or name == "OBSERVATORY_STORAGE_DIR":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
-    return monkeypatch
 
 
 def _write(path: Path, content: bytes) -> Path:
@@ -121,7 +90,7 @@ def test_a_40_mb_stream_is_never_held_in_memory(request, store, tmp_path):
     if isinstance(store, S3ObjectStore):
         # The smallest part S3 allows, one upload at a time: the bound below is then far under the
         # object's size. Default settings hold (parallel uploads + 2) parts, whatever the size.
-        store = _s3(request.getfixturevalue("s3_server"), part_size=MIN_S3_PART, parallel_uploads=1)
+        store = open_s3_store(request.getfixturevalue("s3_server"), part_size=MIN_S3_PART, parallel_uploads=1)
         bound = 4 * MIN_S3_PART
     else:
         bound = 4 * MiB
@@ -333,7 +302,7 @@ def test_s3_refuses_wrong_credentials_in_one_line_without_the_secret(s3_server, 
         (s3_server.access_key, wrong_secret) if which == "secret" else ("nobody", s3_server.secret_key)
     )
     with pytest.raises(CredentialsRefused) as refused:
-        S3ObjectStore(s3_server.endpoint, access_key, secret_key, bucket=_bucket())
+        S3ObjectStore(s3_server.endpoint, access_key, secret_key, bucket=new_bucket())
 
     assert _one_line(refused.value) == (
         f"S3 at {s3_server.endpoint} refused the credentials (check MINIO_ACCESS_KEY / MINIO_SECRET_KEY)"
@@ -361,21 +330,21 @@ def test_presigned_link_downloads_the_same_bytes(s3_store, tmp_path):
     assert _fetch(s3_store.url(DANISH_KEY)) == b"ost"
 
 
-def test_links_name_the_public_endpoint_when_one_is_set(storage_env, s3_server):
+def test_links_name_the_public_endpoint_when_one_is_set(isolated_settings, s3_server):
     # As behind Docker: the pipeline reaches S3 at one name, browsers at another.
     port = s3_server.endpoint.rsplit(":", 1)[1]
-    storage_env.setenv("MINIO_ENDPOINT", s3_server.endpoint)
-    storage_env.setenv("MINIO_PUBLIC_ENDPOINT", f"http://localhost:{port}")
-    storage_env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
-    storage_env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
-    storage_env.setenv("MINIO_BUCKET", _bucket())
+    isolated_settings.setenv("MINIO_ENDPOINT", s3_server.endpoint)
+    isolated_settings.setenv("MINIO_PUBLIC_ENDPOINT", f"http://localhost:{port}")
+    isolated_settings.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
+    isolated_settings.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
+    isolated_settings.setenv("MINIO_BUCKET", new_bucket())
     store = store_from_env()
     store.put_stream(DANISH_KEY, _BytesReader("rødgrød med fløde".encode()))
 
     url = store.url(DANISH_KEY)
     assert urlsplit(url).netloc == f"localhost:{port}"
     assert _fetch(url) == "rødgrød med fløde".encode()
-    storage_env.setenv("MINIO_PUBLIC_ENDPOINT", "localhost:9000/sti")
+    isolated_settings.setenv("MINIO_PUBLIC_ENDPOINT", "localhost:9000/sti")
     with pytest.raises(ConfigError, match="MINIO_PUBLIC_ENDPOINT must be host:port"):
         store_from_env()
 
@@ -412,49 +381,49 @@ def test_unreachable_endpoint_fails_in_one_line(s3_server):
         port = probe.getsockname()[1]  # closed again: nothing listens there
     started = time.monotonic()
     with pytest.raises(StorageUnavailable) as unreachable:
-        S3ObjectStore(f"127.0.0.1:{port}", "key", "secret-value", bucket=_bucket())
+        S3ObjectStore(f"127.0.0.1:{port}", "key", "secret-value", bucket=new_bucket())
     message = _one_line(unreachable.value)
     assert f"127.0.0.1:{port}" in message and "secret-value" not in message
     assert time.monotonic() - started < 10
 
 
 def test_missing_bucket_is_created_and_bad_names_refused(s3_server):
-    bucket = _bucket()
-    _s3(s3_server, bucket=bucket)
-    _s3(s3_server, bucket=bucket)  # already there: fine
+    bucket = new_bucket()
+    open_s3_store(s3_server, bucket=bucket)
+    open_s3_store(s3_server, bucket=bucket)  # already there: fine
     with pytest.raises(ConfigError, match="MINIO_BUCKET 'Bad_Bucket'"):
-        _s3(s3_server, bucket="Bad_Bucket")
+        open_s3_store(s3_server, bucket="Bad_Bucket")
 
 
 # --- configuration -----------------------------------------------------------------------------
 
 
-def test_without_an_endpoint_the_store_is_a_local_folder(storage_env, tmp_path):
+def test_without_an_endpoint_the_store_is_a_local_folder(isolated_settings, tmp_path):
     assert store_from_env().root == (tmp_path / "home" / "objects").resolve()
-    storage_env.setenv("OBSERVATORY_STORAGE_DIR", str(tmp_path / "elsewhere"))
+    isolated_settings.setenv("OBSERVATORY_STORAGE_DIR", str(tmp_path / "elsewhere"))
     assert store_from_env().root == (tmp_path / "elsewhere").resolve()
 
 
-def test_s3_from_the_environment(storage_env, s3_server):
-    bucket = _bucket()
-    storage_env.setenv("MINIO_ENDPOINT", s3_server.url)  # a URL: http means not secure
-    storage_env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
-    storage_env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
-    storage_env.setenv("MINIO_BUCKET", bucket)
+def test_s3_from_the_environment(isolated_settings, s3_server):
+    bucket = new_bucket()
+    isolated_settings.setenv("MINIO_ENDPOINT", s3_server.url)  # a URL: http means not secure
+    isolated_settings.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
+    isolated_settings.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
+    isolated_settings.setenv("MINIO_BUCKET", bucket)
     store = store_from_env()
     assert (store.endpoint, store.bucket, store.secure) == (s3_server.endpoint, bucket, False)
     store.put_stream(CSV_KEY, _BytesReader(b"x"))
 
     # The original system's variable names still work.
     for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
-        storage_env.delenv(name)
-    storage_env.setenv("MINIO_ENDPOINT", s3_server.endpoint)
-    storage_env.setenv("MINIO_SECURE", "no")
-    storage_env.setenv("MINIO_ROOT_USER", s3_server.access_key)
-    storage_env.setenv("MINIO_ROOT_PASSWORD", s3_server.secret_key)
+        isolated_settings.delenv(name)
+    isolated_settings.setenv("MINIO_ENDPOINT", s3_server.endpoint)
+    isolated_settings.setenv("MINIO_SECURE", "no")
+    isolated_settings.setenv("MINIO_ROOT_USER", s3_server.access_key)
+    isolated_settings.setenv("MINIO_ROOT_PASSWORD", s3_server.secret_key)
     assert store_from_env().exists(CSV_KEY)
 
-    storage_env.delenv("MINIO_BUCKET")
+    isolated_settings.delenv("MINIO_BUCKET")
     assert store_from_env().bucket == "observatory"
 
 
@@ -471,28 +440,28 @@ def test_s3_from_the_environment(storage_env, s3_server):
         ({"MINIO_ENDPOINT": "ftp://127.0.0.1:9"}, "host:port or http"),
     ],
 )
-def test_storage_configuration_errors(storage_env, variables, expected):
+def test_storage_configuration_errors(isolated_settings, variables, expected):
     for name, value in variables.items():
-        storage_env.setenv(name, value)
+        isolated_settings.setenv(name, value)
     with pytest.raises(ConfigError, match=expected) as refused:
         store_from_env()
     _one_line(refused.value)
 
 
-def test_credentials_in_the_endpoint_are_refused_without_echoing_them(storage_env):
-    storage_env.setenv("MINIO_ENDPOINT", "http://admin:hunter2@127.0.0.1:9")
+def test_credentials_in_the_endpoint_are_refused_without_echoing_them(isolated_settings):
+    isolated_settings.setenv("MINIO_ENDPOINT", "http://admin:hunter2@127.0.0.1:9")
     with pytest.raises(ConfigError) as refused:
         store_from_env()
     assert "hunter2" not in str(refused.value)
 
 
-def test_storage_resource(storage_env, s3_server, tmp_path):
+def test_storage_resource(isolated_settings, s3_server, tmp_path):
     local = StorageResource(local_dir=str(tmp_path / "exports")).store()
     assert local.root == (tmp_path / "exports").resolve()
 
-    storage_env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
-    storage_env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
-    remote = StorageResource(endpoint=s3_server.endpoint, bucket=_bucket()).store()
+    isolated_settings.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
+    isolated_settings.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
+    remote = StorageResource(endpoint=s3_server.endpoint, bucket=new_bucket()).store()
     remote.put_stream(CSV_KEY, _BytesReader(b"x"))
     assert remote.exists(CSV_KEY)
 
@@ -502,9 +471,9 @@ def test_storage_resource(storage_env, s3_server, tmp_path):
         StorageResource(local_dir=str(tmp_path), endpoint=s3_server.endpoint).store()
 
 
-def test_a_run_using_the_resource_records_no_secret(storage_env, s3_server, instance):
-    storage_env.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
-    storage_env.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
+def test_a_run_using_the_resource_records_no_secret(isolated_settings, s3_server, instance):
+    isolated_settings.setenv("MINIO_ACCESS_KEY", s3_server.access_key)
+    isolated_settings.setenv("MINIO_SECRET_KEY", s3_server.secret_key)
 
     @dg.asset
     def uploaded(storage: StorageResource) -> dg.MaterializeResult:
@@ -514,7 +483,7 @@ def test_a_run_using_the_resource_records_no_secret(storage_env, s3_server, inst
             metadata={"uri": store.uri(CSV_KEY), "store": store.describe(), "bytes": stored.size}
         )
 
-    resource = StorageResource(endpoint=s3_server.endpoint, bucket=_bucket())
+    resource = StorageResource(endpoint=s3_server.endpoint, bucket=new_bucket())
     result = dg.materialize([uploaded], resources={"storage": resource}, instance=instance)
 
     assert result.success
