@@ -37,6 +37,7 @@ from bench.ingest import raw_copy
 from observatory_pipelines.core.analysis import corpus, networks
 from observatory_pipelines.core.analysis import statistics as stats
 from observatory_pipelines.core.collection import privacy
+from observatory_pipelines.core.collection.designs import Corpus, find_corpus
 from observatory_pipelines.core.platform import database
 
 MONTH = "2026-03"
@@ -122,6 +123,11 @@ def best_of(action):
     return round(min(seconds), 3), result
 
 
+def _corpus(engine: sa.Engine) -> Corpus:
+    with engine.connect() as conn:
+        return find_corpus(conn, SLUG, MONTH)
+
+
 def time_steps(engine: sa.Engine, design_id: uuid.UUID) -> dict:
     t: dict = {}
     t["load_corpus_s"], frame = best_of(lambda: corpus.load_corpus(engine, design_id, MONTH, stats.CORPUS_COLUMNS))
@@ -130,7 +136,7 @@ def time_steps(engine: sa.Engine, design_id: uuid.UUID) -> dict:
     )
 
     def statistics():
-        figures = stats.compute_statistics(prepared, stats.load_collection_tasks(engine, SLUG, MONTH))
+        figures = stats.compute_statistics(prepared, stats.load_collection_tasks(engine, _corpus(engine)))
         stats.write_statistics(figures, SLUG, MONTH)
         stats.volume_chart_png(figures, MONTH)
         return figures
@@ -186,7 +192,7 @@ def self_join_comparison(engine: sa.Engine, design_id: uuid.UUID, base: list[tup
 
     t["sql_self_join_s"], sql_edges = best_of(sql_self_join)
     t["ours_s"], ours = best_of(
-        lambda: networks.actor_cooccurrence(stats.load_analysis_corpus(engine, SLUG, MONTH), max_links=10**12)
+        lambda: networks.actor_cooccurrence(stats.load_analysis_corpus(engine, _corpus(engine)), max_links=10**12)
     )
     # As unordered pairs: the database orders text by its collation, polars by code point.
     same = {(frozenset(r[:2]), r[2]) for r in sql_edges} == {

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.collection.designs import Corpus, find_corpus
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.platform import database, months
 
@@ -123,7 +124,7 @@ def load(engine: sa.Engine, rows: list[tuple]) -> dict:
 # --- one measured run, in a fresh process ------------------------------------------------------
 
 
-def limit_statement(corpus: exports.CorpusRef) -> tuple[str, tuple]:
+def limit_statement(corpus: Corpus) -> tuple[str, tuple]:
     options = exports.ExportOptions()
     sql, params = exports._select(corpus, options, [f"{c.sql} AS {c.name}" for c in options.columns()])
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", params
@@ -134,7 +135,8 @@ def child(task: str, url: str, folder: str) -> dict:
     import openpyxl  # noqa: F401  (write_xlsx imports it lazily; load it before the clock starts)
 
     engine = database.make_engine(url)
-    corpus = exports.corpus_ref(engine, SLUG, MONTH)  # also opens the pooled connection
+    with engine.connect() as conn:  # also opens the pooled connection
+        corpus = find_corpus(conn, SLUG, MONTH)
     result: dict = {"task": task}
     if task == "limit":
         statement, params = limit_statement(corpus)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.embedded import EmbeddedPostgres
@@ -158,7 +157,7 @@ def s3_store(s3_server):
 def analysis_dir(tmp_path, monkeypatch):
     """The analysis store in the test's own folder (modules that write to it use it for every test)."""
     path = tmp_path / "analysis"
-    monkeypatch.setenv(analysis_store.ANALYSIS_DIR_VARIABLE, str(path))
+    monkeypatch.setenv("OBSERVATORY_ANALYSIS_DIR", str(path))
     return path
 
 

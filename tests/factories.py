@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from observatory_pipelines.core.collection import privacy
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection import text as text_features
+from observatory_pipelines.core.collection.designs import Corpus, find_corpus
 from observatory_pipelines.core.collection.records import COLUMNS
 from observatory_pipelines.core.exports.layout import (
     MANIFEST,
@@ -119,6 +120,12 @@ def make_design(
                 {"d": design, "t": term},
             )
     return design
+
+
+def corpus_of(engine: sa.Engine, slug: str, month: str) -> Corpus:
+    """The corpus value the pipeline's per-corpus steps take."""
+    with engine.connect() as conn:
+        return find_corpus(conn, slug, month)
 
 
 def content_rows(engine: sa.Engine, design_id: uuid.UUID) -> list[dict]:

@@ -16,7 +16,7 @@ from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.processing import entities
 from observatory_pipelines.defs.maintenance import erasure as erasure_defs
 from observatory_pipelines.defs.resources import PostgresResource
-from tests.factories import at, make_actor, make_design, record
+from tests.factories import at, corpus_of, make_actor, make_design, record
 
 #: What identifies Sofie Kjær in the corpus (casefolded): her name, alias, X user id, Bluesky handle and
 #: her own texts. Her old X handle is not here: Mads posts under it now, and his posts stay.
@@ -122,7 +122,7 @@ def _dump(engine, table: str) -> str:
 
 def _export(engine, tmp_path, name: str) -> tuple[str, int]:
     path = tmp_path / name
-    written = exports.write_csv(engine, exports.corpus_ref(engine, "klimadebat", "2026-03"), path)
+    written = exports.write_csv(engine, corpus_of(engine, "klimadebat", "2026-03"), path)
     return path.read_text(encoding="utf-8-sig"), written.rows
 
 

@@ -158,7 +158,7 @@ def test_missing_export_names_the_asset_and_partition(engine, store, seeded):
     with pytest.raises(ExportMissing) as missing:
         export_access.locate(engine, store, karen, "klimadebat", "2026-05", CSV)
     assert str(missing.value) == (
-        "no content.csv export of 'klimadebat' for 2026-05 yet: materialize export_csv for partition "
+        "no content.csv export of 'klimadebat' for 2026-05 yet: materialize the csv export for partition "
         "klimadebat|2026-05 in the Dagster UI (or run: observatory run --month 2026-05 --design klimadebat)"
     )
     dynamic = ExportFile("gexf", "term_cooccurrence", dynamic=True)

@@ -13,12 +13,11 @@ import sqlalchemy as sa
 from lxml import etree
 
 from observatory_pipelines.core.exports import layout as export_layout
-from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.defs.analysis.networks import corpus_networks
 from observatory_pipelines.defs.exports.assets import content_exports, export_gexf, export_manifest
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource, StorageResource
-from tests.factories import MARCH, new_bucket, open_s3_store, read_object
+from tests.factories import MARCH, corpus_of, new_bucket, open_s3_store, read_object
 
 GEXF_XSD = "/work/shared/specs/gexf-1.3/gexf.xsd"
 ALL_EXPORTS = [*content_exports, export_gexf, export_manifest]
@@ -57,7 +56,8 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_
     result = materialize(instance, db_url, StorageResource(local_dir=str(local_store.root)))
     assert result.success
 
-    owner = exports.corpus_ref(engine, "klimadebat", MARCH).owner
+    ref = corpus_of(engine, "klimadebat", MARCH)
+    owner = export_layout.owner_folder(ref.owner_email, ref.owner_id)
     prefix = f"exports/{owner}/klimadebat/2026-03/"
     assert metadata(result, "export_manifest")["uri"] == local_store.uri(prefix + "manifest.json")
     assert sorted(o.key.removeprefix(prefix) for o in local_store.list(prefix)) == sorted(
@@ -122,7 +122,7 @@ def test_manifest_refuses_to_describe_missing_files(engine, db_url, export_corpu
     assert not result.success
     (failure,) = [e for e in result.all_node_events if e.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
-    assert "missing, e.g. content.csv: materialize export_csv" in description and "\n" not in description
+    assert "missing, e.g. content.csv: materialize the csv export" in description and "\n" not in description
 
 
 def test_gexf_before_the_networks_says_what_to_materialize(engine, db_url, export_corpus, instance, tmp_path):

@@ -18,19 +18,21 @@ import pytest
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.exports.writers import ExportOptions
-from tests.factories import LONG_TEXT, MARCH, at
+from tests.factories import LONG_TEXT, MARCH, at, corpus_of
 
 HEADER = [c.name for c in exports.COLUMNS]
 
 
 @pytest.fixture
 def ref(engine, export_corpus):
-    return exports.corpus_ref(engine, "klimadebat", MARCH)
+    return corpus_of(engine, "klimadebat", MARCH)
 
 
-def test_corpus_ref_names_the_owner_folder(engine, ref):
-    assert ref.owner.endswith("@example.dk") and ref.owner.startswith("klimadebat-")
-    assert ref.key(export_layout.content_file("csv")) == f"exports/{ref.owner}/klimadebat/2026-03/content.csv"
+def test_exports_are_stored_in_the_owners_folder(engine, ref):
+    owner = export_layout.owner_folder(ref.owner_email, ref.owner_id)
+    assert owner.endswith("@example.dk") and owner.startswith("klimadebat-")
+    key = export_layout.corpus_export_key(ref, export_layout.content_file("csv"))
+    assert key == f"exports/{owner}/klimadebat/2026-03/content.csv"
 
 
 def test_csv_has_a_bom_and_round_trips_through_csv_and_polars(engine, ref, tmp_path):
@@ -177,7 +179,7 @@ def test_xlsx_opens_in_libreoffice(engine, ref, tmp_path):
 
 
 def test_an_empty_month_exports_headers_only(engine, export_corpus, tmp_path):
-    ref = exports.corpus_ref(engine, "klimadebat", "2026-02")
+    ref = corpus_of(engine, "klimadebat", "2026-02")
     csv_file = exports.write_csv(engine, ref, tmp_path / "content.csv")
     assert csv_file.rows == 0 and csv_file.path.read_text("utf-8-sig").strip().split(",") == HEADER
     assert exports.write_ndjson(engine, ref, tmp_path / "content.ndjson").size == 0
@@ -190,14 +192,14 @@ def test_an_empty_month_exports_headers_only(engine, export_corpus, tmp_path):
 
 def test_unknown_design_and_bad_month_are_clear_errors(engine, export_corpus):
     with pytest.raises(Exception, match="no query design with slug 'ingen'"):
-        exports.corpus_ref(engine, "ingen", MARCH)
+        corpus_of(engine, "ingen", MARCH)
     with pytest.raises(ValueError, match="YYYY-MM"):
-        exports.corpus_ref(engine, "klimadebat", "marts")
+        corpus_of(engine, "klimadebat", "marts")
 
 
 @pytest.mark.parametrize("fmt", export_layout.CONTENT_FORMATS)
 def test_export_content_stores_the_file_with_its_checksum(engine, export_corpus, local_store, tmp_path, fmt):
-    stored = exports.export_content(engine, local_store, "klimadebat", MARCH, fmt)
+    stored = exports.export_content(engine, local_store, corpus_of(engine, "klimadebat", MARCH), fmt)
     assert stored.key.endswith(f"/klimadebat/2026-03/content.{fmt}")
     local = local_store.root / stored.key
     assert local.is_file() and local.stat().st_size == stored.file.size

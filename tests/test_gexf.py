@@ -15,7 +15,6 @@ from lxml import etree
 
 from observatory_pipelines.core.analysis import networks
 from observatory_pipelines.core.analysis import statistics as stats
-from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.analysis.corpus import COLUMN_TYPES
 from observatory_pipelines.core.exports import gexf
 from tests.factories import MARCH
@@ -235,7 +234,7 @@ def test_a_failed_first_write_leaves_no_file(tmp_path, built):
 
 
 def test_read_network_round_trips_the_stored_tables(tmp_path, built, monkeypatch, schema):
-    monkeypatch.setenv(analysis_store.ANALYSIS_DIR_VARIABLE, str(tmp_path / "analysis"))
+    monkeypatch.setenv("OBSERVATORY_ANALYSIS_DIR", str(tmp_path / "analysis"))
     for network in built.values():
         networks.write_network(network, "klimadebat", MARCH)
 
@@ -252,7 +251,7 @@ def test_read_network_round_trips_the_stored_tables(tmp_path, built, monkeypatch
 
 
 def test_read_network_refuses_unknown_and_missing_networks(tmp_path, monkeypatch):
-    monkeypatch.setenv(analysis_store.ANALYSIS_DIR_VARIABLE, str(tmp_path / "analysis"))
+    monkeypatch.setenv("OBSERVATORY_ANALYSIS_DIR", str(tmp_path / "analysis"))
 
     with pytest.raises(ValueError, match="unknown network 'friends'"):
         gexf.read_network("klimadebat", MARCH, "friends")

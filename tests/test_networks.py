@@ -14,11 +14,12 @@ import sqlalchemy as sa
 from observatory_pipelines.core.analysis import networks
 from observatory_pipelines.core.analysis import statistics as stats
 from observatory_pipelines.core.collection import ingest, privacy
-from observatory_pipelines.defs.analysis.networks import ASSET_NAMES, corpus_networks
+from observatory_pipelines.defs import asset_keys
+from observatory_pipelines.defs.analysis.networks import corpus_networks
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
 from observatory_pipelines.demo import seed as demo
-from tests.factories import DEMO_SALT, MARCH, at, make_actor, make_design, pseudonym, record
+from tests.factories import DEMO_SALT, MARCH, at, corpus_of, make_actor, make_design, pseudonym, record
 
 pytestmark = pytest.mark.usefixtures("analysis_dir")
 
@@ -56,7 +57,7 @@ def corpus(engine):
 
 @pytest.fixture
 def analysis_corpus(engine, corpus):
-    return stats.load_analysis_corpus(engine, "klimadebat", MARCH)
+    return stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH))
 
 
 def edges(network: networks.Network, *columns: str) -> set[tuple]:
@@ -100,7 +101,7 @@ def test_term_cooccurrence_counts_records_with_both_terms(engine, corpus, analys
         record(corpus, "g1", at(20), author="gitte", terms=["klima", "havvind", "grøn omstilling"]),
         record(corpus, "g2", at(20, 15), author="gitte", terms=["klima", "havvind"]),
     ])
-    network = networks.term_cooccurrence(stats.load_analysis_corpus(engine, "klimadebat", MARCH))
+    network = networks.term_cooccurrence(stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH)))
 
     assert edges(network, "weight", "days") == {
         (frozenset(("term:havvind", "term:klima")), 3, (d(2), d(20))),
@@ -166,7 +167,7 @@ def test_graph_round_trips_through_the_store_for_the_exports(analysis_corpus):
 
 
 def test_empty_month_gives_empty_networks(engine, corpus):
-    empty = stats.load_analysis_corpus(engine, "klimadebat", "2026-05")
+    empty = stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", "2026-05"))
     for name, network in networks.build_networks(empty).items():
         assert network.nodes.is_empty() and network.edges.is_empty() and network.records == 0, name
         assert network.top_nodes().is_empty() and network.density == 0.0
@@ -181,7 +182,7 @@ SOFIE_ACCOUNTS = [("x_twitter", "sofie_kjaer_dk"), ("instagram", "sofiekjaer")]
 
 
 def test_demo_corpus_gives_non_trivial_networks_and_sofie_crosses_platforms_once_resolved(engine, demo_corpus):
-    corpus = stats.load_analysis_corpus(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH)
+    corpus = stats.load_analysis_corpus(engine, corpus_of(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH))
     built = networks.build_networks(corpus)
 
     assert built[networks.ACTOR_COOCCURRENCE].edges.height > 0
@@ -193,7 +194,7 @@ def test_demo_corpus_gives_non_trivial_networks_and_sofie_crosses_platforms_once
     assert not labels & {"Sofie Kjær", "Sofie Kjaer", "sofie_kjaer_dk"}  # ...nobody else is
 
     sofie = str(make_actor(engine, "Sofie Kjær", *SOFIE_ACCOUNTS, claim_records=True).id)
-    resolved = networks.cross_platform_actors(stats.load_analysis_corpus(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH))
+    resolved = networks.cross_platform_actors(stats.load_analysis_corpus(engine, corpus_of(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH)))
 
     assert edges(resolved, "weight") == {
         (frozenset((sofie, "platform:x_twitter")), 2), (frozenset((sofie, "platform:instagram")), 2)
@@ -219,7 +220,7 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
     assert result.success
     materialized = {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
                     for m in result.asset_materializations_for_node("corpus_networks")}
-    assert set(materialized) == set(ASSET_NAMES.values())
+    assert set(materialized) == {key.to_user_string() for key in asset_keys.NETWORKS.values()}
     actor = materialized["actor_cooccurrence_network"]
     assert actor["records"] == 73 and actor["nodes"] > 0 and actor["edges"] > 0 and 0 < actor["density"] <= 1
     assert actor["actors_included"] == actor["actors_total"]

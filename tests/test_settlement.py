@@ -47,11 +47,8 @@ def _crashing_collection_job(db_url: str) -> dg.JobDefinition:
 
     @dg.op
     def collect_then_crash(context: dg.OpExecutionContext, config: _Crash, postgres: PostgresResource):
-        engine = postgres.engine()
-        try:
+        with postgres.engine() as engine:
             _open_collection(engine, config.slug, context.run.run_id, {"rss_feeds": 40, "gdelt": 25})
-        finally:
-            engine.dispose()
         raise RuntimeError("worker lost")
 
     @dg.job(resource_defs={"postgres": PostgresResource(database_url=db_url)})

@@ -17,7 +17,7 @@ from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.defs.analysis.statistics import corpus_statistics
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
-from tests.factories import MARCH, at, make_actor, make_design, pseudonym, record
+from tests.factories import MARCH, at, corpus_of, make_actor, make_design, pseudonym, record
 
 pytestmark = pytest.mark.usefixtures("analysis_dir")
 
@@ -76,7 +76,7 @@ def rows(frame: pl.DataFrame, columns: list[str]) -> list[tuple]:
 
 
 def test_volumes_per_day_and_week_exclude_duplicates_and_other_corpora(engine, corpus):
-    figures = stats.build_statistics(engine, "klimadebat", MARCH)
+    figures = stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH))
 
     assert rows(figures.volume_daily, ["day", "arena", "records"]) == [
         (date(2026, 3, 1), "file_import", 1),
@@ -94,12 +94,12 @@ def test_volumes_per_day_and_week_exclude_duplicates_and_other_corpora(engine, c
     ]
     assert (figures.records, figures.duplicates) == (6, 1)
     assert figures.volume_daily["records"].sum() + figures.duplicates == stats.partition_row_count(
-        engine, "klimadebat", MARCH
+        engine, corpus_of(engine, "klimadebat", MARCH)
     )
 
 
 def test_engagement_median_and_p95_per_arena(engine, corpus):
-    engagement = stats.build_statistics(engine, "klimadebat", MARCH).engagement
+    engagement = stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH)).engagement
     by_arena = {r["arena"]: r for r in engagement.iter_rows(named=True)}
 
     # file_import: 15, 5, 0, 150 (missing counts as 0; the duplicate's 1000 is left out).
@@ -116,7 +116,7 @@ def test_engagement_median_and_p95_per_arena(engine, corpus):
 
 
 def test_top_terms_and_actors_with_names_only_for_public_figures(engine, corpus):
-    figures = stats.build_statistics(engine, "klimadebat", MARCH)
+    figures = stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH))
 
     assert rows(figures.top_terms, ["rank", "term", "records", "actors"]) == [
         (1, "klima", 3, 2), (2, "havvind", 2, 2), (3, "grøn omstilling", 1, 1), (4, "vindmøller", 1, 1),
@@ -135,7 +135,7 @@ def test_top_terms_and_actors_with_names_only_for_public_figures(engine, corpus)
 
 
 def test_run_summary_counts_runs_tasks_failures_and_records(engine, corpus):
-    summary = {r["arena"]: r for r in stats.build_statistics(engine, "klimadebat", MARCH).run_summary.to_dicts()}
+    summary = {r["arena"]: r for r in stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH)).run_summary.to_dicts()}
 
     rss = summary["rss_feeds"]
     assert (rss["runs"], rss["tasks"], rss["tasks_completed"], rss["tasks_failed"]) == (2, 2, 1, 1)
@@ -149,7 +149,7 @@ def test_run_summary_counts_runs_tasks_failures_and_records(engine, corpus):
 
 
 def test_tables_round_trip_through_the_analysis_store(engine, corpus, analysis_dir):
-    figures = stats.build_statistics(engine, "klimadebat", MARCH)
+    figures = stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH))
     paths = stats.write_statistics(figures, "klimadebat", MARCH)
 
     assert set(paths) == set(stats.TABLES)
@@ -170,7 +170,7 @@ def test_analysis_store_refuses_paths_outside_it():
 
 
 def test_empty_month_gives_empty_tables_and_a_chart(engine, corpus):
-    figures = stats.build_statistics(engine, "klimadebat", "2026-05")
+    figures = stats.build_statistics(engine, corpus_of(engine, "klimadebat", "2026-05"))
 
     assert figures.records == 0 and figures.actors == 0
     for name in ("volume_daily", "volume_weekly", "top_actors", "top_terms"):

@@ -81,7 +81,8 @@ def _file_metadata(stored: StoredExport) -> dict:
     }
 
 
-def _export_asset(fmt: str, deps: list[dg.AssetKey], description: str, filename: str, download: str):
+def _export_asset(fmt: str, deps: list[dg.AssetKey], description: str, filename: str, download: str,
+                  kind: str | None = None):
     """The decorator every export asset shares: one corpus partition, stored in the object store."""
     return dg.asset(
         key=asset_keys.export(fmt),
@@ -89,7 +90,7 @@ def _export_asset(fmt: str, deps: list[dg.AssetKey], description: str, filename:
         partitions_def=corpus_partitions,
         deps=deps,
         automation_condition=dg.AutomationCondition.eager(),
-        kinds={fmt, "s3"},
+        kinds={kind or fmt, "s3"},
         description=description + _COMMON.format(filename=filename, fmt=download),
     )
 
@@ -157,6 +158,7 @@ def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, s
     "store), the column schema, the schema version and the software and PostgreSQL versions.",
     "manifest.json",
     "manifest",
+    kind="json",
 )
 def export_manifest(context: dg.AssetExecutionContext, postgres: PostgresResource, storage: StorageResource):
     with postgres.engine() as engine:
