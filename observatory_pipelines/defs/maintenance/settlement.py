@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.credits import CreditService
+from observatory_pipelines.core.maintenance.settlement import ClosedRun, close_orphaned_runs, open_dagster_run_ids
 from observatory_pipelines.core.platform import markdown
 from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource, content_engine
 
@@ -48,7 +48,7 @@ def ended_dagster_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> dict
     }
 
 
-def closed_runs_markdown(closed: list[collection.ClosedRun]) -> str:
+def closed_runs_markdown(closed: list[ClosedRun]) -> str:
     if not closed:
         return "No collection run needed closing."
     return markdown.table(
@@ -70,8 +70,8 @@ def settle_stale_op(context: dg.OpExecutionContext, config: SettleConfig, postgr
     now = datetime.now(timezone.utc)
     stale_after = timedelta(hours=config.stale_after_hours)
     with content_engine(postgres) as engine:
-        ended = ended_dagster_runs(context.instance, collection.open_dagster_run_ids(engine))
-        closed = collection.close_orphaned_runs(engine, ended, now - stale_after, log=context.log.info)
+        ended = ended_dagster_runs(context.instance, open_dagster_run_ids(engine))
+        closed = close_orphaned_runs(engine, ended, now - stale_after, log=context.log.info)
         released = CreditService(engine).release_stale_reservations(stale_after, now=now)
     refunded = sum(r.credits for r in released)
     summary = (
