@@ -158,9 +158,13 @@ class ObjectStore(ABC):
     def open(self, key: str) -> BinaryIO:
         """A binary stream of the object's bytes; close it when done."""
 
-    @abstractmethod
     def get_to_file(self, key: str, path: str | os.PathLike[str]) -> Path:
         """Write the object to ``path`` (atomically: the file appears complete or not at all)."""
+        # The same for every backend: only ``open`` differs.
+        destination = Path(path)
+        with self.open(key) as source:
+            write_atomically(destination, source)
+        return destination
 
     @abstractmethod
     def stat(self, key: str) -> StoredObject:
@@ -194,8 +198,8 @@ class ObjectStore(ABC):
         return True
 
 
-# Both backends download to a local file this way (``get_to_file``), and the local one also writes
-# its metadata sidecars with it.
+# Downloads to a local file go this way (``get_to_file``), and the local store writes its metadata
+# sidecars with it too.
 def write_atomically(destination: Path, content: bytes | BinaryIO) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=f".{destination.name}.", delete=False)

@@ -104,12 +104,6 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             raise ObjectNotFound(f"no object {key!r} in {self.describe()}") from None
 
-    def get_to_file(self, key: str, path) -> Path:
-        destination = Path(path)
-        with self.open(key) as source:
-            write_atomically(destination, source)
-        return destination
-
     def _file(self, key: str) -> Path:
         path = self._path(key)
         if not path.is_file():

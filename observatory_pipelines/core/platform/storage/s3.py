@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import BinaryIO
 
 from observatory_pipelines.core.platform.errors import ConfigError
@@ -33,7 +32,6 @@ from observatory_pipelines.core.platform.storage.base import (
     validate_lifetime,
     validate_metadata,
     validate_prefix,
-    write_atomically,
 )
 
 # S3's bucket naming rules; checked here because servers differ in how strictly they apply them.
@@ -190,12 +188,6 @@ class S3ObjectStore(ObjectStore):
         with self._translated(key):
             response = self._client.get_object(self.bucket, key)
         return io.BufferedReader(_ResponseBody(response), buffer_size=COPY_CHUNK)
-
-    def get_to_file(self, key: str, path) -> Path:
-        destination = Path(path)
-        with self.open(key) as source:
-            write_atomically(destination, source)
-        return destination
 
     def stat(self, key: str) -> StoredObject:
         validate_key(key)
