@@ -173,7 +173,7 @@ def test_credits_are_reserved_and_settled_at_actual_use(engine, paid_arena):
 
 
 def test_the_same_collection_never_runs_twice_at_once(engine, rss_design):
-    key = collection._lock_key("klimadebat", MARCH, "rss_feeds")
+    key = collection.lock_key("klimadebat", MARCH, "rss_feeds")
     holder = engine.connect()
     try:
         holder.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.credits import CreditService
 from observatory_pipelines.core.collection.designs import load_design
+from observatory_pipelines.core.maintenance.settlement import close_orphaned_runs
 from observatory_pipelines.core.platform import months
 from observatory_pipelines.defs.maintenance import settlement
 from observatory_pipelines.defs.resources import PostgresResource
@@ -175,7 +176,7 @@ def test_gone_and_overdue_runs_are_closed_unless_a_worker_still_collects(engine,
         )
 
     with engine.connect() as worker:
-        worker.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": collection._lock_key("landbrug", MARCH, "gdelt")})
+        worker.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": collection.lock_key("landbrug", MARCH, "gdelt")})
         worker.commit()
         try:
             metadata = _metadata(_settle(db_url, instance, stale_after_hours=24))
@@ -202,7 +203,7 @@ def test_gone_and_overdue_runs_are_closed_unless_a_worker_still_collects(engine,
 
 def test_close_orphaned_runs_wants_an_aware_cut_off(engine):
     with pytest.raises(ValueError, match="timezone-aware"):
-        collection.close_orphaned_runs(engine, {}, datetime(2026, 3, 1))
+        close_orphaned_runs(engine, {}, datetime(2026, 3, 1))
 
 
 def test_only_ended_or_unknown_dagster_runs_are_reported(instance):

@@ -109,11 +109,6 @@ class Corpus:
     owner_id: uuid.UUID
     owner_email: str
 
-    @property
-    def run_label(self) -> str:
-        """How ``collection_runs.partition_key`` names the corpus: ``YYYY-MM|slug``."""
-        return f"{self.month}|{self.slug}"
-
 
 def find_corpus(conn: sa.Connection, slug: str, month: str) -> Corpus:
     """The corpus of design ``slug`` in ``month`` (``YYYY-MM``); ``UnknownDesign`` when there is no such design."""

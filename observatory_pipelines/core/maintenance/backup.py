@@ -40,6 +40,7 @@ from typing import BinaryIO
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.maintenance.dumps import CHUNK, GZIP_WBITS, StoredDump
 from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.errors import ConfigError, ObservatoryError
 from observatory_pipelines.core.platform.storage import ObjectNotFound, ObjectStore, StorageError
@@ -53,9 +54,7 @@ CONTENT_TYPE = "application/gzip"
 #: The last lines pg_dump writes; their absence means the dump inside a valid gzip stream stopped early.
 DUMP_TRAILER = b"-- PostgreSQL database dump complete"
 
-_CHUNK = 1024 * 1024
 _GZIP_LEVEL = 6
-_GZIP_WBITS = 31  # zlib's gzip container (header and CRC trailer), readable by gunzip
 _KEY = re.compile(
     r"postgres/(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/"
     r"observatory_(?P<stamp>\d{8}_\d{6})\.sql\.gz(?P<checksum>\.sha256)?"
@@ -297,7 +296,7 @@ class _GzipHashingReader:
     def __init__(self, process: subprocess.Popen, on_failure: Callable[[int], BackupError]):
         self._process = process
         self._on_failure = on_failure
-        self._gzip = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+        self._gzip = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
         self._pending = bytearray()
         self._finished = False
         self.sha256 = hashlib.sha256()
@@ -305,7 +304,7 @@ class _GzipHashingReader:
 
     def read(self, size: int = -1) -> bytes:
         while not self._finished and (size < 0 or len(self._pending) < size):
-            chunk = self._process.stdout.read(_CHUNK)
+            chunk = self._process.stdout.read(CHUNK)
             if chunk:
                 self._pending += self._gzip.compress(chunk)
                 continue
@@ -502,64 +501,38 @@ def _corrupted(key: str, what: str) -> BackupCorrupted:
 
 
 class _DumpStream:
-    """A stored backup read once, as SQL in bounded chunks. On the way it checks the SHA-256
-    against the recorded one, that the gzip stream is complete and that pg_dump finished the
-    dump; any failure is raised after the last chunk, before the caller can take it as good."""
+    """A stored backup read once, as SQL in bounded chunks (``dumps.StoredDump``). After the last
+    chunk it checks the SHA-256 against the recorded one, that the gzip stream is complete and that
+    pg_dump finished the dump; any failure is raised then, before the caller can take it as good."""
 
     def __init__(self, store: ObjectStore, key: str, sha256: str, total: int,
                  progress: Callable[[int, int], None] | None = None):
-        self._store = store
+        self._dump = StoredDump(store, key, total, progress)
         self._key = key
         self._sha256 = sha256
-        self._total = total
-        self._progress = progress
         self.dumped_from: str | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        digest = hashlib.sha256()
-        gunzip = zlib.decompressobj(_GZIP_WBITS)
-        head, tail, done, invalid = b"", b"", 0, False
-        with self._store.open(self._key) as source:
-            while chunk := source.read(_CHUNK):
-                digest.update(chunk)
-                done += len(chunk)
-                pending = chunk
-                while pending and not invalid:
-                    try:
-                        # Bounded output: a chunk of highly compressible rows could inflate a hundredfold.
-                        sql = gunzip.decompress(pending, _CHUNK)
-                    except zlib.error:
-                        # Keep hashing: a checksum mismatch is the clearer diagnosis.
-                        invalid = True
-                        break
-                    if gunzip.eof:
-                        pending = gunzip.unused_data
-                        if pending:  # Concatenated gzip members are one gzip file (`cat a.gz b.gz`).
-                            gunzip = zlib.decompressobj(_GZIP_WBITS)
-                    else:
-                        pending = gunzip.unconsumed_tail
-                    if len(head) < 4096:
-                        head += sql[: 4096 - len(head)]
-                    tail = (tail + sql[-4096:])[-4096:]
-                    if sql:
-                        yield sql
-                if self._progress:
-                    self._progress(done, self._total)
-        if digest.hexdigest() != self._sha256:
+        yield from self._dump
+        dump = self._dump
+        if dump.sha256 != self._sha256:
             recorded = self._sha256[:12]
             raise _corrupted(self._key, f"is corrupted: its SHA-256 is not the {recorded}… recorded when it was made")
-        if invalid:
+        if not dump.gzip_valid:
             raise _corrupted(self._key, "is not a valid gzip file")
-        if not gunzip.eof:
+        if not dump.gzip_complete:
             raise _corrupted(self._key, "is incomplete: its gzip stream ends early")
-        if DUMP_TRAILER not in tail:
+        if DUMP_TRAILER not in dump.tail:
             raise _corrupted(self._key, "is incomplete: pg_dump's closing line is missing")
-        found = _DUMPED_FROM.search(head)
+        found = _DUMPED_FROM.search(dump.head)
         self.dumped_from = found.group(1).decode() if found else None
 
 
-def verify_backup(store: ObjectStore, key: str) -> BackupInfo:
-    """Check a stored backup end to end (size, SHA-256, gzip, dump trailer); raise ``BackupCorrupted``."""
+def verify_backup(store: ObjectStore, key: str, *, on_sql: Callable[[bytes], None] | None = None) -> BackupInfo:
+    """Check a stored backup end to end (size, SHA-256, gzip, dump trailer); raise ``BackupCorrupted``.
+
+    ``on_sql`` gets the dump's SQL chunk by chunk as it is checked, so a caller can learn what the
+    backup holds from the same download; what it saw is only good once this returns."""
     if not _is_dump_key(key):
         raise BackupError(
             f"{key!r} is not a backup key (postgres/YYYY/MM/DD/observatory_YYYYMMDD_HHMMSS.sql.gz); "
@@ -581,8 +554,9 @@ def verify_backup(store: ObjectStore, key: str) -> BackupInfo:
         state = "truncated" if size < checksum.size else "changed"
         raise _corrupted(key, f"is {state}: {size} bytes stored, {checksum.size} when it was made")
     stream = _DumpStream(store, key, checksum.sha256, size)
-    for _ in stream:
-        pass
+    for sql in stream:
+        if on_sql:
+            on_sql(sql)
     return _info(key, size, checksum, stream.dumped_from)
 
 

@@ -31,11 +31,8 @@ that keeps writers out: a partition written to since the plan was made is kept.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO
 
 import sqlalchemy as sa
 
@@ -54,8 +51,6 @@ LOCK_TIMEOUT = "10s"
 DROP = "drop"
 KEEP = "keep"
 
-_CHUNK = 1024 * 1024
-_GZIP_WBITS = 31
 # SQLSTATEs after which a partition is left for the next run: a lock wait timed out, or PostgreSQL
 # broke a deadlock with a session writing to that month.
 _BUSY = {"55P03", "40P01"}
@@ -274,7 +269,7 @@ def _expired(name: str, rows: int, last_write: datetime | None, action: str, rea
 
 
 class _CopyRowCounter:
-    """Counts the data rows of each table in a gzipped plain-SQL dump, fed compressed bytes.
+    """Counts the data rows of each table in a plain-SQL dump, fed its SQL in chunks.
 
     pg_dump writes each table's rows between ``COPY schema.table (columns) FROM stdin;`` and
     ``\\.``, one row per line (newlines inside values are escaped), and dumps every partition
@@ -283,29 +278,10 @@ class _CopyRowCounter:
 
     def __init__(self):
         self.counts: dict[str, int] = {}
-        self._gunzip = zlib.decompressobj(_GZIP_WBITS)
         self._partial = b""
         self._table: str | None = None
-        self._broken = False
 
-    def feed(self, compressed: bytes) -> None:
-        pending = compressed
-        while pending and not self._broken:
-            try:
-                # Bounded output: a chunk of repetitive rows could inflate a hundredfold.
-                sql = self._gunzip.decompress(pending, _CHUNK)
-            except zlib.error:
-                self._broken = True  # verify_backup reports it
-                return
-            if self._gunzip.eof:
-                pending = self._gunzip.unused_data
-                if pending:  # concatenated gzip members
-                    self._gunzip = zlib.decompressobj(_GZIP_WBITS)
-            else:
-                pending = self._gunzip.unconsumed_tail
-            self._lines(sql)
-
-    def _lines(self, sql: bytes) -> None:
+    def feed(self, sql: bytes) -> None:
         lines = (self._partial + sql).split(b"\n")
         self._partial = lines.pop()
         for line in lines:
@@ -319,48 +295,10 @@ class _CopyRowCounter:
                 self._table = target.rsplit(b".", 1)[-1].strip(b'"').decode("utf-8", errors="replace")
 
 
-class _Tee:
-    def __init__(self, source: BinaryIO, sink: Callable[[bytes], None]):
-        self._source = source
-        self._sink = sink
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        if data:
-            self._sink(data)
-        return data
-
-    def close(self) -> None:
-        self._source.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class _CountingStore:
-    """``store`` as ``verify_backup`` sees it, counting the dump's rows as it is read, so one
-    download both verifies the backup and says what it holds."""
-
-    def __init__(self, store: ObjectStore, key: str, counter: _CopyRowCounter):
-        self._store = store
-        self._key = key
-        self._counter = counter
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-    def open(self, key: str) -> BinaryIO:
-        handle = self._store.open(key)
-        return _Tee(handle, self._counter.feed) if key == self._key else handle
-
-
 def verified_row_counts(store: ObjectStore, key: str) -> dict[str, int]:
     """Rows per table in backup ``key``, after ``verify_backup`` passed on the same download."""
     counter = _CopyRowCounter()
-    backup.verify_backup(_CountingStore(store, key, counter), key)
+    backup.verify_backup(store, key, on_sql=counter.feed)
     return counter.counts
 
 

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.credits import CreditService
+from observatory_pipelines.core.maintenance.settlement import ClosedRun, close_orphaned_runs, open_dagster_run_ids
 from observatory_pipelines.core.platform import markdown
 from observatory_pipelines.defs.maintenance.scheduling import on_schedule
 from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
@@ -49,12 +49,12 @@ def ended_dagster_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> dict
     }
 
 
-def closed_runs_markdown(closed: list[collection.ClosedRun]) -> str:
+def closed_runs_markdown(closed: list[ClosedRun]) -> str:
     if not closed:
         return "No collection run needed closing."
     return markdown.table(
         ["collection run", "design", "month", "arenas", "status", "reason"],
-        [(run.collection_run_id, run.design, (run.partition_key or "").split("|")[0], run.arenas, run.status,
+        [(run.collection_run_id, run.design, run.month, run.arenas, run.status,
           run.reason) for run in closed],
         limit=TABLE_ROWS, rest="in collection_runs.",
     )
@@ -71,8 +71,8 @@ def settle_stale_op(context: dg.OpExecutionContext, config: SettleConfig, postgr
     now = datetime.now(timezone.utc)
     stale_after = timedelta(hours=config.stale_after_hours)
     with postgres.engine() as engine:
-        ended = ended_dagster_runs(context.instance, collection.open_dagster_run_ids(engine))
-        closed = collection.close_orphaned_runs(engine, ended, now - stale_after, log=context.log.info)
+        ended = ended_dagster_runs(context.instance, open_dagster_run_ids(engine))
+        closed = close_orphaned_runs(engine, ended, now - stale_after, log=context.log.info)
         released = CreditService(engine).release_stale_reservations(stale_after, now=now)
     refunded = sum(r.credits for r in released)
     summary = (
