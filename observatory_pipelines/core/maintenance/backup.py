@@ -41,15 +41,12 @@ from typing import BinaryIO
 import sqlalchemy as sa
 
 from observatory_pipelines.core.maintenance.dumps import CHUNK, GZIP_WBITS, StoredDump
-from observatory_pipelines.core.platform import database
-from observatory_pipelines.core.platform.errors import ConfigError, ObservatoryError
+from observatory_pipelines.core.platform import database, settings
+from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.core.platform.storage import ObjectNotFound, ObjectStore, StorageError
 
 PREFIX = "postgres/"
 CHECKSUM_SUFFIX = ".sha256"
-RETENTION_VARIABLE = "BACKUP_RETENTION_DAYS"
-DEFAULT_RETENTION_DAYS = 30
-PG_BIN_VARIABLE = "OBSERVATORY_PG_BIN"
 CONTENT_TYPE = "application/gzip"
 #: The last lines pg_dump writes; their absence means the dump inside a valid gzip stream stopped early.
 DUMP_TRAILER = b"-- PostgreSQL database dump complete"
@@ -152,22 +149,11 @@ def _utc(when: datetime) -> datetime:
     return when.astimezone(timezone.utc)
 
 
-def retention_days(variable: str, default: int, value: int | str | None = None) -> int:
-    """Days to keep: ``value``, else the environment variable ``variable``, else ``default``."""
-    if value is None:
-        value = os.environ.get(variable, "").strip() or default
-    try:
-        days = int(value)
-    except (TypeError, ValueError):
-        days = 0
-    if days < 1:
-        raise ConfigError(f"{variable} must be a whole number of days, 1 or more; got {str(value)!r}")
-    return days
-
-
 def resolve_retention_days(value: int | str | None = None) -> int:
     """The backup retention in days: ``value``, else ``BACKUP_RETENTION_DAYS``, else 30."""
-    return retention_days(RETENTION_VARIABLE, DEFAULT_RETENTION_DAYS, value)
+    if value is None:
+        return settings.current().backup_retention_days
+    return settings.parse_days(settings.BACKUP_RETENTION_DAYS.name, value)
 
 
 def retention_cutoff(now: datetime, days: int) -> datetime:
@@ -193,9 +179,9 @@ def _tool_major(path: str) -> int | None:
 
 def _tool_candidates(tool: str, major: int) -> Iterator[tuple[Path, bool]]:
     """Where to look, in order, each with whether its absence is worth reporting."""
-    configured = os.environ.get(PG_BIN_VARIABLE, "").strip()
+    configured = settings.current().pg_bin
     if configured:
-        yield Path(configured).expanduser() / tool, True
+        yield configured / tool, True
     try:
         from observatory_pipelines.core.platform.embedded import bin_dir
 
@@ -226,7 +212,7 @@ def find_pg_tool(tool: str, major: int) -> Path:
         tried.append(f"{candidate} ({f'version {found}' if found else 'not runnable'})")
     raise PgToolMissing(
         f"no {tool} of PostgreSQL {major} found (tried: {', '.join(tried) or 'nothing'}); install the "
-        f"PostgreSQL {major} client tools or set {PG_BIN_VARIABLE} to the folder holding their {tool}"
+        f"PostgreSQL {major} client tools or set {settings.OBSERVATORY_PG_BIN.name} to the folder holding their {tool}"
     )
 
 

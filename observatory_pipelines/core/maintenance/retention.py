@@ -38,12 +38,10 @@ import sqlalchemy as sa
 
 from observatory_pipelines.core.maintenance import backup, partitions
 from observatory_pipelines.core.maintenance.backup import BackupInfo
-from observatory_pipelines.core.platform import markdown, months
+from observatory_pipelines.core.platform import markdown, months, settings
 from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.core.platform.storage import ObjectStore
 
-RETENTION_VARIABLE = "CONTENT_RETENTION_DAYS"
-DEFAULT_RETENTION_DAYS = 730
 #: How long dropping one partition waits for its locks before leaving it for the next run. Waiting
 #: longer would queue every query on content_records behind the ACCESS EXCLUSIVE lock DETACH needs.
 LOCK_TIMEOUT = "10s"
@@ -61,7 +59,9 @@ _BUSY = {"55P03", "40P01"}
 
 def resolve_retention_days(value: int | str | None = None) -> int:
     """The content retention in days: ``value``, else ``CONTENT_RETENTION_DAYS``, else 730."""
-    return backup.retention_days(RETENTION_VARIABLE, DEFAULT_RETENTION_DAYS, value)
+    if value is None:
+        return settings.current().content_retention_days
+    return settings.parse_days(settings.CONTENT_RETENTION_DAYS.name, value)
 
 
 retention_cutoff = backup.retention_cutoff

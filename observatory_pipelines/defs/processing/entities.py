@@ -18,19 +18,7 @@ stored in the actor_match_suggestions table (one row per month, kind and pair; r
 refreshes score and reason, keeps a curator's accepted/rejected status, and drops open suggestions
 no longer found).
 
-The authors are the accounts (platform + author id) that posted in the month; an account a platform
-presence claims counts as its actor. Each is compared with the others and with the actor registry
-(actors, aliases, platform presences):
-- exact_name (score 1): equal names up to case, spacing, punctuation and emoji; æ/ø/å are kept,
-  so "Kjær" and "Kjaer" are left to fuzzy_name;
-- shared_username: the same handle on two platforms (score 1), or the same once a trailing country
-  code such as _dk and every '_', '.', '-' are removed (score 0.9);
-- fuzzy_name: rapidfuzz token_sort_ratio, the mean of the ratio as written and with æ→ae, ø→oe, å→aa
-  and accents dropped, at least {entities.FUZZY_THRESHOLD}, among names sharing a word's first three
-  letters (blocking, never all pairs).
-Never paired: an account with its own actor, two accounts on the same platform, or a name or username
-shared by more than {entities.MAX_SHARED_NAME} authors (counted in too_common). RSS and GDELT authors
-(outlet domains and bylines) take no part.
+{entities.RULES}
 
 The metadata table shows author display names: it is a curation view for data engineers, who act
 on it with the merge_actors and split_actors jobs. The current month materializes itself after each

@@ -42,7 +42,7 @@ from observatory_pipelines.core.platform.storage.base import (
     validate_key,
     validate_prefix,
 )
-from observatory_pipelines.core.platform.storage.config import parse_bool, parse_endpoint, store_from_env
+from observatory_pipelines.core.platform.storage.config import parse_endpoint, store_from_env
 from observatory_pipelines.core.platform.storage.local import LocalObjectStore, default_local_dir
 from observatory_pipelines.core.platform.storage.s3 import S3ObjectStore
 
@@ -63,7 +63,6 @@ __all__ = [
     "StorageUnavailable",
     "StoredObject",
     "default_local_dir",
-    "parse_bool",
     "parse_endpoint",
     "store_from_env",
     "validate_key",

@@ -2,9 +2,7 @@
 
 Each object is a file at its key, so people can open exports directly; metadata lives in ``.meta/``
 and writes go through ``.tmp/``, neither of which any key can reach (see ``base.validate_key``).
-``default_local_dir`` reads ``OBSERVATORY_STORAGE_DIR`` here rather than in ``config.py`` because
-``LocalObjectStore()`` falls back on it and ``config.py`` builds stores: moving it would make the
-two modules import each other.
+``default_local_dir`` is ``OBSERVATORY_STORAGE_DIR``, else ``<state dir>/objects``.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from observatory_pipelines.core.platform import settings
 from observatory_pipelines.core.platform.paths import state_dir
 from observatory_pipelines.core.platform.storage.base import (
     COPY_CHUNK,
@@ -39,8 +38,7 @@ _TMP_DIR = ".tmp"
 
 
 def default_local_dir() -> Path:
-    configured = os.environ.get("OBSERVATORY_STORAGE_DIR", "").strip()
-    return Path(configured).expanduser() if configured else state_dir() / "objects"
+    return settings.current().storage_dir or state_dir() / "objects"
 
 
 class LocalObjectStore(ObjectStore):

@@ -58,6 +58,7 @@ class S3ObjectStore(ObjectStore):
         parallel_uploads: int = 3,
         public_endpoint: str | None = None,
         public_secure: bool | None = None,
+        ca_file: str | None = None,
     ):
         import certifi
         import urllib3
@@ -79,7 +80,7 @@ class S3ObjectStore(ObjectStore):
             timeout=urllib3.Timeout(connect=10, read=300),
             maxsize=10,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            ca_certs=ca_file or certifi.where(),
             retries=urllib3.Retry(total=3, connect=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
         )
         try:

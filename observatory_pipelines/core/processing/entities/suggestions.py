@@ -77,6 +77,22 @@ _COUNTRY_SUFFIX = re.compile(r"[._\-](?:" + "|".join(COUNTRY_SUFFIXES) + r")$")
 _TRANSLITERATION = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"})
 
 
+#: The rules as users read them (the asset's description and docs/analysis.md are made from this).
+RULES = f"""The authors are the accounts (platform + author id) that posted in the month; an account a platform
+presence claims counts as its actor. Each is compared with the others and with the actor registry
+(actors, aliases, platform presences):
+- exact_name (score 1): equal names up to case, spacing, punctuation and emoji; æ/ø/å are kept,
+  so "Kjær" and "Kjaer" are left to fuzzy_name;
+- shared_username: the same handle on two platforms (score 1), or the same once a trailing country
+  code such as _dk and every '_', '.', '-' are removed (score 0.9);
+- fuzzy_name: rapidfuzz token_sort_ratio, the mean of the ratio as written and with æ→ae, ø→oe, å→aa
+  and accents dropped, at least {FUZZY_THRESHOLD}, among names sharing a word's first three
+  letters (blocking, never all pairs).
+Never paired: an account with its own actor, two accounts on the same platform, or a name or username
+shared by more than {MAX_SHARED_NAME} authors (counted in too_common). RSS and GDELT authors
+(outlet domains and bylines) take no part."""
+
+
 def normalise_name(name: str) -> str:
     """Case, width, spacing, punctuation and emoji removed; letters (æ, ø, å, é) kept as they are."""
     text = unicodedata.normalize("NFKC", name).casefold()
