@@ -21,7 +21,6 @@ Target (issue 4): each step on 1M records within 60 s on 2 cores, growing no fas
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -257,15 +256,11 @@ def run(sizes: list[int], self_join_sizes: list[int]) -> dict:
                 f"weights: {result['same_edges_and_weights']}",
                 flush=True,
             )
-    engine.dispose()
-    path = common.save("analysis", report)
-    print(f"saved {path}")
-    return report
+    return common.finish("analysis", report, engine)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser = common.size_parser(__doc__, [100_000, 300_000, 1_000_000])
     parser.add_argument("--selfjoin", type=int, nargs="*", default=[2_000, 4_000])
     args = parser.parse_args()
     run(args.sizes, args.selfjoin)

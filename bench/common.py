@@ -6,6 +6,7 @@ run (e.g. raw COPY into the same table), so results compare across machines.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -102,6 +103,20 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(payload, indent=2, default=str))
     return path
+
+
+def finish(name: str, report: dict, engine: sa.Engine) -> dict:
+    """Release the database, keep the report in bench/results/, and say where."""
+    engine.dispose()
+    print(f"saved {save(name, report)}")
+    return report
+
+
+def size_parser(doc: str | None, default_sizes: list[int]) -> argparse.ArgumentParser:
+    """The command line every benchmark shares: ``--sizes N ...`` plus what it adds."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=default_sizes)
+    return parser
 
 
 def environment() -> dict:

@@ -24,7 +24,6 @@ Target (issue 4): 1M rows within 60 s on 2 cores, growing no faster than linearl
 
 from __future__ import annotations
 
-import argparse
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -225,15 +224,11 @@ def run(sizes: list[int]) -> dict:
             + (f"; growth per size {growth}" if growth else ""),
             flush=True,
         )
-    engine.dispose()
-    path = common.save("dedup", report)
-    print(f"saved {path}")
-    return report
+    return common.finish("dedup", report, engine)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser = common.size_parser(__doc__, [100_000, 300_000, 1_000_000])
     run(parser.parse_args().sizes)
 
 

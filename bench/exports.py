@@ -274,15 +274,13 @@ def run(sizes: list[int], repeats: int) -> dict:
             figures["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
             report["sizes"][n] = figures
             print_table(n, loaded, figures)
-    engine.dispose()
-    path = common.save("exports", report)
-    print(f"saved {path}")
-    return report
+    return common.finish("exports", report, engine)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    from bench import common
+
+    parser = common.size_parser(__doc__, [100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=3,
                         help=f"runs of each path, the fastest kept (at least {SMALL_REPEATS} up to {SMALL:,} rows)")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -15,7 +15,6 @@ A warm-up load runs first, so neither path pays for cold caches.
 
 from __future__ import annotations
 
-import argparse
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -112,15 +111,11 @@ def run(sizes: list[int]) -> dict:
             f"stored {stored:,} after two runs",
             flush=True,
         )
-    engine.dispose()
-    path = common.save("ingest", report)
-    print(f"saved {path}")
-    return report
+    return common.finish("ingest", report, engine)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser = common.size_parser(__doc__, [100_000, 1_000_000])
     run(parser.parse_args().sizes)
 
 

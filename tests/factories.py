@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+import pytest
 import sqlalchemy as sa
 
 from observatory_pipelines.core.collection import privacy
@@ -46,6 +49,13 @@ LONG_TEXT = "Grøn omstilling kræver tålmodighed. " * 1000  # 36,000 character
 
 
 # --- databases --------------------------------------------------------------------------------------
+
+
+def needs_tool(command: str, package: str) -> pytest.MarkDecorator:
+    """Skip where ``command`` is not installed, except in CI (``CI`` set): ``.ci/run`` installs it
+    there, so a missing tool is a failure, not a test that never runs anywhere."""
+    missing = shutil.which(command) is None and not os.environ.get("CI")
+    return pytest.mark.skipif(missing, reason=f"{command} is not installed (apt install {package})")
 
 
 def _admin(server_url: str) -> sa.Engine:

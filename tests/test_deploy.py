@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.factories import needs_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSE = shutil.which("docker-compose")
+COMPOSE = shutil.which("docker-compose") or "docker-compose"
 SECRETS = {"POSTGRES_PASSWORD": "pg-secret", "MINIO_ROOT_PASSWORD": "minio-secret", "PSEUDONYMIZATION_SALT": "salt"}
 
-pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose is not installed (apt install docker-compose)")
+pytestmark = needs_tool("docker-compose", "docker-compose")
 
 
 def compose(*args, **variables):

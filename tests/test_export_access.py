@@ -153,7 +153,7 @@ def test_a_slug_that_cannot_exist_is_refused_like_any_other(engine, store, seede
     assert message.startswith("no query design '../søren' of yours;")
 
 
-def test_missing_export_names_the_asset_and_partition(engine, store, seeded):
+def test_missing_export_names_the_export_and_partition(engine, store, seeded):
     karen = _viewer(engine, KAREN)
     with pytest.raises(ExportMissing) as missing:
         export_access.locate(engine, store, karen, "klimadebat", "2026-05", CSV)
@@ -162,7 +162,7 @@ def test_missing_export_names_the_asset_and_partition(engine, store, seeded):
         "klimadebat|2026-05 in the Dagster UI (or run: observatory run --month 2026-05 --design klimadebat)"
     )
     dynamic = ExportFile("gexf", "term_cooccurrence", dynamic=True)
-    with pytest.raises(ExportMissing, match=r"term_cooccurrence\.dynamic\.gexf .* export_gexf .* klimadebat\|2026-03"):
+    with pytest.raises(ExportMissing, match=r"term_cooccurrence\.dynamic\.gexf .* the gexf export .* klimadebat\|2026-03"):
         export_access.download(engine, store, karen, "klimadebat", "2026-03", dynamic, ".")
 
 
@@ -236,7 +236,7 @@ def test_an_export_without_a_recorded_checksum_is_not_downloaded(engine, store, 
     put_export(store, KAREN, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
     folder = tmp_path / "hentet"
     folder.mkdir()
-    with pytest.raises(ExportCorrupted, match="no recorded checksum.*export_xlsx.*klimadebat\\|2026-04"):
+    with pytest.raises(ExportCorrupted, match="no recorded checksum.*the xlsx export.*klimadebat\\|2026-04"):
         export_access.download(engine, store, _viewer(engine, KAREN), "klimadebat", "2026-04", XLSX, folder)
     assert list(folder.iterdir()) == []
 
@@ -257,8 +257,8 @@ def test_link_fetches_the_same_bytes(engine, store, seeded):
         assert response.read() == VIND_CSV
 
 
-def test_link_to_a_missing_export_names_the_asset(engine, store, seeded):
-    with pytest.raises(ExportMissing, match="export_manifest"):
+def test_link_to_a_missing_export_names_what_to_materialize(engine, store, seeded):
+    with pytest.raises(ExportMissing, match="materialize the manifest export for partition klimadebat\\|2026-04"):
         export_access.link(engine, store, _viewer(engine, KAREN), "klimadebat", "2026-04", MANIFEST)
 
 

@@ -128,7 +128,7 @@ def test_manifest_refuses_to_describe_missing_files(engine, db_url, export_corpu
 def test_gexf_before_the_networks_says_what_to_materialize(engine, db_url, export_corpus, instance, tmp_path):
     result = materialize(instance, db_url, StorageResource(local_dir=str(tmp_path / "objects")), [export_gexf])
     (failure,) = [e for e in result.all_node_events if e.is_step_failure]
-    assert "materialize the analysis assets (corpus_networks)" in failure.step_failure_data.user_failure_data.description
+    assert "materialize the corpus's networks for that partition first" in failure.step_failure_data.user_failure_data.description
 
 
 def test_exports_to_s3_with_a_link_that_downloads_the_file_and_no_secret_in_the_run(

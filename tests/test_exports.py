@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 from datetime import datetime
 
@@ -18,7 +17,7 @@ import pytest
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.exports.writers import ExportOptions
-from tests.factories import LONG_TEXT, MARCH, at, corpus_of
+from tests.factories import LONG_TEXT, MARCH, at, corpus_of, needs_tool
 
 HEADER = [c.name for c in exports.COLUMNS]
 
@@ -159,7 +158,7 @@ def test_excel_row_limit_is_the_default_sheet_size(engine, ref, tmp_path):
     assert written.details["sheets"] == 1
 
 
-@pytest.mark.skipif(not shutil.which("soffice"), reason="LibreOffice is not installed")
+@needs_tool("soffice", "libreoffice-calc-nogui")
 def test_xlsx_opens_in_libreoffice(engine, ref, tmp_path):
     written = exports.write_xlsx(engine, ref, tmp_path / "content.xlsx", rows_per_sheet=3)
     out = tmp_path / "converted"

@@ -176,7 +176,7 @@ def test_unknown_user_and_missing_export(capsys, seeded):
                          "--month", "2026-04", "--format", "xlsx")
     assert status == 2
     line = one_line_error(err)
-    assert "export_xlsx" in line and "klimadebat|2026-04" in line and "observatory run --month 2026-04" in line
+    assert "the xlsx export" in line and "klimadebat|2026-04" in line and "observatory run --month 2026-04" in line
 
 
 def test_bad_format_and_network_are_one_line_errors(capsys, env, people):

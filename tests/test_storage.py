@@ -28,6 +28,7 @@ from observatory_pipelines.core.platform.storage import (
     StorageUnavailable,
     store_from_env,
 )
+from observatory_pipelines.defs import resources
 from observatory_pipelines.defs.resources import StorageResource
 from tests.factories import new_bucket, open_s3_store
 
@@ -465,8 +466,11 @@ def test_storage_resource(isolated_settings, s3_server, tmp_path):
     remote.put_stream(CSV_KEY, _BytesReader(b"x"))
     assert remote.exists(CSV_KEY)
 
-    # No field can hold a credential, so none can reach run config or the UI.
-    assert set(StorageResource.model_fields) == {"local_dir", "endpoint", "bucket", "secure"}
+    # The project binds the credential fields to their variables (dg.EnvVar): run config and the UI
+    # name the variable and never hold the value.
+    bound = resources.from_environment()["storage"]
+    assert (bound.access_key, bound.secret_key) == (dg.EnvVar("MINIO_ACCESS_KEY"), dg.EnvVar("MINIO_SECRET_KEY"))
+    assert s3_server.secret_key not in repr(bound)
     with pytest.raises(ConfigError, match="either a local folder or an S3"):
         StorageResource(local_dir=str(tmp_path), endpoint=s3_server.endpoint).store()
 

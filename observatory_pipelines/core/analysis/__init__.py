@@ -1,0 +1,2 @@
+"""Analysis: one corpus loaded columnar (``corpus``), its statistics and networks, kept as Parquet
+in the analysis store (``store``)."""

@@ -1,0 +1,1 @@
+"""Processing: cross-arena dedup per corpus, and entity resolution (suggestions, merge and split)."""
