@@ -7,15 +7,16 @@ so a corpus collected from the command line shows up in the UI's history.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 
 from observatory_pipelines.core.platform import dagster_home, months
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.defs import asset_keys
-from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
+from observatory_pipelines.defs.partitions import QUERY_DESIGN_PARTITIONS, corpus_key
 
 
 @dataclass
@@ -114,7 +115,7 @@ def materialize_corpus(
     *,
     instance: dg.DagsterInstance,
     defs: dg.Definitions | None = None,
-    resources: dict | None = None,
+    resources: Mapping[str, Any] | None = None,
     arenas: Sequence[str] | None = None,
 ) -> CorpusRunReport:
     """Collect one corpus, then bring its processing and analysis up to date, then the month's
@@ -131,8 +132,8 @@ def materialize_corpus(
         unknown = sorted(set(arenas) - known)
         if unknown:
             raise ConfigError(f"no collection asset for arena '{unknown[0]}'")
-    if design not in instance.get_dynamic_partitions(query_design_partitions.name):
-        instance.add_dynamic_partitions(query_design_partitions.name, [design])
+    if design not in instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS):
+        instance.add_dynamic_partitions(QUERY_DESIGN_PARTITIONS, [design])
     run_ids, reports = [], []
     for groups in STAGES:
         assets = stage_assets(defs, groups, arenas, dg.MultiPartitionsDefinition)

@@ -22,7 +22,10 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
     end_offset=1,
 )
 
-query_design_partitions = dg.DynamicPartitionsDefinition(name="query_design")
+# The name as a plain ``str``: the definition's ``.name`` is typed ``str | None``.
+QUERY_DESIGN_PARTITIONS = "query_design"
+
+query_design_partitions = dg.DynamicPartitionsDefinition(name=QUERY_DESIGN_PARTITIONS)
 
 corpus_partitions = dg.MultiPartitionsDefinition(
     {"month": monthly_partitions, "design": query_design_partitions}

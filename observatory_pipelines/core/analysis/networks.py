@@ -35,12 +35,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import polars as pl
 
 from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.analysis.statistics import LABEL_HEX_CHARS, AnalysisCorpus, actor_table
+
+if TYPE_CHECKING:  # polars keeps its type aliases in a private module
+    from polars._typing import PolarsDataType
 
 ACTOR_COOCCURRENCE = "actor_cooccurrence"
 TERM_COOCCURRENCE = "term_cooccurrence"
@@ -103,12 +107,12 @@ def describe(name: str) -> str:
     return DEFINITIONS[name] + "\n\n" + HOW_BUILT.format(name=name, extra=extra, label_chars=LABEL_HEX_CHARS)
 
 
-NODE_SCHEMA = {
+NODE_SCHEMA: dict[str, PolarsDataType] = {
     "id": pl.Utf8, "label": pl.Utf8, "type": pl.Utf8, "platforms": pl.List(pl.Utf8), "records": pl.Int64,
     "is_public_figure": pl.Boolean, "resolved": pl.Boolean, "first_seen": pl.Date, "last_seen": pl.Date,
     "degree": pl.Int64, "weighted_degree": pl.Int64,
 }
-EDGE_SCHEMA = {
+EDGE_SCHEMA: dict[str, PolarsDataType] = {
     "source": pl.Utf8, "target": pl.Utf8, "weight": pl.Int64, "days": pl.List(pl.Date),
     "first_seen": pl.Date, "last_seen": pl.Date,
 }
@@ -144,6 +148,14 @@ class Network:
 
 
 # --- shared pieces ---------------------------------------------------------------------------
+
+
+def _int_max(column: pl.Series) -> int:
+    """An integer column's largest value; 0 when it is empty."""
+    top = column.max()
+    if not isinstance(top, int | None):
+        raise TypeError(f"column {column.name!r} holds {column.dtype}, not integers")
+    return top or 0
 
 
 def _day_bit(corpus_: AnalysisCorpus) -> pl.Expr:
@@ -217,7 +229,7 @@ def _finish(name: str, corpus_: AnalysisCorpus, nodes: pl.DataFrame, edges: pl.D
     nodes = (
         nodes.join(degrees, on="id", how="left")
         .with_columns(pl.col("degree", "weighted_degree").fill_null(0))
-        .select(list(NODE_SCHEMA)).cast(NODE_SCHEMA)
+        .select(list(NODE_SCHEMA)).cast(NODE_SCHEMA)  # type: ignore[arg-type]  # polars types cast()'s keys invariantly (pola-rs/polars#14468)
         .sort("id")
     )
     return Network(name=name, nodes=nodes, edges=edges, records=corpus_.records.height, info=info or {})
@@ -252,8 +264,8 @@ def actor_cooccurrence(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LIN
     )
     fitting = links_by_rank.filter(pl.col("total") <= max_links)
     included = fitting.height
-    links = int(fitting["total"].max() or 0)
-    links_complete = int(links_by_rank["total"].max() or 0)
+    links = _int_max(fitting["total"])
+    links_complete = _int_max(links_by_rank["total"])
     kept = ranked.filter(pl.col("rank") < included).select("rank", "terms", "day_mask")
     pairs = (
         kept.join(kept, on="terms", suffix="_b")

@@ -34,6 +34,7 @@ import io
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import sqlalchemy as sa
@@ -42,6 +43,9 @@ from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.analysis.corpus import load_corpus
 from observatory_pipelines.core.collection.designs import Corpus
 from observatory_pipelines.core.platform import markdown, months
+
+if TYPE_CHECKING:  # polars keeps its type aliases in a private module
+    from polars._typing import PolarsDataType
 
 CORPUS_COLUMNS = [
     "id", "published_at", "platform", "arena", "author_id", "pseudonymized_author_id", "likes_count",
@@ -53,7 +57,7 @@ LABEL_HEX_CHARS = 12
 TABLES = ("volume_daily", "volume_weekly", "top_actors", "top_terms", "engagement", "run_summary")
 VOLUME_CHART = "volume_chart"
 
-_ACTOR_SCHEMA = {
+_ACTOR_SCHEMA: dict[str, PolarsDataType] = {
     "actor_id": pl.Utf8, "label": pl.Utf8, "is_public_figure": pl.Boolean, "resolved": pl.Boolean,
     "platforms": pl.List(pl.Utf8), "accounts": pl.Int64, "records": pl.Int64, "engagement": pl.Int64,
     "first_seen": pl.Date, "last_seen": pl.Date,
@@ -78,7 +82,7 @@ Tables:
   corpus's records stored, marked as duplicates, and analysed.
 - volume_chart.png: records per day (stacked by arena) and per week."""
 
-_TASK_SCHEMA = {
+_TASK_SCHEMA: dict[str, PolarsDataType] = {
     "arena": pl.Utf8, "run_id": pl.Utf8, "status": pl.Utf8, "error_message": pl.Utf8,
     "started_at": pl.Datetime("us", "UTC"),
 }
@@ -191,7 +195,7 @@ def actor_table(corpus_: AnalysisCorpus) -> pl.DataFrame:
     return (
         actors.with_columns(label=label)
         .select(list(_ACTOR_SCHEMA))
-        .cast(_ACTOR_SCHEMA)
+        .cast(_ACTOR_SCHEMA)  # type: ignore[arg-type]  # polars types cast()'s keys invariantly (pola-rs/polars#14468)
         .sort(["records", "engagement", "actor_id"], descending=[True, True, False], nulls_last=True)
     )
 

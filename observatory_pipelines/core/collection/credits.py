@@ -60,6 +60,7 @@ import math
 import uuid
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta, timezone
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
@@ -80,7 +81,8 @@ FINISHED_RUN_STATUSES = ("completed", "failed", "cancelled")
 
 _users = User.__table__
 _allocations = CreditAllocation.__table__
-_ledger = CreditTransaction.__table__
+# Declarative types ``__table__`` as any FromClause; this model maps a plain Table, which insert needs.
+_ledger = cast(sa.Table, CreditTransaction.__table__)
 _runs = CollectionRun.__table__
 
 

@@ -164,7 +164,7 @@ def prepare(item: CollectedItem, ctx: RecordContext) -> tuple | Rejected | Filte
         name: _count(getattr(item, name), name, notes)
         for name in ("views_count", "likes_count", "shares_count", "comments_count")
     }
-    engagement = [counts[n] for n in ("likes_count", "shares_count", "comments_count") if counts[n] is not None]
+    engagement = [c for c in (counts[n] for n in ("likes_count", "shares_count", "comments_count")) if c is not None]
     url = _clean(item.url, MAX_URL_LENGTH + 1, "url", notes)
     if url and len(url) > MAX_URL_LENGTH:
         notes["url_dropped"] = "longer than 8192 characters"

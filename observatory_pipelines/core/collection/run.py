@@ -137,6 +137,8 @@ def _start_task(conn: sa.Connection, run_id: uuid.UUID, arena: str, platform: st
 
 
 def _finish(conn: sa.Connection, outcome: CollectionOutcome) -> None:
+    if outcome.collection_run_id is None:
+        raise ValueError(f"{outcome.arena}: a task is finished only once its run has started")
     conn.execute(
         sa.text(
             """

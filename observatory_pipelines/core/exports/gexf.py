@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -85,7 +86,7 @@ def _list_value(items: list) -> str:
     return json.dumps([_XML_ILLEGAL.sub("", str(item)) for item in items], ensure_ascii=False)
 
 
-def _attribute_type(column: str, dtype: pl.DataType) -> tuple[str, Callable[[object], str]]:
+def _attribute_type(column: str, dtype: pl.DataType) -> tuple[str, Callable[[Any], str]]:
     """The GEXF type of a column and how one value is written."""
     if dtype == pl.Boolean:
         return "boolean", lambda value: "true" if value else "false"

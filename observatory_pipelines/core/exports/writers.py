@@ -358,6 +358,12 @@ def _xlsx_skeleton(columns: tuple[Column, ...], rows_on_sheet: list[int]) -> byt
     return buffer.getvalue()
 
 
+def _sheet_number(name: str) -> int:
+    match = re.search(r"(\d+)\.xml$", name)
+    assert match is not None  # openpyxl names its sheets xl/worksheets/sheet<N>.xml
+    return int(match.group(1))
+
+
 def _fill_workbook(skeleton: bytes, path: Path, columns, fetch, rows_per_sheet: int) -> int:
     """Copy the skeleton to ``path``, streaming the fetched rows into its sheets in order."""
     truncated = 0
@@ -367,7 +373,7 @@ def _fill_workbook(skeleton: bytes, path: Path, columns, fetch, rows_per_sheet: 
     ) as target:
         sheets = sorted(
             (n for n in source.namelist() if n.startswith("xl/worksheets/sheet")),
-            key=lambda n: int(re.search(r"(\d+)\.xml$", n).group(1)),
+            key=_sheet_number,
         )
         for name in source.namelist():
             if name not in sheets:
@@ -375,7 +381,10 @@ def _fill_workbook(skeleton: bytes, path: Path, columns, fetch, rows_per_sheet: 
         for name in sheets:  # in sheet order, as the rows arrive
             xml = source.read(name)
             sample = _SAMPLE_ROW.search(xml)
-            date_style = _STYLE.search(sample.group(0)).group(1).decode()
+            assert sample is not None  # _xlsx_skeleton wrote a sample row into every sheet
+            style = _STYLE.search(sample.group(0))
+            assert style is not None  # openpyxl gives the styled sample cell its style id
+            date_style = style.group(1).decode()
             writer = _SheetRows(columns, date_style)
             with target.open(name, "w", force_zip64=True) as out:
                 out.write(xml[: sample.start()])

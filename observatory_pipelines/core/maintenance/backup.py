@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import sqlalchemy as sa
 
@@ -137,6 +137,14 @@ def _backup_time(key: str) -> datetime | None:
         return None
     # The folders must agree with the name, or the key is not one we wrote.
     return when if (match["y"], match["m"], match["d"]) == (f"{when:%Y}", f"{when:%m}", f"{when:%d}") else None
+
+
+def _dump_time(key: str) -> datetime:
+    """``_backup_time`` of a key known to be a backup's (``_is_dump_key``)."""
+    when = _backup_time(key)
+    if when is None:
+        raise ValueError(f"{key!r} is not a backup key")
+    return when
 
 
 def _is_dump_key(key: str) -> bool:
@@ -247,7 +255,10 @@ def libpq_connection(url: str) -> tuple[str, dict[str, str]]:
 
 def _password(url: str) -> str | None:
     parsed = database.sqlalchemy_url(url)
-    return parsed.password or parsed.query.get("password") or None
+    password = parsed.password or parsed.query.get("password")
+    if isinstance(password, tuple):
+        raise BackupError("the database URL gives its password more than once")
+    return password or None
 
 
 def _scrub(text: str, url: str) -> str:
@@ -280,7 +291,10 @@ class _GzipHashingReader:
     """
 
     def __init__(self, process: subprocess.Popen, on_failure: Callable[[int], BackupError]):
+        if process.stdout is None:
+            raise ValueError("pg_dump's output must be a pipe")
         self._process = process
+        self._stdout = process.stdout
         self._on_failure = on_failure
         self._gzip = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
         self._pending = bytearray()
@@ -290,7 +304,7 @@ class _GzipHashingReader:
 
     def read(self, size: int = -1) -> bytes:
         while not self._finished and (size < 0 or len(self._pending) < size):
-            chunk = self._process.stdout.read(CHUNK)
+            chunk = self._stdout.read(CHUNK)
             if chunk:
                 self._pending += self._gzip.compress(chunk)
                 continue
@@ -355,6 +369,7 @@ def _dump(url: str, pg_dump: Path, store: ObjectStore, key: str, version: str) -
             f"--dbname={conninfo}"]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
+        assert process.stdout is not None  # stdout=PIPE
 
         def failed(returncode: int) -> BackupError:
             stderr.seek(0)
@@ -421,7 +436,7 @@ def _prune(store: ObjectStore, cutoff: datetime, *, dry_run: bool, newest: str |
     if newest is None:
         complete = [k for k in keys if _is_dump_key(k) and k + CHECKSUM_SUFFIX in keys]
         dumps = complete or [k for k in keys if _is_dump_key(k)]
-        newest = max(dumps, key=_backup_time, default=None)
+        newest = max(dumps, key=_dump_time, default=None)
     kept = {newest, newest + CHECKSUM_SUFFIX} if newest else set()
     for obj in objects:
         made = _backup_time(obj.key) or obj.last_modified
@@ -467,7 +482,7 @@ def _read_checksum(store: ObjectStore, key: str) -> _Checksum | None:
 
 def _info(key: str, size: int, checksum: _Checksum | None, dumped_from: str | None = None) -> BackupInfo:
     return BackupInfo(
-        key=key, created=_backup_time(key), size=size, sha256=checksum.sha256 if checksum else None,
+        key=key, created=_dump_time(key), size=size, sha256=checksum.sha256 if checksum else None,
         server_version=(checksum.server_version if checksum else None) or dumped_from,
     )
 
@@ -475,7 +490,7 @@ def _info(key: str, size: int, checksum: _Checksum | None, dumped_from: str | No
 def list_backups(store: ObjectStore) -> list[BackupInfo]:
     """Every backup under ``postgres/``, newest first (incomplete ones too, with ``sha256=None``)."""
     dumps = [obj for obj in store.list(PREFIX) if _is_dump_key(obj.key)]
-    dumps.sort(key=lambda obj: _backup_time(obj.key), reverse=True)
+    dumps.sort(key=lambda obj: _dump_time(obj.key), reverse=True)
     return [_info(obj.key, obj.size, _read_checksum(store, obj.key)) for obj in dumps]
 
 
@@ -591,6 +606,7 @@ def restore_backup(
     ``progress(done, total)`` gets compressed bytes read.
     """
     info = verify_backup(store, key)
+    assert info.sha256 is not None  # verify_backup refuses a backup without a checksum
     database.ensure_database(target_url)
     target_major, target_version = server_version(target_url)
     backup_major = _major(info.server_version)
@@ -612,6 +628,7 @@ def restore_backup(
             "--set=ON_ERROR_STOP=1", f"--dbname={conninfo}", "--file=-"]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        assert process.stdin is not None  # stdin=PIPE
         stream = _DumpStream(store, key, info.sha256, info.size, progress)
         try:
             _feed(process.stdin, stream, preamble=_REPLACE_PUBLIC_SCHEMA if force else b"")
@@ -634,7 +651,7 @@ def restore_backup(
     return info
 
 
-def _feed(stdin: BinaryIO, stream: _DumpStream, preamble: bytes) -> None:
+def _feed(stdin: IO[bytes], stream: _DumpStream, preamble: bytes) -> None:
     """Write the SQL into psql; end its input only when the stream verified, so that psql's
     single transaction commits only a backup that matched its checksum to the last byte."""
     if preamble:

@@ -88,6 +88,8 @@ class ErasureResult:
 
     def summary(self) -> str:
         if self.already_erased:
+            if self.erased_at is None:
+                raise ValueError("an already_erased result needs erased_at")
             when = self.erased_at.astimezone(timezone.utc)
             return (
                 f"actor {self.actor_id} was already erased at {when:%Y-%m-%d %H:%M}Z by {self.performed_by}; "
@@ -230,7 +232,7 @@ def _delete_content(conn: sa.Connection, actor: uuid.UUID,
             ),
             {"platforms": platforms, "accounts": names},
         )
-    by_partition = dict(
+    by_partition: dict[str, int] = dict(
         conn.execute(sa.text("SELECT partition, count(*) FROM erased_records GROUP BY partition")).all()
     )
     corpora = {

@@ -197,6 +197,7 @@ def plan_retention(
                 plan.partitions.append(PartitionDecision(
                     part.name, part.month, True, DROP, "empty: no backup needed", rows=0))
             else:
+                assert last_write is not None  # collected_at is NOT NULL, so a partition with rows has a newest
                 waiting.append((part.name, rows, last_write))
                 plan.partitions.append(PartitionDecision(
                     part.name, part.month, True, KEEP, "", rows=rows, last_write=last_write))

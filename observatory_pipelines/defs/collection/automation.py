@@ -6,7 +6,7 @@ import dagster as dg
 
 from observatory_pipelines.core.collection import designs
 from observatory_pipelines.core.platform import months
-from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
+from observatory_pipelines.defs.partitions import QUERY_DESIGN_PARTITIONS, corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
 
 collect_corpus_job = dg.define_asset_job(
@@ -30,10 +30,10 @@ def sync_query_design_partitions(context: dg.SensorEvaluationContext, postgres: 
             existing_designs = set(designs.all_design_slugs(conn))
     except dg.Failure as failure:
         return dg.SkipReason(f"design partitions not synced: {failure.description}")
-    known = set(context.instance.get_dynamic_partitions(query_design_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS))
     to_add = sorted(active - known)
     to_delete = sorted(known - existing_designs)
-    requests = []
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if to_add:
         requests.append(query_design_partitions.build_add_request(to_add))
     if to_delete:
@@ -68,7 +68,7 @@ def nightly_collection(context: dg.ScheduleEvaluationContext, postgres: Postgres
     except dg.Failure as failure:
         yield dg.SkipReason(f"nothing collected tonight: {failure.description}")
         return
-    known = set(context.instance.get_dynamic_partitions(query_design_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS))
     waiting = sorted(set(active) - known)
     if waiting:
         context.log.warning(f"designs without a partition yet (the sensor adds them): {', '.join(waiting)}")

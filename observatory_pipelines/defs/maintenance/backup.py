@@ -108,7 +108,7 @@ def database_backup(
                 postgres.url(), store, now=started, dry_run=config.dry_run, log=_log_lines(context)
             )
     if result is not None:
-        common = {
+        common: dict[str, str | dg.MetadataValue] = {
             "database": result.database,
             "server_version": result.server_version,
             "pg_dump": str(result.pg_dump),
@@ -125,6 +125,7 @@ def database_backup(
             }))
             context.log.info(f"dry run: would write {result.key}; would prune {len(result.pruned)} object(s)")
         else:
+            assert result.size is not None  # run_backup sets the size of every backup it writes
             with one_line_failures():
                 dumped_with = (store.stat(result.key).metadata or {}).get("pg-dump-version", "")
             yield dg.MaterializeResult(asset_key=BACKUP_ASSET, metadata={

@@ -83,10 +83,10 @@ def content_retention(
                 context.log.info("dropped " + ", ".join(p.name for p in applied.dropped))
     dry_run = config.dry_run or not act
     kept = plan.expired_kept + (applied.skipped if applied else [])
-    metadata = {
+    metadata: dict[str, str | bool | dg.MetadataValue] = {
         "partitions": dg.MetadataValue.md(retention.markdown_table(plan, applied=applied, dry_run=dry_run)),
         "would_drop" if dry_run else "dropped": dg.MetadataValue.json(
-            [p.name for p in (plan.to_drop if dry_run else applied.dropped)]
+            [p.name for p in (plan.to_drop if applied is None else applied.dropped)]
         ),
         "kept_expired": dg.MetadataValue.json({p.name: p.reason for p in kept}),
         "retention_days": dg.MetadataValue.int(plan.retention_days),

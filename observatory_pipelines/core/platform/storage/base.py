@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from observatory_pipelines.core.platform.errors import ObservatoryError
 
@@ -62,6 +62,12 @@ class StorageUnavailable(StorageError):
 
 class CredentialsRefused(StorageError):
     """The S3 server refused the access key or secret."""
+
+
+class Readable(Protocol):
+    """What ``put_stream`` reads from: any object with ``read(size) -> bytes``, a file or not."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class ObjectStore(ABC):
     def put_stream(
         self,
         key: str,
-        readable: BinaryIO,
+        readable: Readable,
         length: int = -1,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from observatory_pipelines.core.platform import settings
 from observatory_pipelines.core.platform.paths import state_dir
@@ -24,6 +24,7 @@ from observatory_pipelines.core.platform.storage.base import (
     COPY_CHUNK,
     ObjectNotFound,
     ObjectStore,
+    Readable,
     StorageError,
     StoredObject,
     validate_key,
@@ -67,7 +68,7 @@ class LocalObjectStore(ObjectStore):
         return self.root / _META_DIR / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
     @contextmanager
-    def _replacing(self, key: str, content_type: str, metadata: Mapping[str, str] | None) -> Iterator[BinaryIO]:
+    def _replacing(self, key: str, content_type: str, metadata: Mapping[str, str] | None) -> Iterator[IO[bytes]]:
         """A temporary file that becomes object ``key`` when the block ends without error."""
         target = self._path(key)
         checked = validate_metadata(metadata)
@@ -171,7 +172,7 @@ def _move_into_place(source: Path, target: Path, key: str) -> None:
                 raise
 
 
-def _copy_stream(source: BinaryIO, target: BinaryIO, length: int) -> int:
+def _copy_stream(source: Readable, target: IO[bytes], length: int) -> int:
     copied = 0
     while length < 0 or copied < length:
         want = COPY_CHUNK if length < 0 else min(COPY_CHUNK, length - copied)

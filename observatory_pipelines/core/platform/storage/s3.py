@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.storage.base import (
@@ -173,7 +173,8 @@ class S3ObjectStore(ObjectStore):
                     readable,
                     length,
                     content_type=content_type,
-                    metadata=checked,
+                    # minio annotates this read-only mapping as an invariant dict of str | list | tuple.
+                    metadata=cast(dict[str, str | list[str] | tuple[str]], checked),
                     part_size=self.part_size,
                     num_parallel_uploads=self.parallel_uploads,
                 )
@@ -194,6 +195,8 @@ class S3ObjectStore(ObjectStore):
         validate_key(key)
         with self._translated(key):
             found = self._client.stat_object(self.bucket, key)
+        if found.last_modified is None:
+            raise StorageError(f"S3 at {self.endpoint} gave no modification time for {key!r}")
         headers = found.metadata or {}
         user = {
             name.lower().removeprefix("x-amz-meta-"): value

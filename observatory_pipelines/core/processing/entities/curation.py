@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,7 +39,7 @@ def _require_text(value: str | None, what: str) -> str:
     return text
 
 
-def _lock_actors(conn: sa.Connection, ids: Iterable[uuid.UUID], doing: str) -> dict[uuid.UUID, tuple]:
+def _lock_actors(conn: sa.Connection, ids: Iterable[uuid.UUID], doing: str) -> dict[uuid.UUID, sa.Row[Any]]:
     """Lock the actors (in id order, so concurrent merges cannot deadlock); refuse unknown ids."""
     wanted = sorted(set(ids))
     found = {
@@ -230,7 +231,7 @@ def _merge_presences(conn: sa.Connection, canonical: uuid.UUID,
 
 
 def _merge_aliases(conn: sa.Connection, canonical: uuid.UUID, duplicates: list[uuid.UUID],
-                   actors: dict[uuid.UUID, tuple]) -> list[str]:
+                   actors: dict[uuid.UUID, sa.Row[Any]]) -> list[str]:
     """The duplicates' names and aliases become aliases of the canonical actor."""
     return list(
         conn.execute(
@@ -290,7 +291,7 @@ def split_actor(engine: sa.Engine, actor_id: object, presence_ids: Sequence[obje
 
     with engine.begin() as conn:
         _lock_actors(conn, [original], "split")
-        owners = dict(
+        owners: dict[uuid.UUID, uuid.UUID] = dict(
             conn.execute(
                 sa.text(
                     "SELECT id, actor_id FROM actor_platform_presences "

@@ -219,7 +219,7 @@ class _Registry:
 
 
 def _load_registry(conn: sa.Connection) -> _Registry:
-    names = dict(conn.execute(sa.text("SELECT id, canonical_name FROM actors")).all())
+    names: dict[uuid.UUID, str] = dict(conn.execute(sa.text("SELECT id, canonical_name FROM actors")).all())
     aliases = conn.execute(
         sa.text("SELECT actor_id, alias FROM actor_aliases WHERE source IS DISTINCT FROM :split"),
         {"split": ALIAS_FROM_SPLIT},

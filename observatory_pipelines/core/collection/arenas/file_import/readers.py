@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from observatory_pipelines.core.collection.arenas.base import Rejected
 from observatory_pipelines.core.collection.arenas.errors import ArenaError
@@ -40,8 +40,15 @@ ARENA_NAME = "file_import"
 MAX_LINE_BYTES = 5 * 1024 * 1024
 _SKIP_CHUNK = 1024 * 1024
 
+
+class LineStream(Protocol):
+    """What reading needs of a binary stream: ``readline(limit) -> bytes``."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
 #: A file to import: its name relative to the design folder and a binary stream with ``readline(limit)``.
-ImportFile = tuple[str, BinaryIO]
+ImportFile = tuple[str, LineStream]
 
 
 @dataclass
@@ -55,7 +62,7 @@ class _Unsupported(Exception):
     """A whole file we cannot read; the message is the one-line reason."""
 
 
-def _read_lines(stream: BinaryIO) -> Iterator[_Line]:
+def _read_lines(stream: LineStream) -> Iterator[_Line]:
     number = 0
     while raw := stream.readline(MAX_LINE_BYTES + 1):
         number += 1
@@ -234,7 +241,7 @@ def _read_csv(
         yield from_4cat(dict(zip(columns, row)), platform, base, source)
 
 
-def read_import_file(name: str, stream: BinaryIO, platform: str | None = None) -> Iterator[Output]:
+def read_import_file(name: str, stream: LineStream, platform: str | None = None) -> Iterator[Output]:
     """Items and rejections of one export file; ``platform`` is used where a file does not say."""
     lines = _read_lines(stream)
     try:
