@@ -42,11 +42,24 @@ from observatory_pipelines.core.platform import database
 MONTH = "2026-03"
 MONTH_START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 SLUG = "bench"
-DESIGN_TERMS = ["klima", "grøn omstilling", "CO2-afgift", "vindmøller", "havvind", "landbruget", "elbiler",
-                "fjernvarme"]
+DESIGN_TERMS = [
+    "klima",
+    "grøn omstilling",
+    "CO2-afgift",
+    "vindmøller",
+    "havvind",
+    "landbruget",
+    "elbiler",
+    "fjernvarme",
+]
 #: (platform, arena, share of the accounts)
-PLATFORMS = [("x_twitter", "file_import", 0.45), ("bluesky", "bluesky", 0.2), ("reddit", "reddit", 0.15),
-             ("rss", "rss_feeds", 0.1), ("youtube", "youtube", 0.1)]
+PLATFORMS = [
+    ("x_twitter", "file_import", 0.45),
+    ("bluesky", "bluesky", 0.2),
+    ("reddit", "reddit", 0.15),
+    ("rss", "rss_feeds", 0.1),
+    ("youtube", "youtube", 0.1),
+]
 TERMS_PER_RECORD = {0: 0.05, 1: 0.55, 2: 0.28, 3: 0.09, 4: 0.03}
 DUPLICATE_SHARE = 0.02
 SALT = b"benchmark-salt-not-secret"
@@ -86,11 +99,29 @@ def shape_rows(base: list[tuple], design_id: uuid.UUID, seed: int = 11) -> tuple
         likes, shares, comments = (None, None, None) if platform == "rss" else row[15:18]
         engagement = None if likes is None else float(likes + shares + comments)
         metadata = {"line": i, **({"duplicate_of": str(uuid.UUID(int=i + 1))} if duplicate[i] else {})}
-        rows.append((
-            *row[:1], platform, arena, *row[3:10], f"user{a}", f"Bruger {a}", actor, pseudonyms[a], row[14],
-            likes, shares, comments, engagement, row[19], design_id,
-            [DESIGN_TERMS[t] for t in order[i, : term_count[i]]], *row[22:23], json.dumps(metadata), *row[24:],
-        ))
+        rows.append(
+            (
+                *row[:1],
+                platform,
+                arena,
+                *row[3:10],
+                f"user{a}",
+                f"Bruger {a}",
+                actor,
+                pseudonyms[a],
+                row[14],
+                likes,
+                shares,
+                comments,
+                engagement,
+                row[19],
+                design_id,
+                [DESIGN_TERMS[t] for t in order[i, : term_count[i]]],
+                *row[22:23],
+                json.dumps(metadata),
+                *row[24:],
+            )
+        )
     return rows, actors
 
 
@@ -149,6 +180,7 @@ def time_steps(engine: sa.Engine, design_id: uuid.UUID) -> dict:
     }
     built = {}
     for name, build in builders.items():
+
         def step(build=build):
             network = build(prepared)
             networks.write_network(network, SLUG, MONTH)
@@ -197,8 +229,13 @@ def self_join_comparison(engine: sa.Engine, design_id: uuid.UUID, base: list[tup
     same = {(frozenset(r[:2]), r[2]) for r in sql_edges} == {
         (frozenset(r[:2]), r[2]) for r in ours.edges.select("source", "target", "weight").iter_rows()
     }
-    return {**t, "rows": n, "edges": ours.edges.height, "same_edges_and_weights": same,
-            "speedup": round(t["sql_self_join_s"] / t["ours_s"], 1)}
+    return {
+        **t,
+        "rows": n,
+        "edges": ours.edges.height,
+        "same_edges_and_weights": same,
+        "speedup": round(t["sql_self_join_s"] / t["ours_s"], 1),
+    }
 
 
 def run(sizes: list[int], self_join_sizes: list[int]) -> dict:
@@ -239,14 +276,19 @@ def run(sizes: list[int], self_join_sizes: list[int]) -> dict:
         for n in sizes:
             if n == smallest:
                 continue
-            growth = {s: round(report["sizes"][n][f"{s}_s"] / report["sizes"][smallest][f"{s}_s"], 2)
-                      for s in ("load_corpus", "prepare", *STEPS)}
+            growth = {
+                s: round(report["sizes"][n][f"{s}_s"] / report["sizes"][smallest][f"{s}_s"], 2)
+                for s in ("load_corpus", "prepare", *STEPS)
+            }
             report["sizes"][n]["growth_vs_smallest"] = {"records": round(n / smallest, 2), **growth}
             print(f"growth {smallest:,} → {n:,} (records × {n / smallest:.1f}): {json.dumps(growth)}", flush=True)
         largest = report["sizes"][max(sizes)]
         slowest = max(STEPS, key=lambda s: largest[f"{s}_s"])
-        print(f"slowest step at {max(sizes):,} rows: {slowest} {largest[f'{slowest}_s']:.2f} s "
-              f"(target ≤ {TARGET_SECONDS} s at 1M; an asset also pays load_corpus + prepare)", flush=True)
+        print(
+            f"slowest step at {max(sizes):,} rows: {slowest} {largest[f'{slowest}_s']:.2f} s "
+            f"(target ≤ {TARGET_SECONDS} s at 1M; an asset also pays load_corpus + prepare)",
+            flush=True,
+        )
         for n in self_join_sizes:
             result = self_join_comparison(engine, design_id, base, n)
             report["self_join"][n] = result

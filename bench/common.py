@@ -35,8 +35,9 @@ TERMS = ["klima", "grøn omstilling", "CO2-afgift", "vindmøller", "landbruget"]
 def bench_database(name: str = "observatory_bench") -> str:
     """A freshly migrated scratch database on DATABASE_URL's server (or the embedded one)."""
     url = database.with_database(database.resolve_url(), name)
-    admin = database.make_engine(database.with_database(url, "postgres"), poolclass=sa.NullPool,
-                                 isolation_level="AUTOCOMMIT")
+    admin = database.make_engine(
+        database.with_database(url, "postgres"), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         conn.execute(sa.text(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"))
@@ -47,20 +48,23 @@ def bench_database(name: str = "observatory_bench") -> str:
 
 def make_design(engine: sa.Engine) -> tuple[uuid.UUID, uuid.UUID]:
     with engine.begin() as conn:
-        user = conn.execute(sa.text(
-            "INSERT INTO users (email, display_name) VALUES ('bench@example.dk', 'Bench') RETURNING id"
-        )).scalar_one()
-        design = conn.execute(sa.text(
-            "INSERT INTO query_designs (owner_id, name, slug) VALUES (:u, 'Bench', 'bench') RETURNING id"
-        ), {"u": user}).scalar_one()
-        run = conn.execute(sa.text(
-            "INSERT INTO collection_runs (query_design_id, status) VALUES (:d, 'running') RETURNING id"
-        ), {"d": design}).scalar_one()
+        user = conn.execute(
+            sa.text("INSERT INTO users (email, display_name) VALUES ('bench@example.dk', 'Bench') RETURNING id")
+        ).scalar_one()
+        design = conn.execute(
+            sa.text("INSERT INTO query_designs (owner_id, name, slug) VALUES (:u, 'Bench', 'bench') RETURNING id"),
+            {"u": user},
+        ).scalar_one()
+        run = conn.execute(
+            sa.text("INSERT INTO collection_runs (query_design_id, status) VALUES (:d, 'running') RETURNING id"),
+            {"d": design},
+        ).scalar_one()
     return design, run
 
 
-def synthetic_rows(n: int, design_id: uuid.UUID, run_id: uuid.UUID, month_start: datetime,
-                   seed: int = 7) -> list[tuple]:
+def synthetic_rows(
+    n: int, design_id: uuid.UUID, run_id: uuid.UUID, month_start: datetime, seed: int = 7
+) -> list[tuple]:
     """``n`` rows in ``records.COLUMNS`` order, ~300 characters of Danish text each, one month."""
     rng = random.Random(seed)
     salt = b"benchmark-salt-not-secret"
@@ -72,15 +76,37 @@ def synthetic_rows(n: int, design_id: uuid.UUID, run_id: uuid.UUID, month_start:
         author = f"user{rng.randrange(n // 20 + 1)}"
         published = month_start + timedelta(seconds=rng.randrange(28 * 86400))
         likes, shares, comments = rng.randrange(500), rng.randrange(50), rng.randrange(80)
-        rows.append((
-            published, "x_twitter", "file_import", f"post-{i}", "post",
-            f"https://x.example/{author}/status/{i}", body, None, "da", collected, author,
-            f"Bruger {author}", None, privacy.pseudonymise("x_twitter", author, salt),
-            rng.randrange(10_000), likes, shares, comments, float(likes + shares + comments),
-            run_id, design_id, matcher.match(body), "free",
-            json.dumps({"import_file": "bench.ndjson", "line": i}), [], text.content_hash(body),
-            text.simhash(body),
-        ))
+        rows.append(
+            (
+                published,
+                "x_twitter",
+                "file_import",
+                f"post-{i}",
+                "post",
+                f"https://x.example/{author}/status/{i}",
+                body,
+                None,
+                "da",
+                collected,
+                author,
+                f"Bruger {author}",
+                None,
+                privacy.pseudonymise("x_twitter", author, salt),
+                rng.randrange(10_000),
+                likes,
+                shares,
+                comments,
+                float(likes + shares + comments),
+                run_id,
+                design_id,
+                matcher.match(body),
+                "free",
+                json.dumps({"import_file": "bench.ndjson", "line": i}),
+                [],
+                text.content_hash(body),
+                text.simhash(body),
+            )
+        )
     return rows
 
 

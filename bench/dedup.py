@@ -73,22 +73,48 @@ class Corpus:
             self._drawn = list(self.vocabulary[self.rng.choice(len(self.vocabulary), size=1_000_000, p=self.weights)])
             self._next = 0
         self._next += count
-        return self._drawn[self._next - count:self._next]
+        return self._drawn[self._next - count : self._next]
 
-    def _row(self, i: int, platform: str, body: str, *, url: str, title: str | None = None,
-             links: list[str] | None = None) -> tuple:
-        kinds = {"rss": ("rss_feeds", "article"), "x_twitter": ("file_import", "post"),
-                 "tiktok": ("file_import", "video")}
+    def _row(
+        self, i: int, platform: str, body: str, *, url: str, title: str | None = None, links: list[str] | None = None
+    ) -> tuple:
+        kinds = {
+            "rss": ("rss_feeds", "article"),
+            "x_twitter": ("file_import", "post"),
+            "tiktok": ("file_import", "video"),
+        }
         arena, content_type = kinds[platform]
         author = f"user{int(self.rng.integers(max(1, len(self.rows) // 20 + 1)))}"
         published = MONTH_START + timedelta(seconds=int(self.rng.integers(28 * 86400)))
         metadata = {"line": i, **({"links": links} if links else {})}
         return (
-            published, platform, arena, f"{platform}-{i}", content_type, url, body, title, "da",
-            MONTH_START + timedelta(days=31), author, f"Bruger {author}", None,
+            published,
+            platform,
+            arena,
+            f"{platform}-{i}",
+            content_type,
+            url,
+            body,
+            title,
+            "da",
+            MONTH_START + timedelta(days=31),
+            author,
+            f"Bruger {author}",
+            None,
             privacy.pseudonymise(platform, author, b"benchmark-salt-not-secret"),
-            None, None, None, None, None, self.run_id, self.design_id, [], "free",
-            json.dumps(metadata), [], text.content_hash(body), text.simhash(body),
+            None,
+            None,
+            None,
+            None,
+            None,
+            self.run_id,
+            self.design_id,
+            [],
+            "free",
+            json.dumps(metadata),
+            [],
+            text.content_hash(body),
+            text.simhash(body),
         )
 
     def _build(self, n: int) -> None:
@@ -103,12 +129,25 @@ class Corpus:
             if kind == "base" or not self.rows:
                 if self.rng.random() < ARTICLE_SHARE:
                     url = f"https://nyheder{i % 40}.example.dk/indland/2026/03/artikel-{i}"
-                    self.rows.append(self._row(i, "rss", " ".join(self._words(int(self.rng.integers(20, 70)))),
-                                               url=url, title=f"Overskrift {i}"))
+                    self.rows.append(
+                        self._row(
+                            i,
+                            "rss",
+                            " ".join(self._words(int(self.rng.integers(20, 70)))),
+                            url=url,
+                            title=f"Overskrift {i}",
+                        )
+                    )
                     articles.append(len(self.rows) - 1)
                 else:
-                    self.rows.append(self._row(i, "x_twitter", " ".join(self._words(int(self.rng.integers(20, 70)))),
-                                               url=f"https://x.com/u/status/{i}"))
+                    self.rows.append(
+                        self._row(
+                            i,
+                            "x_twitter",
+                            " ".join(self._words(int(self.rng.integers(20, 70)))),
+                            url=f"https://x.com/u/status/{i}",
+                        )
+                    )
                 continue
             source = self.rows[int(self.rng.integers(len(self.rows)))]
             if kind == "exact":
@@ -128,8 +167,9 @@ class Corpus:
                 source = self.rows[articles[int(self.rng.integers(len(articles)))]] if articles else source
                 variant = source[5].replace("https://", "https://www.")
                 variant += "/?utm_source=twitter&utm_medium=social" if i % 2 else "?fbclid=abc"
-                row = self._row(i, "x_twitter", " ".join(self._words(30)),
-                                url=f"https://x.com/u/status/{i}", links=[variant])
+                row = self._row(
+                    i, "x_twitter", " ".join(self._words(30)), url=f"https://x.com/u/status/{i}", links=[variant]
+                )
             self.rows.append(row)
             self.planted[kind].append((source[3], row[3]))
 
@@ -137,8 +177,9 @@ class Corpus:
 def recall(engine: sa.Engine, design_id: uuid.UUID, planted: dict[str, list[tuple[str, str]]]) -> dict:
     """Per kind: the share of planted pairs whose two records ended in one group."""
     frame = corpus.load_corpus(engine, design_id, MONTH, ["id", "platform_id", "duplicate_of"])
-    group_of = dict(zip(frame["platform_id"].to_list(),
-                        frame.select(pl.coalesce("duplicate_of", "id"))["duplicate_of"].to_list()))
+    group_of = dict(
+        zip(frame["platform_id"].to_list(), frame.select(pl.coalesce("duplicate_of", "id"))["duplicate_of"].to_list())
+    )
     return {
         kind: round(sum(group_of[a] == group_of[b] for a, b in pairs) / len(pairs), 4) if pairs else None
         for kind, pairs in planted.items()
@@ -207,8 +248,10 @@ def run(sizes: list[int]) -> dict:
             size_ratio = n / previous["rows"]
             figures["growth_per_size_vs_previous"] = {
                 "total": _growth(t["dedup_s"], previous["dedup_s"], size_ratio),
-                **{phase: _growth(first.seconds[phase], previous["phases_s"][phase], size_ratio)
-                   for phase in first.seconds},
+                **{
+                    phase: _growth(first.seconds[phase], previous["phases_s"][phase], size_ratio)
+                    for phase in first.seconds
+                },
                 "write_limit": _growth(t["write_limit_s"], previous["write_limit_s"], size_ratio),
             }
         previous = figures

@@ -114,11 +114,18 @@ def load(engine: sa.Engine, rows: list[tuple]) -> dict:
     raw_copy(engine, rows)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE content_records"))
-        return dict(conn.execute(sa.text(
-            "SELECT count(*) AS records, count(*) FILTER (WHERE raw_metadata ? 'duplicate_of') AS duplicates, "
-            "round(avg(length(text_content))) AS avg_text_chars, "
-            "pg_total_relation_size(CAST(:partition AS regclass)) AS partition_bytes FROM content_records"
-        ), {"partition": months.partition_name(MONTH)}).mappings().one())
+        return dict(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) AS records, count(*) FILTER (WHERE raw_metadata ? 'duplicate_of') AS duplicates, "
+                    "round(avg(length(text_content))) AS avg_text_chars, "
+                    "pg_total_relation_size(CAST(:partition AS regclass)) AS partition_bytes FROM content_records"
+                ),
+                {"partition": months.partition_name(MONTH)},
+            )
+            .mappings()
+            .one()
+        )
 
 
 # --- one measured run, in a fresh process ------------------------------------------------------
@@ -156,8 +163,9 @@ def child(task: str, url: str, folder: str) -> dict:
         path = Path(folder) / export_layout.content_file(task).filename
         start = time.perf_counter()
         written = exports.WRITERS[task](engine, corpus, path)
-        result.update(seconds=time.perf_counter() - start, rows=written.rows, bytes=written.size,
-                      details=written.details)
+        result.update(
+            seconds=time.perf_counter() - start, rows=written.rows, bytes=written.size, details=written.details
+        )
         start = time.perf_counter()
         exports.sha256_of(path)  # the file is in the page cache, as it is when the writer hashes it
         result["sha256_s"] = time.perf_counter() - start
@@ -180,7 +188,10 @@ def run_child(task: str, url: str, folder: str) -> dict:
     # The URL goes in the environment: on the command line, any password in it would show in `ps`.
     done = subprocess.run(
         [sys.executable, "-m", "bench.exports", "--child", json.dumps([task, folder])],
-        cwd=_ROOT, capture_output=True, text=True, env={**os.environ, _URL_VARIABLE: url},
+        cwd=_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, _URL_VARIABLE: url},
     )
     if done.returncode != 0:
         raise RuntimeError(f"{task} run failed:\n{done.stderr}")
@@ -222,8 +233,10 @@ def measure(url: str, folder: str, repeats: int) -> dict:
     for fmt in FORMATS:
         out[fmt]["ratio_vs_limit"] = round(limit / out[fmt]["seconds"], 3)
     out["targets"] = {
-        **{f"{fmt}_ratio_ge_{TARGET_RATIO}": out[fmt]["ratio_vs_limit"] >= TARGET_RATIO
-           for fmt in ("csv", "ndjson", "parquet")},
+        **{
+            f"{fmt}_ratio_ge_{TARGET_RATIO}": out[fmt]["ratio_vs_limit"] >= TARGET_RATIO
+            for fmt in ("csv", "ndjson", "parquet")
+        },
         f"xlsx_ge_{TARGET_XLSX_ROWS_PER_S}_rows_per_s": out["xlsx"]["rows_per_s"] >= TARGET_XLSX_ROWS_PER_S,
         **{f"{fmt}_peak_lt_{TARGET_PEAK_MB}_mb": out[fmt]["peak_rss_mb"] < TARGET_PEAK_MB for fmt in FORMATS},
     }
@@ -231,18 +244,25 @@ def measure(url: str, folder: str, repeats: int) -> dict:
 
 
 def print_table(n: int, loaded: dict, f: dict) -> None:
-    print(f"\n{n:,} records loaded ({loaded['duplicates']:,} duplicates, {f['limit']['rows']:,} exported, "
-          f"{loaded['avg_text_chars']} characters of text on average, partition "
-          f"{loaded['partition_bytes'] / 1e6:,.0f} MB); baseline process {f['baseline_rss_mb']} MB; fastest of "
-          f"{len(f['limit']['all_seconds'])}; load average {f['load_average_before_after'][0]} → "
-          f"{f['load_average_before_after'][1]}", flush=True)
-    print(f"{'path':<8} {'seconds':>8} {'rows/s':>9} {'× limit':>8} {'peak MB':>8} {'above base':>10} "
-          f"{'file MB':>8} {'sha256 s':>8}")
+    print(
+        f"\n{n:,} records loaded ({loaded['duplicates']:,} duplicates, {f['limit']['rows']:,} exported, "
+        f"{loaded['avg_text_chars']} characters of text on average, partition "
+        f"{loaded['partition_bytes'] / 1e6:,.0f} MB); baseline process {f['baseline_rss_mb']} MB; fastest of "
+        f"{len(f['limit']['all_seconds'])}; load average {f['load_average_before_after'][0]} → "
+        f"{f['load_average_before_after'][1]}",
+        flush=True,
+    )
+    print(
+        f"{'path':<8} {'seconds':>8} {'rows/s':>9} {'× limit':>8} {'peak MB':>8} {'above base':>10} "
+        f"{'file MB':>8} {'sha256 s':>8}"
+    )
     for task in ("limit", *FORMATS):
         r = f[task]
         ratio = f"{r['ratio_vs_limit']:.2f}" if "ratio_vs_limit" in r else "1"
-        print(f"{task:<8} {r['seconds']:>8.2f} {r['rows_per_s']:>9,} {ratio:>8} {r['peak_rss_mb']:>8.0f} "
-              f"{r['peak_rss_above_baseline_mb']:>10.0f} {r['size_mb']:>8.1f} {r.get('sha256_s', 0):>8.2f}")
+        print(
+            f"{task:<8} {r['seconds']:>8.2f} {r['rows_per_s']:>9,} {ratio:>8} {r['peak_rss_mb']:>8.0f} "
+            f"{r['peak_rss_above_baseline_mb']:>10.0f} {r['size_mb']:>8.1f} {r.get('sha256_s', 0):>8.2f}"
+        )
     print("targets: " + ", ".join(f"{k} {'holds' if v else 'FAILS'}" for k, v in f["targets"].items()), flush=True)
 
 
@@ -281,8 +301,12 @@ def main() -> None:
     from bench import common
 
     parser = common.size_parser(__doc__, [100_000, 1_000_000])
-    parser.add_argument("--repeats", type=int, default=3,
-                        help=f"runs of each path, the fastest kept (at least {SMALL_REPEATS} up to {SMALL:,} rows)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help=f"runs of each path, the fastest kept (at least {SMALL_REPEATS} up to {SMALL:,} rows)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -39,7 +39,7 @@ def raw_copy(engine: sa.Engine, rows: list[tuple]) -> None:
 def our_ingest(engine: sa.Engine, rows: list[tuple]) -> ingest.WriteCounts:
     counts = ingest.WriteCounts()
     for start in range(0, len(rows), collection.BATCH_SIZE):
-        counts += ingest.write_batch(engine, rows[start:start + collection.BATCH_SIZE])
+        counts += ingest.write_batch(engine, rows[start : start + collection.BATCH_SIZE])
     return counts
 
 

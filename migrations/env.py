@@ -45,10 +45,7 @@ def _prepare_version_table(connection: sa.Connection) -> None:
     ).scalar()
     if width is not None and width < VERSION_NUM_LENGTH:
         connection.execute(
-            sa.text(
-                f"ALTER TABLE alembic_version ALTER COLUMN version_num"
-                f" TYPE varchar({VERSION_NUM_LENGTH})"
-            )
+            sa.text(f"ALTER TABLE alembic_version ALTER COLUMN version_num TYPE varchar({VERSION_NUM_LENGTH})")
         )
 
 
@@ -71,9 +68,7 @@ def run_migrations_online() -> None:
             # One transaction for the whole upgrade: PostgreSQL DDL is transactional, so a failed
             # migration leaves the schema as it was.
             with context.begin_transaction():
-                connection.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 _prepare_version_table(connection)
                 context.run_migrations()
     finally:

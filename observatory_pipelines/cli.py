@@ -63,7 +63,10 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     _print(f"server version: PostgreSQL {database.server_version(url)}")
     revision = migrate.current(url)
     head = migrate.head()
-    _print(f"schema: {revision or 'not migrated'}" + ("" if revision == head else f" (head is {head}; run: observatory db migrate)"))
+    _print(
+        f"schema: {revision or 'not migrated'}"
+        + ("" if revision == head else f" (head is {head}; run: observatory db migrate)")
+    )
     if revision:
         engine = database.make_engine(url)
         try:
@@ -75,7 +78,9 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         span = f"{found[0]} … {found[-1]} ({len(found)})" if found else "none"
         _print(f"monthly partitions: {span}")
         if not health.next_month_exists:
-            _print(f"warning: next month's partition ({health.next_month}) is missing; run: observatory partitions ensure")
+            _print(
+                f"warning: next month's partition ({health.next_month}) is missing; run: observatory partitions ensure"
+            )
         if health.default_rows:
             parked = ", ".join(f"{m}: {n}" for m, n in health.default_rows.items())
             _print(f"warning: rows in the default partition ({parked}); run: observatory partitions ensure")
@@ -125,7 +130,9 @@ def _migrated_engine():
 
     url = database.resolve_url()
     if migrate.current(url) is None:
-        raise ObservatoryError(f"the database at {database.describe(url)} has no schema yet; run: observatory db migrate")
+        raise ObservatoryError(
+            f"the database at {database.describe(url)} has no schema yet; run: observatory db migrate"
+        )
     return database.make_engine(url)
 
 
@@ -194,7 +201,11 @@ def _print_report(report) -> None:
 
 def _summary(metadata: dict) -> str:
     """A short line from an analysis asset's numeric metadata."""
-    numbers = [f"{k.replace('_', ' ')} {v}" for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numbers = [
+        f"{k.replace('_', ' ')} {v}"
+        for k, v in metadata.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     return ", ".join(numbers[:4]) or "done"
 
 
@@ -205,9 +216,14 @@ def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -
 
     url = database.resolve_url()
     instance = local_run.project_instance(url)
-    resources = {"postgres": PostgresResource(database_url=url), "collector": CollectionResource(salt=salt),
-                 "storage": StorageResource()}
-    report = local_run.materialize_corpus(month, design, instance=instance, defs=defs, resources=resources, arenas=arenas)
+    resources = {
+        "postgres": PostgresResource(database_url=url),
+        "collector": CollectionResource(salt=salt),
+        "storage": StorageResource(),
+    }
+    report = local_run.materialize_corpus(
+        month, design, instance=instance, defs=defs, resources=resources, arenas=arenas
+    )
     _print_report(report)
     if report.failed:
         names = ", ".join(a.asset for a in report.failed)
@@ -246,8 +262,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_ui:
         return status
     _print("")
-    _print(f"Open the Dagster UI below, then Assets → collection → collect_rss_feeds → partition "
-           f"{demo.DESIGN_SLUG}|{args.month} to see what was collected. Ctrl-C stops it.")
+    _print(
+        f"Open the Dagster UI below, then Assets → collection → collect_rss_feeds → partition "
+        f"{demo.DESIGN_SLUG}|{args.month} to see what was collected. Ctrl-C stops it."
+    )
     os.environ[SALT_VARIABLE] = salt  # so runs launched from the UI pseudonymise the same way
     return cmd_ui(argparse.Namespace(host=args.host, port=args.port))
 
@@ -315,13 +333,21 @@ def cmd_exports_list(args: argparse.Namespace) -> int:
         engine.dispose()
     if not found:
         whose = "anyone" if viewer.is_admin else viewer.email
-        _print(f"no exports for {whose} yet; materialize a corpus's export assets in the Dagster UI "
-               "(or run: observatory run --month YYYY-MM --design SLUG)")
+        _print(
+            f"no exports for {whose} yet; materialize a corpus's export assets in the Dagster UI "
+            "(or run: observatory run --month YYYY-MM --design SLUG)"
+        )
         return 0
     rows = [
-        (item.design, item.month, item.file.filename, "?" if item.rows is None else str(item.rows),
-         _human_size(item.size), item.last_modified.strftime("%Y-%m-%d %H:%M UTC"),
-         *((item.owner,) if viewer.is_admin else ()))
+        (
+            item.design,
+            item.month,
+            item.file.filename,
+            "?" if item.rows is None else str(item.rows),
+            _human_size(item.size),
+            item.last_modified.strftime("%Y-%m-%d %H:%M UTC"),
+            *((item.owner,) if viewer.is_admin else ()),
+        )
         for item in found
     ]
     header = ("design", "month", "file", "rows", "size", "modified", *(("owner",) if viewer.is_admin else ()))
@@ -376,7 +402,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not dagster:
         raise ObservatoryError("the `dagster` command is not installed in this environment; run: ./dev sync")
     argv = [dagster, "dev", "-w", str(dagster_home.workspace_file()), "-h", args.host, "-p", str(args.port)]
-    _print(f"Dagster UI on http://{args.host}:{args.port} (instance storage: {database.describe(env['DAGSTER_POSTGRES_URL'])})")
+    _print(
+        f"Dagster UI on http://{args.host}:{args.port} (instance storage: {database.describe(env['DAGSTER_POSTGRES_URL'])})"
+    )
     # Run from the Dagster home: Dagster warns about any dagster.yaml in the working directory.
     os.chdir(env["DAGSTER_HOME"])
     os.execve(dagster, argv, env)
@@ -414,10 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="partitions_command", metavar="ACTION", required=True
     )
     p = add(parts, "ensure", cmd_partitions_ensure, "create missing monthly partitions through N months ahead")
-    p.add_argument("--months-ahead", type=_months_ahead_arg, default=3, metavar="N", help="months past the current one (default 3)")
-    p.add_argument("--first-month", type=_month_arg, metavar="YYYY-MM",
-                   help=f"first month to cover (default {months.FIRST_MONTH}, or the oldest month "
-                   "CONTENT_RETENTION_DAYS keeps if later)")
+    p.add_argument(
+        "--months-ahead", type=_months_ahead_arg, default=3, metavar="N", help="months past the current one (default 3)"
+    )
+    p.add_argument(
+        "--first-month",
+        type=_month_arg,
+        metavar="YYYY-MM",
+        help=f"first month to cover (default {months.FIRST_MONTH}, or the oldest month "
+        "CONTENT_RETENTION_DAYS keeps if later)",
+    )
     add(parts, "list", cmd_partitions_list, "list partitions and their bounds")
 
     p = add(sub, "run", cmd_run, "materialize one corpus (month x query design) in this process")
@@ -435,10 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
 
-    exports = sub.add_parser("exports", help="list and download corpus exports (as a stated user)",
-                             description="List and download corpus exports. " + EXPORTS_HELP).add_subparsers(
-        dest="exports_command", metavar="ACTION", required=True
-    )
+    exports = sub.add_parser(
+        "exports",
+        help="list and download corpus exports (as a stated user)",
+        description="List and download corpus exports. " + EXPORTS_HELP,
+    ).add_subparsers(dest="exports_command", metavar="ACTION", required=True)
     user_help = "act for this user (default: $OBSERVATORY_USER); authorization only, not a login"
     p = add(exports, "list", cmd_exports_list, "list the exports the user may download")
     p.description = "List the exports the user may download. " + EXPORTS_HELP
@@ -449,15 +484,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM")
     # Checked by the command, not by choices=: the names live in modules too slow to import for
     # every other command.
-    p.add_argument("--format", required=True, metavar="FORMAT",
-                   help="csv, xlsx, ndjson or parquet (the content), gexf (a network) or manifest")
-    p.add_argument("--network", metavar="NAME",
-                   help="with --format gexf: which network (default actor_cooccurrence; "
-                   "actor_cooccurrence, term_cooccurrence, actor_term or cross_platform_actors)")
+    p.add_argument(
+        "--format",
+        required=True,
+        metavar="FORMAT",
+        help="csv, xlsx, ndjson or parquet (the content), gexf (a network) or manifest",
+    )
+    p.add_argument(
+        "--network",
+        metavar="NAME",
+        help="with --format gexf: which network (default actor_cooccurrence; "
+        "actor_cooccurrence, term_cooccurrence, actor_term or cross_platform_actors)",
+    )
     p.add_argument("--dynamic", action="store_true", help="with --format gexf: the dynamic (time-sliced) graph")
     p.add_argument("--to", metavar="PATH", help="a folder (default: the current one) or a file path")
-    p.add_argument("--link", action="store_true",
-                   help="print a fresh download link (valid one hour) instead of downloading")
+    p.add_argument(
+        "--link", action="store_true", help="print a fresh download link (valid one hour) instead of downloading"
+    )
     p.add_argument("--user", metavar="EMAIL", help=user_help)
 
     from observatory_pipelines import cli_backup

@@ -94,6 +94,9 @@ def register(sub, add) -> None:
     action.add_argument("--list", action="store_true", help="list backups, newest first")
     action.add_argument("--verify", metavar="KEY", help="check a backup's checksum and completeness")
     action.add_argument("--restore", metavar="KEY", help="verify, then load a backup into the target database")
-    p.add_argument("--target-url", metavar="URL",
-                   help="database to restore into (default: the configured content database); created if missing")
+    p.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="database to restore into (default: the configured content database); created if missing",
+    )
     p.add_argument("--force", action="store_true", help="replace the target's public schema if it has tables")

@@ -51,10 +51,22 @@ class Chromium:
         self.width, self.height = width, height
         self.profile = tempfile.mkdtemp(prefix="screenshots-chromium-")
         self.proc = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--hide-scrollbars", "--no-first-run", f"--window-size={width},{height}",
-             "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--hide-scrollbars",
+                "--no-first-run",
+                f"--window-size={width},{height}",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.ws = None
         self._exit = contextlib.ExitStack()
@@ -64,7 +76,9 @@ class Chromium:
                 page = next(t for t in json.load(resp) if t["type"] == "page")
             self.ws = self._exit.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10))
             self._id = 0
-            self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+            self.call(
+                "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+            )
             self.call("Page.enable")
         except BaseException:
             self.close()
@@ -110,8 +124,10 @@ class Chromium:
 
     def click(self, element: str) -> None:
         """A real mouse click in the middle of the element (React ignores some synthetic clicks)."""
-        box = self.eval(f"(() => {{ const e = {element}; if (!e) return null; const r = e.getBoundingClientRect();"
-                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        box = self.eval(
+            f"(() => {{ const e = {element}; if (!e) return null; const r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
         if box is None:
             raise RuntimeError(f"nothing to click: {element}")
         for kind in ("mousePressed", "mouseReleased"):
@@ -122,7 +138,9 @@ class Chromium:
             raise RuntimeError("found no empty spot on the graph to double-click")
         for count in (1, 2):
             for kind in ("mousePressed", "mouseReleased"):
-                self.call("Input.dispatchMouseEvent", type=kind, x=point[0], y=point[1], button="left", clickCount=count)
+                self.call(
+                    "Input.dispatchMouseEvent", type=kind, x=point[0], y=point[1], button="left", clickCount=count
+                )
 
     def screenshot(self, path: Path, height: int | None = None) -> int:
         clip = {"x": 0, "y": 0, "width": self.width, "height": height or self.height, "scale": 1}
@@ -165,8 +183,10 @@ def asset_graph(browser: Chromium, stack: LiveStack, out: Path) -> int:
     # (the groups then fit side by side in a landscape window).
     browser.goto(stack.url + "/server_info")
     browser.wait_for("document.readyState === 'complete'", "the server info")
-    browser.eval("localStorage.setItem('dagster-nav-collapsed', 'true');"
-                 "localStorage.setItem('asset-graph-direction', JSON.stringify('vertical')); true")
+    browser.eval(
+        "localStorage.setItem('dagster-nav-collapsed', 'true');"
+        "localStorage.setItem('asset-graph-direction', JSON.stringify('vertical')); true"
+    )
     expanded = ",".join(f"global@global:{g}" for g in groups)
     browser.goto(f"{stack.url}/asset-groups?expanded={urllib.parse.quote(expanded, safe='@:,')}")
     sidebar_toggle = "document.querySelector('[aria-label=panel_show_right]')?.closest('button')"
@@ -182,11 +202,15 @@ def asset_graph(browser: Chromium, stack: LiveStack, out: Path) -> int:
 def export_asset(browser: Chromium, stack: LiveStack, out: Path) -> int:
     partition = f"{DESIGN}|{MONTH}"
     browser.goto(f"{stack.url}/assets/export_csv?view=partitions&partition={urllib.parse.quote(partition, safe='')}")
-    browser.wait_for(texts_present(partition, "sha256", "download_link", "size_bytes", "rows"),
-                     "export_csv's materialization metadata")
+    browser.wait_for(
+        texts_present(partition, "sha256", "download_link", "size_bytes", "rows"),
+        "export_csv's materialization metadata",
+    )
     time.sleep(1)
     # Down to just below the metadata table: the rest of the page is empty.
-    bottom = browser.eval("Math.max(...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().bottom))")
+    bottom = browser.eval(
+        "Math.max(...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().bottom))"
+    )
     return browser.screenshot(out, height=_clip_height(bottom, margin=120))
 
 
@@ -199,11 +223,17 @@ def _clip_height(bottom, margin: int) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="where the PNGs go (default docs/images)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "docs" / "images", help="where the PNGs go (default docs/images)"
+    )
     parser.add_argument("--home", type=Path, help="OBSERVATORY_HOME to use (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary OBSERVATORY_HOME")
-    parser.add_argument("--chromium", default=next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), "chromium"))
+    parser.add_argument(
+        "--chromium",
+        default=next(
+            (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), "chromium"
+        ),
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()

@@ -110,11 +110,16 @@ def instance(tmp_path):
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
+
 #: Settings a developer's shell may hold that would point a test at their own database, bucket or
 #: retention.
 MACHINE_SETTINGS = (
-    "OBSERVATORY_STORAGE_DIR", "BACKUP_RETENTION_DAYS", "CONTENT_RETENTION_DAYS", "OBSERVATORY_PG_BIN",
-    "DATABASE_URL", "PGPASSWORD",
+    "OBSERVATORY_STORAGE_DIR",
+    "BACKUP_RETENTION_DAYS",
+    "CONTENT_RETENTION_DAYS",
+    "OBSERVATORY_PG_BIN",
+    "DATABASE_URL",
+    "PGPASSWORD",
 )
 
 
@@ -168,19 +173,51 @@ def export_corpus(engine):
     over Excel's cell limit, an empty text and æøå."""
     design = make_design(engine, terms=("klima", "grøn omstilling", "vindmøller"))
     other = make_design(engine, slug="andet", terms=("klima",))
-    ingest.write_batch(engine, [
-        record(design, "x1", at(1, 10), text='Han sagde: "klima, nu!"\nNy linje; æøå ÆØÅ', title="Første",
-               display_name="Søren Ærø", terms=["klima", "grøn omstilling"], views=1200, likes=10, shares=2, comments=3),
-        record(design, "x2", at(2, 9, micro=123456), text="=HYPERLINK(\"http://evil\")", author="bo",
-               terms=["klima"], likes=5),
-        record(design, "x3", at(2, 23, 59), text="Kontroltegn:\x01\x02\x07 slut & <b>fed</b>", author=None),
-        record(design, "x4", at(9), text=LONG_TEXT, author="åse", terms=["vindmøller"], likes=0, shares=0, comments=0),
-        record(design, "r1", at(31, 23, 59), text="", platform="rss", arena="rss_feeds", author="dr.dk",
-               title="Nyhed: havvind", terms=["klima"]),
-        record(design, "x5", at(3), author="bo", terms=["klima"], likes=1000, duplicate_of=str(uuid.uuid4())),
-        record(design, "x6", at(1, 0, 0, month=4), author="bo", terms=["klima"]),
-        record(other, "x1", at(1, 10), author="anna", terms=["klima"], likes=99),
-    ])
+    ingest.write_batch(
+        engine,
+        [
+            record(
+                design,
+                "x1",
+                at(1, 10),
+                text='Han sagde: "klima, nu!"\nNy linje; æøå ÆØÅ',
+                title="Første",
+                display_name="Søren Ærø",
+                terms=["klima", "grøn omstilling"],
+                views=1200,
+                likes=10,
+                shares=2,
+                comments=3,
+            ),
+            record(
+                design,
+                "x2",
+                at(2, 9, micro=123456),
+                text='=HYPERLINK("http://evil")',
+                author="bo",
+                terms=["klima"],
+                likes=5,
+            ),
+            record(design, "x3", at(2, 23, 59), text="Kontroltegn:\x01\x02\x07 slut & <b>fed</b>", author=None),
+            record(
+                design, "x4", at(9), text=LONG_TEXT, author="åse", terms=["vindmøller"], likes=0, shares=0, comments=0
+            ),
+            record(
+                design,
+                "r1",
+                at(31, 23, 59),
+                text="",
+                platform="rss",
+                arena="rss_feeds",
+                author="dr.dk",
+                title="Nyhed: havvind",
+                terms=["klima"],
+            ),
+            record(design, "x5", at(3), author="bo", terms=["klima"], likes=1000, duplicate_of=str(uuid.uuid4())),
+            record(design, "x6", at(1, 0, 0, month=4), author="bo", terms=["klima"]),
+            record(other, "x1", at(1, 10), author="anna", terms=["klima"], likes=99),
+        ],
+    )
     return design
 
 

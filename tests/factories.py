@@ -121,8 +121,7 @@ def make_design(
                 VALUES (:u, :n, :s, :tier, CAST(:cfg AS jsonb)) RETURNING id
                 """
             ),
-            {"u": user, "n": f"Design {slug}", "s": slug, "tier": default_tier,
-             "cfg": json.dumps(arenas_config or {})},
+            {"u": user, "n": f"Design {slug}", "s": slug, "tier": default_tier, "cfg": json.dumps(arenas_config or {})},
         ).scalar_one()
         for term in terms:
             conn.execute(
@@ -164,7 +163,9 @@ def task(engine: sa.Engine, design_id: uuid.UUID, arena: str) -> dict:
                     """
                 ),
                 {"d": design_id, "a": arena},
-            ).mappings().one()
+            )
+            .mappings()
+            .one()
         )
 
 
@@ -218,16 +219,31 @@ def record(
     if duplicate_of:
         raw_metadata["duplicate_of"] = duplicate_of
     values = {
-        "published_at": published, "platform": platform, "arena": arena, "platform_id": platform_id,
+        "published_at": published,
+        "platform": platform,
+        "arena": arena,
+        "platform_id": platform_id,
         "content_type": content_type,
         "url": f"https://x.com/{author}/status/{platform_id}" if url is _LINK else url,
-        "text_content": text, "title": title, "language": "da", "collected_at": collected,
-        "author_platform_id": author, "author_display_name": display_name or author, "author_id": author_id,
+        "text_content": text,
+        "title": title,
+        "language": "da",
+        "collected_at": collected,
+        "author_platform_id": author,
+        "author_display_name": display_name or author,
+        "author_id": author_id,
         "pseudonymized_author_id": pseudonym(platform, author) if author else None,
-        "views_count": views, "likes_count": likes, "shares_count": shares, "comments_count": comments,
-        "engagement_score": float(sum(counts)) if counts else None, "collection_run_id": None,
-        "query_design_id": design, "search_terms_matched": list(terms), "collection_tier": "free",
-        "raw_metadata": json.dumps(raw_metadata), "media_urls": [],
+        "views_count": views,
+        "likes_count": likes,
+        "shares_count": shares,
+        "comments_count": comments,
+        "engagement_score": float(sum(counts)) if counts else None,
+        "collection_run_id": None,
+        "query_design_id": design,
+        "search_terms_matched": list(terms),
+        "collection_tier": "free",
+        "raw_metadata": json.dumps(raw_metadata),
+        "media_urls": [],
         "content_hash": text_features.content_hash(text) if hashed else None,
         "simhash": text_features.simhash(text) if hashed else None,
     }
@@ -264,13 +280,20 @@ def make_actor(
         ).scalar_one()
         presence_ids = []
         for platform, username, *user_id in presences:
-            presence_ids.append(conn.execute(
-                sa.text(
-                    "INSERT INTO actor_platform_presences (actor_id, platform, platform_username, platform_user_id) "
-                    "VALUES (:a, :platform, :username, :user_id) RETURNING id"
-                ),
-                {"a": actor, "platform": platform, "username": username, "user_id": user_id[0] if user_id else None},
-            ).scalar_one())
+            presence_ids.append(
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO actor_platform_presences (actor_id, platform, platform_username, platform_user_id) "
+                        "VALUES (:a, :platform, :username, :user_id) RETURNING id"
+                    ),
+                    {
+                        "a": actor,
+                        "platform": platform,
+                        "username": username,
+                        "user_id": user_id[0] if user_id else None,
+                    },
+                ).scalar_one()
+            )
             if claim_records:
                 conn.execute(
                     sa.text(
@@ -291,8 +314,13 @@ def collect_demo(engine: sa.Engine, import_dir) -> demo.DemoSeed:
     seeded = demo.seed(engine, import_dir)
     for arena in ("rss_feeds", "file_import"):
         outcome = collection.collect_arena(
-            engine, design_slug=demo.DESIGN_SLUG, month=demo.DEMO_MONTH, arena_name=arena, dagster_run_id="t",
-            salt=DEMO_SALT, import_dir=str(import_dir),
+            engine,
+            design_slug=demo.DESIGN_SLUG,
+            month=demo.DEMO_MONTH,
+            arena_name=arena,
+            dagster_run_id="t",
+            salt=DEMO_SALT,
+            import_dir=str(import_dir),
         )
         assert outcome.status == "completed", outcome.message
     return seeded
@@ -303,7 +331,7 @@ def collect_demo(engine: sa.Engine, import_dir) -> demo.DemoSeed:
 
 def rss_item(guid: str, title: str, body: str, pub: str, link: str) -> str:
     return (
-        f"<item><title>{title}</title><link>{link}</link><guid isPermaLink=\"false\">{guid}</guid>"
+        f'<item><title>{title}</title><link>{link}</link><guid isPermaLink="false">{guid}</guid>'
         f"<pubDate>{pub}</pubDate><description>{body}</description></item>"
     )
 
@@ -316,18 +344,39 @@ def rss_feed(*items: str) -> bytes:
 
 
 FEED_A = rss_feed(
-    rss_item("a1", "Klima i København", "Byrådet vedtog en plan for grøn omstilling i København.",
-             "Tue, 10 Mar 2026 09:00:00 +0100", "https://nordlys.example.dk/a1"),
-    rss_item("a2", "Fodbold", "FCK vandt igen i Parken.", "Wed, 11 Mar 2026 20:00:00 +0100",
-             "https://nordlys.example.dk/a2"),  # matches no term: filtered
-    rss_item("a3", "Ny CO2-afgift", "Regeringen vil indføre en CO2-afgift på landbruget.",
-             "Thu, 12 Mar 2026 07:30:00 +0100", "https://nordlys.example.dk/a3"),
-    rss_item("a4", "Vindmøller i Aabenraa", "Borgerne klager over nye vindmøller.",
-             "Sun, 01 Mar 2026 00:30:00 +0100", "https://nordlys.example.dk/a4"),  # 28 Feb UTC: outside
+    rss_item(
+        "a1",
+        "Klima i København",
+        "Byrådet vedtog en plan for grøn omstilling i København.",
+        "Tue, 10 Mar 2026 09:00:00 +0100",
+        "https://nordlys.example.dk/a1",
+    ),
+    rss_item(
+        "a2", "Fodbold", "FCK vandt igen i Parken.", "Wed, 11 Mar 2026 20:00:00 +0100", "https://nordlys.example.dk/a2"
+    ),  # matches no term: filtered
+    rss_item(
+        "a3",
+        "Ny CO2-afgift",
+        "Regeringen vil indføre en CO2-afgift på landbruget.",
+        "Thu, 12 Mar 2026 07:30:00 +0100",
+        "https://nordlys.example.dk/a3",
+    ),
+    rss_item(
+        "a4",
+        "Vindmøller i Aabenraa",
+        "Borgerne klager over nye vindmøller.",
+        "Sun, 01 Mar 2026 00:30:00 +0100",
+        "https://nordlys.example.dk/a4",
+    ),  # 28 Feb UTC: outside
 )
 FEED_B = rss_feed(
-    rss_item("b1", "Debat", "Klima er årets vigtigste emne, mener vælgerne.",
-             "Fri, 20 Mar 2026 12:00:00 +0000", "https://fjord.example.dk/b1"),
+    rss_item(
+        "b1",
+        "Debat",
+        "Klima er årets vigtigste emne, mener vælgerne.",
+        "Fri, 20 Mar 2026 12:00:00 +0000",
+        "https://fjord.example.dk/b1",
+    ),
 )
 
 
@@ -411,10 +460,14 @@ def seed_people(engine: sa.Engine) -> People:
     vind = make_design(engine, slug="vindmoeller", terms=("havvind", "vindmøller"))
     karen, soeren = owner_of(engine, klima), owner_of(engine, vind)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Karen Blixen' WHERE id = :u"),
-                     {"e": KAREN, "u": karen})
-        conn.execute(sa.text("UPDATE users SET email = :e, display_name = 'Søren Ørsted' WHERE id = :u"),
-                     {"e": SOEREN, "u": soeren})
+        conn.execute(
+            sa.text("UPDATE users SET email = :e, display_name = 'Karen Blixen' WHERE id = :u"),
+            {"e": KAREN, "u": karen},
+        )
+        conn.execute(
+            sa.text("UPDATE users SET email = :e, display_name = 'Søren Ørsted' WHERE id = :u"),
+            {"e": SOEREN, "u": soeren},
+        )
         conn.execute(sa.text("UPDATE query_designs SET owner_id = :u WHERE id = :d"), {"u": karen, "d": groen})
         admin = conn.execute(
             sa.text("INSERT INTO users (email, display_name, role) VALUES (:e, 'Åse Admin', 'admin') RETURNING id"),
@@ -424,12 +477,16 @@ def seed_people(engine: sa.Engine) -> People:
     return People(karen, soeren, admin, owner_folder(KAREN, karen), owner_folder(SOEREN, soeren))
 
 
-def put_export(store, owner: str, slug: str, month: str, file: ExportFile, data: bytes, rows: int,
-               metadata: dict | None = None):
+def put_export(
+    store, owner: str, slug: str, month: str, file: ExportFile, data: bytes, rows: int, metadata: dict | None = None
+):
     """An export object where the export assets put it, with the metadata they record (or ``metadata``)."""
     recorded = ExportMetadata(sha256=hashlib.sha256(data).hexdigest(), rows=rows).to_object_metadata()
     return store.put_stream(
-        export_key(owner, slug, month, file), io.BytesIO(data), len(data), file.content_type,
+        export_key(owner, slug, month, file),
+        io.BytesIO(data),
+        len(data),
+        file.content_type,
         recorded if metadata is None else metadata,
     )
 

@@ -74,7 +74,10 @@ class LiveStack:
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-m", "observatory_pipelines.cli", *args],
-            capture_output=True, text=True, env=self.env, timeout=timeout,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise StackError(f"observatory {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
@@ -83,8 +86,13 @@ class LiveStack:
     def cli_many(self, *commands: tuple[str, ...], timeout: float = 120) -> list[subprocess.CompletedProcess]:
         """Run several CLI commands at once (each is a fresh interpreter; importing dominates)."""
         procs = [
-            subprocess.Popen([sys.executable, "-m", "observatory_pipelines.cli", *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+            subprocess.Popen(
+                [sys.executable, "-m", "observatory_pipelines.cli", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self.env,
+            )
             for args in commands
         ]
         results = []
@@ -108,7 +116,9 @@ class LiveStack:
         self._log = open(self.log_path, "w")
         self._proc = subprocess.Popen(
             [sys.executable, "-c", _WITH_SIGINT, "ui", "--port", str(self.port)],
-            env={**self.env, **(extra_env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**self.env, **(extra_env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -151,8 +161,7 @@ class LiveStack:
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         """POST one GraphQL operation; returns its data, raising on transport or GraphQL errors."""
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(self.url + "/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url + "/graphql", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as resp:
             answer = json.load(resp)
         if answer.get("errors"):

@@ -85,8 +85,9 @@ def spec(slug: str = "fixture", window=MARCH, tier=Tier.FREE, **options) -> Quer
 
 
 def context(import_dir, log=None) -> CollectionContext:
-    return CollectionContext(http=None, import_dir=None if import_dir is None else str(import_dir),
-                             log=log or (lambda message: None))
+    return CollectionContext(
+        http=None, import_dir=None if import_dir is None else str(import_dir), log=log or (lambda message: None)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,19 +199,26 @@ def test_unknown_module_gets_a_generic_mapping_and_collection_time():
     assert item.text_content == "Klima video"
     assert item.published_at == datetime(2026, 3, 14, 10, 30, tzinfo=UTC)
     assert item.raw_metadata["published_at_source"] == "timestamp_collected"
-    assert [r.source for r in rejected(outputs)] == [
-        "zeeschuimer-export-bilibili.com-2026-03-14T10-30-00.ndjson:2"
-    ]
+    assert [r.source for r in rejected(outputs)] == ["zeeschuimer-export-bilibili.com-2026-03-14T10-30-00.ndjson:2"]
 
 
 @pytest.mark.parametrize(
     "module, platform",
     [
-        ("twitter.com", "x_twitter"), ("tiktok.com", "tiktok"), ("tiktok-comments", "tiktok"),
-        ("instagram.com", "instagram"), ("threads.net", "threads"), ("gab.com", "gab"),
-        ("truthsocial.com", "truth_social"), ("linkedin.com", "linkedin"), ("9gag.com", "9gag"),
-        ("imgur.com", "imgur"), ("douyin.com", "douyin"), ("pinterest.com", "pinterest"),
-        ("xiaohongshu.com", "xiaohongshu"), ("xiaohongshu-comments", "xiaohongshu"),
+        ("twitter.com", "x_twitter"),
+        ("tiktok.com", "tiktok"),
+        ("tiktok-comments", "tiktok"),
+        ("instagram.com", "instagram"),
+        ("threads.net", "threads"),
+        ("gab.com", "gab"),
+        ("truthsocial.com", "truth_social"),
+        ("linkedin.com", "linkedin"),
+        ("9gag.com", "9gag"),
+        ("imgur.com", "imgur"),
+        ("douyin.com", "douyin"),
+        ("pinterest.com", "pinterest"),
+        ("xiaohongshu.com", "xiaohongshu"),
+        ("xiaohongshu-comments", "xiaohongshu"),
     ],
 )
 def test_every_zeeschuimer_module_maps_to_a_platform(module, platform):
@@ -222,7 +230,9 @@ def test_every_zeeschuimer_module_maps_to_a_platform(module, platform):
 
 def test_douyin_maps_aweme_objects():
     data = {
-        "aweme_id": "7480000000000000001", "desc": "抖音 klima", "create_time": 1772000000,
+        "aweme_id": "7480000000000000001",
+        "desc": "抖音 klima",
+        "create_time": 1772000000,
         "author": {"uid": "1001", "unique_id": "dy_fixture", "nickname": "DY"},
         "statistics": {"digg_count": 5, "comment_count": 1, "share_count": 2, "play_count": 90},
     }
@@ -318,7 +328,9 @@ def test_csv_ragged_rows_are_rejected_and_good_rows_kept():
     outputs = read_bytes("4cat-x_twitter-ragged.csv", data)
     assert [i.platform_id for i in items(outputs)] == ["1", "4"]
     assert [r.source for r in rejected(outputs)] == [
-        "4cat-x_twitter-ragged.csv:3", "4cat-x_twitter-ragged.csv:4", "4cat-x_twitter-ragged.csv:7",
+        "4cat-x_twitter-ragged.csv:3",
+        "4cat-x_twitter-ragged.csv:4",
+        "4cat-x_twitter-ragged.csv:7",
     ]
     assert rejected(outputs)[0].reason == "row has 4 fields but the header has 3"
 
@@ -434,9 +446,7 @@ def test_timestamps_are_parsed_whatever_their_plausibility(value, expected):
     assert item.published_at == expected
 
 
-@pytest.mark.parametrize(
-    "value", ["yesterday", "2026-13-45 99:00:00", "1e400", "Tue Foo 99 25:00:00 +0000 2026"]
-)
+@pytest.mark.parametrize("value", ["yesterday", "2026-13-45 99:00:00", "1e400", "Tue Foo 99 25:00:00 +0000 2026"])
 def test_unparsable_dates_give_none_and_a_flag(value):
     line = json.dumps({"id": "t", "body": "x", "timestamp": value}).encode()
     (item,) = read_bytes("4cat-tiktok-bad.ndjson", line)
@@ -482,7 +492,8 @@ def test_options_are_validated_with_the_bad_key_named():
     arena = FileImportArena()
     assert arena.validate_options({}) == {"files": list(DEFAULT_PATTERNS), "platform": None}
     assert arena.validate_options({"platform": "Twitter", "files": ["x/*.csv"]}) == {
-        "files": ["x/*.csv"], "platform": "x_twitter"
+        "files": ["x/*.csv"],
+        "platform": "x_twitter",
     }
     for bad, key in [
         ({"feeds": []}, "feeds"),
@@ -587,17 +598,38 @@ def check_outputs(outputs) -> None:
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 platform_keys = st.sampled_from(
     [
-        "id", "rest_id", "legacy", "core", "desc", "createTime", "author", "stats", "code", "caption",
-        "taken_at", "user", "content", "account", "created_at", "full_text", "tweet", "note_tweet",
-        "carousel_media", "retweeted_status_result", "reblog", "text", "cid", "aweme_id", "statistics",
-        "title", "url",
+        "id",
+        "rest_id",
+        "legacy",
+        "core",
+        "desc",
+        "createTime",
+        "author",
+        "stats",
+        "code",
+        "caption",
+        "taken_at",
+        "user",
+        "content",
+        "account",
+        "created_at",
+        "full_text",
+        "tweet",
+        "note_tweet",
+        "carousel_media",
+        "retweeted_status_result",
+        "reblog",
+        "text",
+        "cid",
+        "aweme_id",
+        "statistics",
+        "title",
+        "url",
     ]
 )
 platform_objects = st.recursive(
@@ -629,9 +661,7 @@ def test_fuzz_zeeschuimer_lines_with_odd_platform_objects(module, data, envelope
 
 @FUZZ
 @given(
-    rows=st.lists(
-        st.lists(st.text(alphabet=string.printable + "æøå\"", max_size=30), max_size=6), max_size=8
-    ),
+    rows=st.lists(st.lists(st.text(alphabet=string.printable + 'æøå"', max_size=30), max_size=6), max_size=8),
     header=st.permutations(["id", "body", "timestamp", "unix_timestamp", "likes", "author", "url"]),
 )
 def test_fuzz_4cat_csv_rows(rows, header):
@@ -643,8 +673,19 @@ def test_fuzz_4cat_csv_rows(rows, header):
 @given(
     row=st.dictionaries(
         st.sampled_from(
-            ["id", "body", "timestamp", "unix_timestamp", "likes", "author", "url", "image_url", "hashtags",
-             "language", "platform"]
+            [
+                "id",
+                "body",
+                "timestamp",
+                "unix_timestamp",
+                "likes",
+                "author",
+                "url",
+                "image_url",
+                "hashtags",
+                "language",
+                "platform",
+            ]
         ),
         json_values,
     )

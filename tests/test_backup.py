@@ -43,9 +43,21 @@ pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 def post(design, platform_id: str, published: datetime, text: str, author: str, terms=()) -> tuple:
     """A record with Danish letters in its text, its author's name and its metadata."""
-    return record(design, platform_id, published, text=text, author=author, display_name=author.title(), terms=terms,
-                  url=f"https://x.example.dk/{platform_id}", likes=3, shares=1, comments=0,
-                  metadata={"kilde": "Ærø Avis", "note": "blå"}, collected=COLLECTED)
+    return record(
+        design,
+        platform_id,
+        published,
+        text=text,
+        author=author,
+        display_name=author.title(),
+        terms=terms,
+        url=f"https://x.example.dk/{platform_id}",
+        likes=3,
+        shares=1,
+        comments=0,
+        metadata={"kilde": "Ærø Avis", "note": "blå"},
+        collected=COLLECTED,
+    )
 
 
 @pytest.fixture
@@ -57,15 +69,18 @@ def corpus(engine):
     def at(month: int, day: int) -> datetime:
         return datetime(2026, month, day, 12, 30, tzinfo=UTC)
 
-    ingest.write_batch(engine, [
-        post(design, "f1", at(2, 3), "Vindmøller ved Ærø giver strøm til øen", "søren", ["vindmøller"]),
-        post(design, "m1", at(3, 1), "Grøn omstilling på Fyn: æbler, øl og åer", "åse", ["grøn omstilling"]),
-        post(design, "m2", at(3, 31), "Klima-debat i Aarhus 'med citat' og \\ backslash", "bo", ["klima"]),
-        post(design, "a1", at(4, 15), "Tab\tog\nlinjeskift i klimateksten", "søren", ["klima"]),
-        post(design, "y1", at(5, 2), "Maj: havvind ud for Thyborøn", "åse", ["klima", "vindmøller"]),
-        # No partition for December 2025: it waits in the default partition.
-        post(design, "d1", datetime(2025, 12, 24, 18, tzinfo=UTC), "Glædelig jul fra Læsø", "bo", []),
-    ])
+    ingest.write_batch(
+        engine,
+        [
+            post(design, "f1", at(2, 3), "Vindmøller ved Ærø giver strøm til øen", "søren", ["vindmøller"]),
+            post(design, "m1", at(3, 1), "Grøn omstilling på Fyn: æbler, øl og åer", "åse", ["grøn omstilling"]),
+            post(design, "m2", at(3, 31), "Klima-debat i Aarhus 'med citat' og \\ backslash", "bo", ["klima"]),
+            post(design, "a1", at(4, 15), "Tab\tog\nlinjeskift i klimateksten", "søren", ["klima"]),
+            post(design, "y1", at(5, 2), "Maj: havvind ud for Thyborøn", "åse", ["klima", "vindmøller"]),
+            # No partition for December 2025: it waits in the default partition.
+            post(design, "d1", datetime(2025, 12, 24, 18, tzinfo=UTC), "Glædelig jul fra Læsø", "bo", []),
+        ],
+    )
     return design
 
 
@@ -74,25 +89,39 @@ def snapshot(url: str) -> dict:
     partition bounds and index definitions. Rows are ordered by their text, which is total for
     any table, so tables without a primary key compare too."""
     with database.connect(url) as conn:
-        tables = conn.execute(sa.text(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1"
-        )).scalars().all()
+        tables = (
+            conn.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1"
+                )
+            )
+            .scalars()
+            .all()
+        )
         quote = conn.dialect.identifier_preparer.quote
         rows = {
-            table: tuple(conn.execute(sa.text(
-                "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
-                f"FROM {quote(table)} t"
-            )).one())
+            table: tuple(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
+                        f"FROM {quote(table)} t"
+                    )
+                ).one()
+            )
             for table in tables
         }
-        bounds = conn.execute(sa.text(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relispartition ORDER BY 1"
-        )).all()
-        indexes = conn.execute(sa.text(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
-        )).scalars().all()
+        bounds = conn.execute(
+            sa.text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relispartition ORDER BY 1"
+            )
+        ).all()
+        indexes = (
+            conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"))
+            .scalars()
+            .all()
+        )
     return {"rows": rows, "partitions": bounds, "indexes": indexes}
 
 
@@ -113,7 +142,9 @@ def test_backup_restores_into_an_empty_database_identically(db_url, engine, corp
     assert (result.size, result.sha256) == (len(dump), hashlib.sha256(dump).hexdigest())
     assert b"Vindm\xc3\xb8ller ved \xc3\x86r\xc3\xb8" in gzip.decompress(dump)
     # The checksum object is a sha256sum line, so a downloaded pair checks with `sha256sum -c`.
-    assert read_object(store, result.key + ".sha256").decode() == f"{result.sha256}  observatory_20260515_020007.sql.gz\n"
+    assert (
+        read_object(store, result.key + ".sha256").decode() == f"{result.sha256}  observatory_20260515_020007.sql.gz\n"
+    )
     version = backup.server_version(db_url)[1]
     assert result.server_version == version and store.stat(result.key).metadata["server-version"] == version
     assert [(b.key, b.sha256, b.size) for b in backup.list_backups(store)] == [(result.key, result.sha256, result.size)]
@@ -124,8 +155,13 @@ def test_backup_restores_into_an_empty_database_identically(db_url, engine, corp
     source = snapshot(db_url)
     assert snapshot(empty_db_url) == source
     content = {t: n for t, (n, _) in source["rows"].items() if t.startswith("content_records_")}
-    assert content == {"content_records_2026_02": 1, "content_records_2026_03": 2, "content_records_2026_04": 1,
-                       "content_records_2026_05": 1, "content_records_default": 1}
+    assert content == {
+        "content_records_2026_02": 1,
+        "content_records_2026_03": 2,
+        "content_records_2026_04": 1,
+        "content_records_2026_05": 1,
+        "content_records_default": 1,
+    }
     assert info.server_version == version and seen[-1] == (result.size, result.size)
 
 
@@ -187,15 +223,23 @@ def test_damaged_backups_are_refused_before_the_target_is_touched(db_url, corpus
 
     # A checksum object rewritten to match the half: only the gzip stream shows it is cut short.
     replace(store, key, half)
-    store.put_stream(key + ".sha256", io.BytesIO(f"{hashlib.sha256(half).hexdigest()}  x\n".encode()), -1,
-                     metadata={"size": str(len(half))})
+    store.put_stream(
+        key + ".sha256",
+        io.BytesIO(f"{hashlib.sha256(half).hexdigest()}  x\n".encode()),
+        -1,
+        metadata={"size": str(len(half))},
+    )
     refused("gzip stream ends early")
 
     # A complete gzip file of a dump that stopped early: pg_dump's closing line is missing.
     cut = gzip.compress(gzip.decompress(good)[:-300])
     replace(store, key, cut)
-    store.put_stream(key + ".sha256", io.BytesIO(f"{hashlib.sha256(cut).hexdigest()}  x\n".encode()), -1,
-                     metadata={"size": str(len(cut))})
+    store.put_stream(
+        key + ".sha256",
+        io.BytesIO(f"{hashlib.sha256(cut).hexdigest()}  x\n".encode()),
+        -1,
+        metadata={"size": str(len(cut))},
+    )
     refused("closing line is missing")
 
     replace(store, key, good)
@@ -275,8 +319,9 @@ def test_a_backup_damaged_during_the_load_leaves_the_target_as_it_was(db_url, en
 
 def test_retention_prunes_old_backups_but_never_the_newest(db_url, local_store):
     first = NIGHT - timedelta(days=35)
-    keys = [backup.run_backup(db_url, local_store, now=first + timedelta(days=d), retention_days=30).key
-            for d in (0, 10)]
+    keys = [
+        backup.run_backup(db_url, local_store, now=first + timedelta(days=d), retention_days=30).key for d in (0, 10)
+    ]
     latest = backup.run_backup(db_url, local_store, now=NIGHT, retention_days=30)
 
     # 35 days on, only the first backup is past 30 days: it goes with its checksum.

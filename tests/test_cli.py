@@ -14,7 +14,10 @@ def run_cli(*args, env_extra=None, drop=("DATABASE_URL",), timeout=120):
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "observatory_pipelines.cli", *args],
-        capture_output=True, text=True, env=env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
 
 

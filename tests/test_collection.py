@@ -28,8 +28,10 @@ def quick_http(log):
 
 @pytest.fixture
 def rss_design(engine, arena_server):
-    feeds = [arena_server.route("/a.xml", Canned(200, FEED_A, {"Content-Type": "application/rss+xml"})),
-             arena_server.route("/b.xml", Canned(200, FEED_B, {"Content-Type": "application/rss+xml"}))]
+    feeds = [
+        arena_server.route("/a.xml", Canned(200, FEED_A, {"Content-Type": "application/rss+xml"})),
+        arena_server.route("/b.xml", Canned(200, FEED_B, {"Content-Type": "application/rss+xml"})),
+    ]
     config = {"rss_feeds": {"options": {"feeds": feeds, "min_interval_seconds": 0}}, "gdelt": {"enabled": False}}
     return make_design(engine, arenas_config=config)
 
@@ -38,8 +40,9 @@ def collect(engine, arena: str, slug: str = "klimadebat", run: str = "run-1", **
     kwargs.setdefault("salt", SALT)
     kwargs.setdefault("http_factory", quick_http)
     kwargs.setdefault("now", NOW)
-    return collection.collect_arena(engine, design_slug=slug, month=MARCH, arena_name=arena,
-                                    dagster_run_id=run, **kwargs)
+    return collection.collect_arena(
+        engine, design_slug=slug, month=MARCH, arena_name=arena, dagster_run_id=run, **kwargs
+    )
 
 
 def test_rss_collection_stores_matching_items_once_whatever_the_reruns(engine, rss_design):
@@ -79,7 +82,9 @@ def test_the_same_post_in_two_designs_is_kept_by_both(engine, arena_server):
     collect(engine, "rss_feeds", slug="klima-b")
     assert [(r["platform_id"], r["search_terms_matched"]) for r in content_rows(engine, first)] == [("a1", ["klima"])]
     assert [(r["platform_id"], r["search_terms_matched"]) for r in content_rows(engine, second)] == [
-        ("a1", ["grøn omstilling"]), ("a3", ["CO2-afgift"])]
+        ("a1", ["grøn omstilling"]),
+        ("a3", ["CO2-afgift"]),
+    ]
 
 
 def test_disabled_arena_completes_at_once_and_says_so(engine, rss_design, arena_server):
@@ -105,9 +110,15 @@ def test_bad_arenas_config_names_the_key(engine):
 
 def test_failing_arena_keeps_what_it_read_and_records_the_error(engine, arena_server):
     articles = [
-        {"url": f"https://www.nordlys.example.dk/klima/{i}", "title": f"Klima og grøn omstilling, del {i}",
-         "seendate": f"20260301T{10 + i:02d}1500Z", "domain": "nordlys.example.dk", "language": "Danish",
-         "sourcecountry": "Denmark", "socialimage": ""}
+        {
+            "url": f"https://www.nordlys.example.dk/klima/{i}",
+            "title": f"Klima og grøn omstilling, del {i}",
+            "seendate": f"20260301T{10 + i:02d}1500Z",
+            "domain": "nordlys.example.dk",
+            "language": "Danish",
+            "sourcecountry": "Denmark",
+            "socialimage": "",
+        }
         for i in range(3)
     ]
     day1 = json.dumps({"articles": articles}, ensure_ascii=False).encode()
@@ -136,8 +147,12 @@ class PaidTestArena(Arena):
 
     def collect(self, spec, ctx):
         PaidTestArena.calls += 1
-        yield CollectedItem(platform="paidnet", platform_id="p1", published_at=datetime(2026, 3, 3, tzinfo=timezone.utc),
-                            text_content="klima")
+        yield CollectedItem(
+            platform="paidnet",
+            platform_id="p1",
+            published_at=datetime(2026, 3, 3, tzinfo=timezone.utc),
+            text_content="klima",
+        )
 
 
 @pytest.fixture
@@ -187,12 +202,22 @@ def test_the_same_collection_never_runs_twice_at_once(engine, rss_design):
 def _zeeschuimer_line(item_id: str, text: str, created: str, likes: int, screen_name="sofie_kjaer_dk") -> str:
     data = {
         "rest_id": item_id,
-        "core": {"user_results": {"result": {"rest_id": "42", "legacy": {"screen_name": screen_name, "name": "Sofie Kjær"}}}},
-        "legacy": {"full_text": text, "created_at": created, "favorite_count": likes, "retweet_count": 1,
-                   "reply_count": 0, "lang": "da"},
+        "core": {
+            "user_results": {"result": {"rest_id": "42", "legacy": {"screen_name": screen_name, "name": "Sofie Kjær"}}}
+        },
+        "legacy": {
+            "full_text": text,
+            "created_at": created,
+            "favorite_count": likes,
+            "retweet_count": 1,
+            "reply_count": 0,
+            "lang": "da",
+        },
     }
-    return json.dumps({"item_id": item_id, "source_platform": "twitter.com", "timestamp_collected": 1774000000000,
-                       "data": data}, ensure_ascii=False)
+    return json.dumps(
+        {"item_id": item_id, "source_platform": "twitter.com", "timestamp_collected": 1774000000000, "data": data},
+        ensure_ascii=False,
+    )
 
 
 def test_file_import_counts_bad_lines_keeps_good_ones_and_refreshes_engagement(engine, tmp_path):
@@ -206,8 +231,9 @@ def test_file_import_counts_bad_lines_keeps_good_ones_and_refreshes_engagement(e
         _zeeschuimer_line("4", "Fremtidens klima", "Fri Dec 31 23:59:59 +0000 9999", 1),
         _zeeschuimer_line("5", "Nul\x00bytes og klima", "Wed Mar 11 08:00:00 +0000 2026", 2),
     ]
-    export.write_text("\n".join([good[0], "{not json", good[1], "[1, 2]", good[2], good[3], good[4]]) + "\n",
-                      encoding="utf-8")
+    export.write_text(
+        "\n".join([good[0], "{not json", good[1], "[1, 2]", good[2], good[3], good[4]]) + "\n", encoding="utf-8"
+    )
     design = make_design(engine, "import-test", arenas_config={"file_import": {"enabled": True}})
 
     first = collect(engine, "file_import", slug="import-test", import_dir=str(tmp_path / "imports"))
@@ -220,8 +246,9 @@ def test_file_import_counts_bad_lines_keeps_good_ones_and_refreshes_engagement(e
     assert "\x00" not in rows[-1]["text_content"]
     assert rows[0]["search_terms_matched"] == ["klima"] and rows[1]["search_terms_matched"] == []
 
-    export.write_text(export.read_text(encoding="utf-8").replace('"favorite_count": 5', '"favorite_count": 50'),
-                      encoding="utf-8")
+    export.write_text(
+        export.read_text(encoding="utf-8").replace('"favorite_count": 5', '"favorite_count": 50'), encoding="utf-8"
+    )
     second = collect(engine, "file_import", slug="import-test", import_dir=str(tmp_path / "imports"), run="run-2")
     assert (second.written.new, second.written.updated, second.written.unchanged) == (0, 1, 2)
     assert {r["platform_id"]: r["likes_count"] for r in content_rows(engine, design)}["1"] == 50
@@ -229,11 +256,14 @@ def test_file_import_counts_bad_lines_keeps_good_ones_and_refreshes_engagement(e
 
 
 def test_records_without_a_date_take_the_collection_time_and_say_so(engine, arena_server):
-    undated = rss_feed("<item><title>Klima uden dato</title><link>https://x.example.dk/u</link>"
-                       "<guid>u1</guid><description>Klima</description></item>")
+    undated = rss_feed(
+        "<item><title>Klima uden dato</title><link>https://x.example.dk/u</link>"
+        "<guid>u1</guid><description>Klima</description></item>"
+    )
     feed = arena_server.route("/u.xml", Canned(200, undated))
-    design = make_design(engine, "udateret", arenas_config={
-        "rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}}})
+    design = make_design(
+        engine, "udateret", arenas_config={"rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}}}
+    )
     march_now = datetime(2026, 3, 20, 10, tzinfo=timezone.utc)
     collect(engine, "rss_feeds", slug="udateret", now=march_now)
     (row,) = content_rows(engine, design)

@@ -30,10 +30,13 @@ def _resources(db_url):
 def test_one_failing_arena_fails_alone_after_its_retries(engine, db_url, arena_server, instance):
     feed = arena_server.route("/a.xml", Canned(200, FEED_A))
     gdelt = arena_server.route("/doc", Canned(503, b"overloaded"))
-    design = make_design(engine, arenas_config={
-        "rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}},
-        "gdelt": {"options": {"base_url": gdelt, "min_interval_seconds": 0, "slice_hours": 24 * 31}},
-    })
+    design = make_design(
+        engine,
+        arenas_config={
+            "rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}},
+            "gdelt": {"options": {"base_url": gdelt, "min_interval_seconds": 0, "slice_hours": 24 * 31}},
+        },
+    )
     assets = build_collection_assets(retry_policy=dg.RetryPolicy(max_retries=1, delay=0))
     defs = dg.Definitions(assets=assets, resources=_resources(db_url))
 
@@ -55,8 +58,13 @@ def test_one_failing_arena_fails_alone_after_its_retries(engine, db_url, arena_s
 
 def test_materialization_metadata_shows_the_figures(engine, db_url, arena_server, instance):
     feed = arena_server.route("/a.xml", Canned(200, FEED_A))
-    make_design(engine, arenas_config={"rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}},
-                                       "gdelt": {"enabled": False}})
+    make_design(
+        engine,
+        arenas_config={
+            "rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}},
+            "gdelt": {"enabled": False},
+        },
+    )
     defs = dg.Definitions(assets=build_collection_assets(), resources=_resources(db_url))
     report = materialize_corpus("2026-03", "klimadebat", instance=instance, defs=defs, arenas=["rss_feeds"])
     (rss,) = report.assets
@@ -107,8 +115,9 @@ def test_an_unreachable_database_fails_the_asset_in_one_line(instance):
         "postgres": PostgresResource(database_url="postgresql://postgres@127.0.0.1:1/observatory"),
         "collector": CollectionResource(salt=SALT),
     }
-    defs = dg.Definitions(assets=build_collection_assets(retry_policy=dg.RetryPolicy(max_retries=0)),
-                          resources=resources)
+    defs = dg.Definitions(
+        assets=build_collection_assets(retry_policy=dg.RetryPolicy(max_retries=0)), resources=resources
+    )
     report = materialize_corpus("2026-03", "klimadebat", instance=instance, defs=defs, arenas=["rss_feeds"])
     (failed,) = report.failed
     assert failed.error.startswith("cannot use PostgreSQL at 127.0.0.1:1/observatory")

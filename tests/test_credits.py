@@ -61,9 +61,7 @@ def allocate(engine, user_id, amount, valid_from=None, valid_until=None) -> None
 def make_run(engine, user_id, status="running") -> uuid.UUID:
     with engine.begin() as conn:
         design_id = conn.execute(
-            sa.text(
-                "INSERT INTO query_designs (owner_id, name, slug) VALUES (:owner, 'D', :slug) RETURNING id"
-            ),
+            sa.text("INSERT INTO query_designs (owner_id, name, slug) VALUES (:owner, 'D', :slug) RETURNING id"),
             {"owner": user_id, "slug": f"design-{uuid.uuid4().hex[:12]}"},
         ).scalar_one()
         return conn.execute(
@@ -357,8 +355,7 @@ def test_release_stale_settles_finished_and_old_reservations_only(engine, credit
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "UPDATE credit_transactions SET created_at = now() - interval '7 hours' "
-                "WHERE collection_run_id = :run"
+                "UPDATE credit_transactions SET created_at = now() - interval '7 hours' WHERE collection_run_id = :run"
             ),
             {"run": slow},
         )
@@ -421,9 +418,7 @@ def _spec(tier: Tier) -> QuerySpec:
 
 
 def test_estimates(credits, monkeypatch, caplog):
-    monkeypatch.setattr(
-        arenas, "registry", lambda: {cls.name: cls for cls in (_Fractional, _Default, _Broken)}
-    )
+    monkeypatch.setattr(arenas, "registry", lambda: {cls.name: cls for cls in (_Fractional, _Default, _Broken)})
 
     assert credits.estimate("fractional", _spec(Tier.FREE)) == 3  # partial credits round up
     assert credits.estimate("default", _spec(Tier.MEDIUM)) == 2  # 1,500 items at 1 per 1,000

@@ -31,8 +31,13 @@ def fresh_shell(tmp_path_factory):
         env.pop(name)
     assert not any(name.startswith(("DAGSTER", "DATABASE_URL")) for name in env)
     yield env
-    subprocess.run([sys.executable, "-m", "observatory_pipelines.cli", "db", "down"], env=env, cwd=ROOT,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "observatory_pipelines.cli", "db", "down"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def _dg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -58,7 +63,11 @@ def test_dg_dev_at_the_root_serves_the_ui_from_the_project_storage(fresh_shell, 
     log = (tmp_path / "dg-dev.log").open("w")
     process = subprocess.Popen(
         [DG, "dev", "--host", "127.0.0.1", "--port", str(port)],
-        env=fresh_shell, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=fresh_shell,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
@@ -73,8 +82,9 @@ def test_dg_dev_at_the_root_serves_the_ui_from_the_project_storage(fresh_shell, 
                 time.sleep(1)
         # The instance keeps its runs in the project's PostgreSQL, not in dg's temporary SQLite.
         query = json.dumps({"query": "{ instance { info } }"}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             info = json.load(response)["data"]["instance"]["info"]
         assert "run_storage: PostgresRunStorage" in info and "sqlite" not in info.lower(), info

@@ -75,7 +75,7 @@ URL_CASES = [
     ("https://dr.dk/%7Ebruger/%41bc%2d1", "https://dr.dk/~bruger/Abc-1"),
     ("https://dr.dk/a%2Fb", "https://dr.dk/a%2Fb"),
     ("https://dr.dk/100%", "https://dr.dk/100%25"),
-    ("https://dr.dk/a\"b<c>", "https://dr.dk/a%22b%3Cc%3E"),
+    ('https://dr.dk/a"b<c>', "https://dr.dk/a%22b%3Cc%3E"),
     # query: tracking parameters, order, empties, encoding
     ("https://dr.dk/a?utm_source=twitter&utm_medium=social", "https://dr.dk/a"),
     ("https://dr.dk/a?UTM_Campaign=x&id=3", "https://dr.dk/a?id=3"),
@@ -136,7 +136,9 @@ _URL_TEXT = st.text(alphabet="aZ09-._~%/?&=#+:@!$'()*,;ø\"<>^{}|", max_size=30)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["http", "https", "HTTP"]), _HOSTS, st.sampled_from(["", ":80", ":443", ":8080", ":"]), _URL_TEXT)
+@given(
+    st.sampled_from(["http", "https", "HTTP"]), _HOSTS, st.sampled_from(["", ":80", ":443", ":8080", ":"]), _URL_TEXT
+)
 def test_normalise_url_is_idempotent(scheme, host, port, rest):
     once = normalise_url(f"{scheme}://{host}{port}/{rest}")
     assert once is not None
@@ -237,17 +239,30 @@ OTHER_TEXT = "Landbruget skal betale en CO2-afgift fra 2030, men de første år 
 def _frame(rows: list[dict]) -> pl.DataFrame:
     filled = [
         {
-            "id": r["id"], "published_at": r.get("published_at", T0), "platform": r["platform"],
+            "id": r["id"],
+            "published_at": r.get("published_at", T0),
+            "platform": r["platform"],
             "arena": r.get("arena", ARENAS.get(r["platform"], "file_import")),
             "content_type": r.get("content_type", "article" if r["platform"] in ARENAS else "post"),
-            "url": r.get("url"), "content_hash": text.content_hash(r.get("text")), "simhash": text.simhash(r.get("text")),
+            "url": r.get("url"),
+            "content_hash": text.content_hash(r.get("text")),
+            "simhash": text.simhash(r.get("text")),
         }
         for r in rows
     ]
-    return pl.DataFrame(filled, schema={
-        "id": pl.Utf8, "published_at": pl.Datetime("us", "UTC"), "platform": pl.Utf8, "arena": pl.Utf8,
-        "content_type": pl.Utf8, "url": pl.Utf8, "content_hash": pl.Utf8, "simhash": pl.Int64,
-    })
+    return pl.DataFrame(
+        filled,
+        schema={
+            "id": pl.Utf8,
+            "published_at": pl.Datetime("us", "UTC"),
+            "platform": pl.Utf8,
+            "arena": pl.Utf8,
+            "content_type": pl.Utf8,
+            "url": pl.Utf8,
+            "content_hash": pl.Utf8,
+            "simhash": pl.Int64,
+        },
+    )
 
 
 def _links(pairs: list[tuple[str, str]]) -> pl.DataFrame:
@@ -260,8 +275,10 @@ def _marks(rows: list[dict], links=()) -> dict[str, tuple[str, str]]:
 
 
 def test_identical_texts_are_duplicates_only_across_platforms_or_arenas():
-    same_platform = [{"id": "a", "platform": "x_twitter", "text": OTHER_TEXT},
-                     {"id": "b", "platform": "x_twitter", "text": OTHER_TEXT}]
+    same_platform = [
+        {"id": "a", "platform": "x_twitter", "text": OTHER_TEXT},
+        {"id": "b", "platform": "x_twitter", "text": OTHER_TEXT},
+    ]
     assert _marks(same_platform) == {}
     other_arena = [*same_platform, {"id": "c", "platform": "x_twitter", "arena": "zeeschuimer", "text": OTHER_TEXT}]
     assert _marks(other_arena) == {"b": ("a", "exact"), "c": ("a", "exact")}
@@ -269,21 +286,30 @@ def test_identical_texts_are_duplicates_only_across_platforms_or_arenas():
 
 def test_near_duplicates_link_records_on_any_platform():
     assert text.hamming(text.simhash(ARTICLE_TEXT), text.simhash(EDITED_TEXT)) <= 3
-    rows = [{"id": "a", "platform": "rss", "text": ARTICLE_TEXT, "url": "https://nordlys.example.dk/a"},
-            {"id": "b", "platform": "rss", "text": EDITED_TEXT, "url": "https://fjordposten.example.dk/b"},
-            {"id": "c", "platform": "rss", "text": OTHER_TEXT, "url": "https://fjordposten.example.dk/c"}]
+    rows = [
+        {"id": "a", "platform": "rss", "text": ARTICLE_TEXT, "url": "https://nordlys.example.dk/a"},
+        {"id": "b", "platform": "rss", "text": EDITED_TEXT, "url": "https://fjordposten.example.dk/b"},
+        {"id": "c", "platform": "rss", "text": OTHER_TEXT, "url": "https://fjordposten.example.dk/c"},
+    ]
     assert _marks(rows) == {"b": ("a", "near")}
 
 
 def test_sharing_an_articles_link_makes_a_post_its_duplicate_but_not_of_other_sharers():
-    rows = [{"id": "article", "platform": "rss", "text": ARTICLE_TEXT, "url": "https://nordlys.example.dk/a/"},
-            {"id": "p1", "platform": "x_twitter", "text": "Læs den her", "url": "https://x.com/a/status/1"},
-            {"id": "p2", "platform": "x_twitter", "text": "Godt skrevet", "url": "https://x.com/b/status/2"},
-            {"id": "p3", "platform": "x_twitter", "text": "Se her", "url": "https://x.com/c/status/3"},
-            {"id": "p4", "platform": "x_twitter", "text": "Og her", "url": "https://x.com/d/status/4"}]
-    links = [("p1", "https://www.nordlys.example.dk/a?utm_source=twitter"), ("p2", "http://nordlys.example.dk/a"),
-             ("p3", "https://elsewhere.example.org/b"), ("p4", "https://elsewhere.example.org/b"),
-             ("p3", "https://nordlys.example.dk/"), ("p4", "https://nordlys.example.dk")]
+    rows = [
+        {"id": "article", "platform": "rss", "text": ARTICLE_TEXT, "url": "https://nordlys.example.dk/a/"},
+        {"id": "p1", "platform": "x_twitter", "text": "Læs den her", "url": "https://x.com/a/status/1"},
+        {"id": "p2", "platform": "x_twitter", "text": "Godt skrevet", "url": "https://x.com/b/status/2"},
+        {"id": "p3", "platform": "x_twitter", "text": "Se her", "url": "https://x.com/c/status/3"},
+        {"id": "p4", "platform": "x_twitter", "text": "Og her", "url": "https://x.com/d/status/4"},
+    ]
+    links = [
+        ("p1", "https://www.nordlys.example.dk/a?utm_source=twitter"),
+        ("p2", "http://nordlys.example.dk/a"),
+        ("p3", "https://elsewhere.example.org/b"),
+        ("p4", "https://elsewhere.example.org/b"),
+        ("p3", "https://nordlys.example.dk/"),
+        ("p4", "https://nordlys.example.dk"),
+    ]
     # p2 links over http (the article is https); p3 and p4 share a link to a page outside the corpus
     # and the outlet's front page, which make them duplicates of nothing.
     assert _marks(rows, links) == {"p1": ("article", "url")}
@@ -291,23 +317,33 @@ def test_sharing_an_articles_link_makes_a_post_its_duplicate_but_not_of_other_sh
 
 def test_the_canonical_is_the_article_then_the_earliest_then_the_smallest_id():
     later = T0 + timedelta(hours=1)
-    rows = [{"id": "b-post", "platform": "x_twitter", "text": ARTICLE_TEXT, "published_at": T0},
-            {"id": "c-article", "platform": "rss", "text": ARTICLE_TEXT, "published_at": later},
-            {"id": "a-article", "platform": "gdelt", "text": ARTICLE_TEXT, "published_at": later}]
+    rows = [
+        {"id": "b-post", "platform": "x_twitter", "text": ARTICLE_TEXT, "published_at": T0},
+        {"id": "c-article", "platform": "rss", "text": ARTICLE_TEXT, "published_at": later},
+        {"id": "a-article", "platform": "gdelt", "text": ARTICLE_TEXT, "published_at": later},
+    ]
     assert {k: v[0] for k, v in _marks(rows).items()} == {"b-post": "a-article", "c-article": "a-article"}
-    posts = [{"id": "b", "platform": "x_twitter", "text": OTHER_TEXT, "published_at": T0},
-             {"id": "a", "platform": "tiktok", "text": OTHER_TEXT, "published_at": later},
-             {"id": "c", "platform": "instagram", "text": OTHER_TEXT, "published_at": T0}]
+    posts = [
+        {"id": "b", "platform": "x_twitter", "text": OTHER_TEXT, "published_at": T0},
+        {"id": "a", "platform": "tiktok", "text": OTHER_TEXT, "published_at": later},
+        {"id": "c", "platform": "instagram", "text": OTHER_TEXT, "published_at": T0},
+    ]
     assert {k: v[0] for k, v in _marks(posts).items()} == {"a": "b", "c": "b"}
 
 
 def test_a_chain_of_rules_is_one_group_whatever_the_row_order():
-    rows = [{"id": "article", "platform": "rss", "text": ARTICLE_TEXT, "url": "https://nordlys.example.dk/a",
-             "published_at": T0 + timedelta(hours=2)},
-            {"id": "copy", "platform": "tiktok", "text": ARTICLE_TEXT, "url": "https://www.tiktok.com/@a/video/1"},
-            {"id": "edit", "platform": "x_twitter", "text": EDITED_TEXT,
-             "url": "https://x.com/a/status/1"},
-            {"id": "share", "platform": "x_twitter", "text": "Læs her", "url": "https://x.com/b/status/2"}]
+    rows = [
+        {
+            "id": "article",
+            "platform": "rss",
+            "text": ARTICLE_TEXT,
+            "url": "https://nordlys.example.dk/a",
+            "published_at": T0 + timedelta(hours=2),
+        },
+        {"id": "copy", "platform": "tiktok", "text": ARTICLE_TEXT, "url": "https://www.tiktok.com/@a/video/1"},
+        {"id": "edit", "platform": "x_twitter", "text": EDITED_TEXT, "url": "https://x.com/a/status/1"},
+        {"id": "share", "platform": "x_twitter", "text": "Læs her", "url": "https://x.com/b/status/2"},
+    ]
     links = [("share", "https://nordlys.example.dk/a")]
     expected = {"copy": ("article", "exact+near"), "edit": ("article", "near"), "share": ("article", "url")}
     assert _marks(rows, links) == expected
@@ -330,8 +366,10 @@ def test_nothing_to_group():
 def _rows(engine, design_id) -> dict[str, dict]:
     with engine.connect() as conn:
         found = conn.execute(
-            sa.text("SELECT id::text AS id, platform, platform_id, content_type, published_at, raw_metadata, "
-                    "xmin::text AS xmin FROM content_records WHERE query_design_id = :d"),
+            sa.text(
+                "SELECT id::text AS id, platform, platform_id, content_type, published_at, raw_metadata, "
+                "xmin::text AS xmin FROM content_records WHERE query_design_id = :d"
+            ),
             {"d": design_id},
         ).mappings()
         return {r["platform_id"]: dict(r) for r in found}
@@ -395,12 +433,20 @@ def test_marks_follow_the_data_and_keep_sibling_keys(engine, demo_corpus):
     with engine.begin() as conn:
         # The TikTok caption of E2 is edited (so it no longer duplicates the article), and a
         # stale mark is left on a record that is no duplicate.
-        conn.execute(sa.text("UPDATE content_records SET content_hash = 'edited', simhash = 0, "
-                             "raw_metadata = raw_metadata || '{\"note\": \"kept\"}' WHERE platform_id = :p"),
-                     {"p": e2_tiktok})
-        conn.execute(sa.text("UPDATE content_records SET raw_metadata = raw_metadata || "
-                             "'{\"duplicate_of\": \"x\", \"duplicate_kind\": \"url\"}' WHERE platform_id = :p"),
-                     {"p": lone})
+        conn.execute(
+            sa.text(
+                "UPDATE content_records SET content_hash = 'edited', simhash = 0, "
+                'raw_metadata = raw_metadata || \'{"note": "kept"}\' WHERE platform_id = :p'
+            ),
+            {"p": e2_tiktok},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE content_records SET raw_metadata = raw_metadata || "
+                '\'{"duplicate_of": "x", "duplicate_kind": "url"}\' WHERE platform_id = :p'
+            ),
+            {"p": lone},
+        )
 
     result = dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
 
@@ -414,8 +460,9 @@ def test_marks_follow_the_data_and_keep_sibling_keys(engine, demo_corpus):
 def test_json_null_metadata_is_marked(engine, demo_corpus):
     e4_tiktok = MANIFEST["exact_duplicates"][3]["items"][1]["id"]
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE content_records SET raw_metadata = 'null'::jsonb WHERE platform_id = :p"),
-                     {"p": e4_tiktok})
+        conn.execute(
+            sa.text("UPDATE content_records SET raw_metadata = 'null'::jsonb WHERE platform_id = :p"), {"p": e4_tiktok}
+        )
 
     dedup.run_dedup(engine, demo_corpus.design_id, MARCH)
 
@@ -428,8 +475,9 @@ def test_another_corpus_is_left_alone(engine, demo_corpus):
     other = make_design(engine, "andet-design")
     # The same post in another design's corpus, already carrying a (wrong) mark.
     with engine.connect() as conn:
-        row = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM content_records "
-                                   "WHERE platform_id = '2028773629843394563'")).one()
+        row = conn.execute(
+            sa.text(f"SELECT {', '.join(COLUMNS)} FROM content_records WHERE platform_id = '2028773629843394563'")
+        ).one()
     copied = list(row)
     copied[COLUMNS.index("query_design_id")] = other
     copied[COLUMNS.index("raw_metadata")] = json.dumps({"duplicate_of": "someone"})
@@ -471,11 +519,23 @@ def test_the_asset_marks_the_demo_and_its_check_passes(engine, db_url, instance,
 
 def test_the_check_warns_when_most_of_the_corpus_is_marked(engine, db_url, instance):
     design = make_design(engine, "kopier")
-    ingest.write_batch(engine, [
-        record(design, platform_id, T0, text=OTHER_TEXT, platform=platform, url=None, author=None, collected=T0,
-               hashed=True)
-        for platform_id, platform in (("1", "x_twitter"), ("2", "tiktok"), ("3", "instagram"))
-    ])
+    ingest.write_batch(
+        engine,
+        [
+            record(
+                design,
+                platform_id,
+                T0,
+                text=OTHER_TEXT,
+                platform=platform,
+                url=None,
+                author=None,
+                collected=T0,
+                hashed=True,
+            )
+            for platform_id, platform in (("1", "x_twitter"), ("2", "tiktok"), ("3", "instagram"))
+        ],
+    )
 
     result = _materialize(db_url, instance, "kopier")
 

@@ -30,7 +30,11 @@ def test_definitions_validate_with_a_bare_environment(repo_root, tmp_path):
     # An empty DAGSTER_HOME: an ephemeral instance, and no variable of ours set.
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(repo_root / "workspace.yaml")],
-        capture_output=True, text=True, env={**_clean_env(), "DAGSTER_HOME": str(tmp_path)}, cwd=repo_root, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**_clean_env(), "DAGSTER_HOME": str(tmp_path)},
+        cwd=repo_root,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Validation successful" in proc.stderr + proc.stdout
@@ -43,7 +47,9 @@ def test_dg_check_defs_with_the_project_instance_on_postgres(repo_root, tmp_path
     shutil.copyfile(repo_root / "dagster.yaml", home / "dagster.yaml")
     env = {**_clean_env(), "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": database.psycopg2_url(empty_db_url)}
     dg_cli = Path(sys.executable).parent / "dg"
-    proc = subprocess.run([str(dg_cli), "check", "defs"], capture_output=True, text=True, env=env, cwd=repo_root, timeout=300)
+    proc = subprocess.run(
+        [str(dg_cli), "check", "defs"], capture_output=True, text=True, env=env, cwd=repo_root, timeout=300
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr
     # The instance really is PostgreSQL: Dagster created its tables in that database.
@@ -103,9 +109,13 @@ def test_checks_warn_on_missing_next_month_and_parked_rows(db_url, instance):
     later = months.add_months(months.current_month(), 2)
     start, _ = months.month_bounds(later)
     with engine.begin() as conn:
-        user = conn.execute(sa.text("INSERT INTO users (email, display_name) VALUES ('a@b.dk', 'Åse') RETURNING id")).scalar_one()
+        user = conn.execute(
+            sa.text("INSERT INTO users (email, display_name) VALUES ('a@b.dk', 'Åse') RETURNING id")
+        ).scalar_one()
         design = conn.execute(
-            sa.text("INSERT INTO query_designs (owner_id, name, slug) VALUES (:u, 'Grøn omstilling', 'groen') RETURNING id"),
+            sa.text(
+                "INSERT INTO query_designs (owner_id, name, slug) VALUES (:u, 'Grøn omstilling', 'groen') RETURNING id"
+            ),
             {"u": user},
         ).scalar_one()
         conn.execute(

@@ -12,18 +12,26 @@ from observatory_pipelines.core.platform import database
 
 
 def run_cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "observatory_pipelines.cli", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "observatory_pipelines.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "DAGSTER", "PSEUDONYMIZATION", "OBSERVATORY"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "DAGSTER", "PSEUDONYMIZATION", "OBSERVATORY"))
+    }
     env["OBSERVATORY_HOME"] = str(tmp_path / "state")
     try:
         first = run_cli("demo", "--no-ui", env=env)
         assert first.returncode == 0, first.stderr[-3000:]
-        lines = {line.split()[0]: line.split()[1:] for line in first.stdout.splitlines() if line.strip().startswith("collect_")}
+        lines = {
+            line.split()[0]: line.split()[1:]
+            for line in first.stdout.splitlines()
+            if line.strip().startswith("collect_")
+        }
         assert lines["collect_gdelt"][0] == "skipped:"
         rss_new, file_new = int(lines["collect_rss_feeds"][0]), int(lines["collect_file_import"][0])
         assert rss_new > 20 and file_new > 30
@@ -34,7 +42,14 @@ def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path)
         files = [line.split()[0] for line in tail[1:] if line.startswith("  ") and "file://" in line]
         assert files == [f.filename for f in export_layout.all_files()]
         fetch = [line.split() for line in tail if line.strip().startswith("observatory exports download")]
-        assert [cmd[cmd.index("--format") + 1] for cmd in fetch] == ["csv", "xlsx", "ndjson", "parquet", "gexf", "manifest"]
+        assert [cmd[cmd.index("--format") + 1] for cmd in fetch] == [
+            "csv",
+            "xlsx",
+            "ndjson",
+            "parquet",
+            "gexf",
+            "manifest",
+        ]
         downloads = tmp_path / "downloads"
         downloads.mkdir()
         fetched = run_cli(*fetch[0][1:], "--to", str(downloads), env=env)
@@ -46,8 +61,11 @@ def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path)
 
         again = run_cli("demo", "--no-ui", env=env)
         assert again.returncode == 0, again.stderr[-3000:]
-        lines_again = {line.split()[0]: line.split()[1:] for line in again.stdout.splitlines()
-                       if line.strip().startswith("collect_")}
+        lines_again = {
+            line.split()[0]: line.split()[1:]
+            for line in again.stdout.splitlines()
+            if line.strip().startswith("collect_")
+        }
         assert lines_again["collect_rss_feeds"][:3] == ["0", "0", str(rss_new)]
         assert lines_again["collect_file_import"][:3] == ["0", "0", str(file_new)]
 
@@ -55,12 +73,16 @@ def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path)
         engine = database.make_engine(url)
         with engine.connect() as conn:
             total = conn.execute(sa.text("SELECT count(*) FROM content_records")).scalar_one()
-            linked = conn.execute(sa.text(
-                "SELECT count(*) FROM content_records c JOIN actors a ON a.id = c.author_id "
-                "WHERE a.is_public_figure AND c.author_platform_id = 'hdalsgaard'")).scalar_one()
+            linked = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM content_records c JOIN actors a ON a.id = c.author_id "
+                    "WHERE a.is_public_figure AND c.author_platform_id = 'hdalsgaard'"
+                )
+            ).scalar_one()
             runs = conn.execute(sa.text("SELECT count(*), bool_and(status = 'completed') FROM collection_runs")).one()
-            danish = conn.execute(sa.text(
-                "SELECT count(*) FROM content_records WHERE text_content ~ '[æøåÆØÅ]'")).scalar_one()
+            danish = conn.execute(
+                sa.text("SELECT count(*) FROM content_records WHERE text_content ~ '[æøåÆØÅ]'")
+            ).scalar_one()
         engine.dispose()
         assert total == rss_new + file_new
         assert linked >= 1, "the minister's posts should point at his actor"

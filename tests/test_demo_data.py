@@ -52,7 +52,10 @@ def load_feeds() -> dict[tuple[str, str], dict]:
             body = entry.content[0].value if entry.get("content") else entry.summary
             published = datetime(*entry.published_parsed[:6], tzinfo=timezone.utc)
             entries[(f"feeds/{path.name}", entry.id)] = {
-                "text": strip_html(body), "title": entry.title, "url": entry.link, "published": published,
+                "text": strip_html(body),
+                "title": entry.title,
+                "url": entry.link,
+                "published": published,
             }
     return entries
 
@@ -139,10 +142,28 @@ def test_instagram_csv_has_4cat_columns():
         reader = csv.DictReader(stream)
         rows = list(reader)
     assert reader.fieldnames == [
-        "id", "thread_id", "parent_id", "collected_from_url", "body", "author", "author_fullname",
-        "author_is_verified", "author_avatar_url", "timestamp", "type", "url", "image_url", "media_url",
-        "hashtags", "num_likes", "num_comments", "num_media", "location_name", "location_latlong",
-        "location_city", "unix_timestamp",
+        "id",
+        "thread_id",
+        "parent_id",
+        "collected_from_url",
+        "body",
+        "author",
+        "author_fullname",
+        "author_is_verified",
+        "author_avatar_url",
+        "timestamp",
+        "type",
+        "url",
+        "image_url",
+        "media_url",
+        "hashtags",
+        "num_likes",
+        "num_comments",
+        "num_media",
+        "location_name",
+        "location_latlong",
+        "location_city",
+        "unix_timestamp",
     ]
     for row in rows:
         stamp = datetime.fromtimestamp(int(row["unix_timestamp"]), tz=timezone.utc)
@@ -200,7 +221,9 @@ def test_one_person_posts_on_two_platforms_under_two_names():
 def test_the_public_figure_is_the_one_the_demo_seeds():
     (figure,) = MANIFEST["public_figures"]
     assert (figure["name"], figure["platform"], figure["username"]) == (
-        demo.PUBLIC_FIGURE["name"], demo.PUBLIC_FIGURE["platform"], demo.PUBLIC_FIGURE["username"],
+        demo.PUBLIC_FIGURE["name"],
+        demo.PUBLIC_FIGURE["platform"],
+        demo.PUBLIC_FIGURE["username"],
     )
     for ref in figure["posts"]:
         item = IMPORTED[(ref["file"], ref["id"])]
@@ -218,8 +241,13 @@ def test_every_item_lies_in_march_2026_utc_but_the_listed_few():
 
 def test_the_file_import_arena_reads_the_demo_folder_for_march():
     spec = QuerySpec(
-        design_slug="klimadebat", terms=tuple(MANIFEST["design"]["terms"]), actors=(),
-        window_start=MARCH_START, window_end=APRIL_START, tier=Tier.FREE, options={},
+        design_slug="klimadebat",
+        terms=tuple(MANIFEST["design"]["terms"]),
+        actors=(),
+        window_start=MARCH_START,
+        window_end=APRIL_START,
+        tier=Tier.FREE,
+        options={},
     )
     ctx = CollectionContext(http=None, import_dir=str(DATA / "imports"))
     outputs = list(FileImportArena().collect(spec, ctx))

@@ -20,8 +20,14 @@ pytestmark = needs_tool("docker-compose", "docker-compose")
 def compose(*args, **variables):
     env = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("MINIO_")}
     env.update(variables)
-    return subprocess.run([COMPOSE, "-f", str(ROOT / "docker-compose.yml"), *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [COMPOSE, "-f", str(ROOT / "docker-compose.yml"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 def test_the_stack_is_valid_and_complete():

@@ -56,8 +56,14 @@ def _author_counts(engine, *actor_ids) -> dict:
         )
 
 
-TABLES = ("actors", "actor_aliases", "actor_platform_presences", "actor_list_members", "actor_audit_log",
-          "actor_match_suggestions")
+TABLES = (
+    "actors",
+    "actor_aliases",
+    "actor_platform_presences",
+    "actor_list_members",
+    "actor_audit_log",
+    "actor_match_suggestions",
+)
 
 
 def _snapshot(engine) -> dict:
@@ -65,7 +71,8 @@ def _snapshot(engine) -> dict:
     with engine.connect() as conn:
         state = {table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one() for table in TABLES}
         state["authors"] = sorted(
-            (str(a), n) for a, n in conn.execute(
+            (str(a), n)
+            for a, n in conn.execute(
                 sa.text("SELECT author_id, count(*) FROM content_records GROUP BY author_id")
             ).all()
         )
@@ -168,8 +175,12 @@ def test_rerunning_a_month_updates_in_place_and_keeps_decisions(engine, demo_cor
     again = entities.suggest_matches(engine, MONTH)
     assert (again.inserted, again.updated, again.removed) == (0, 0, 1)
     statuses = sorted((s.kind, s.status) for s in again.rows)
-    assert statuses == [("exact_name", "rejected"), ("fuzzy_name", "accepted"), ("fuzzy_name", "open"),
-                        ("shared_username", "open")]
+    assert statuses == [
+        ("exact_name", "rejected"),
+        ("fuzzy_name", "accepted"),
+        ("fuzzy_name", "open"),
+        ("shared_username", "open"),
+    ]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM actor_match_suggestions")).scalar_one() == 4
     # Another month has its own suggestions: February has no authors.
@@ -194,7 +205,8 @@ def two_sofies(engine, tmp_path):
     x, instagram = SOFIE_X, SOFIE_INSTAGRAM
     first, (first_x,) = make_actor(engine, x["display_name"], (x["platform"], x["username"], "1598765432"))
     second, (second_instagram, second_x) = make_actor(
-        engine, instagram["display_name"],
+        engine,
+        instagram["display_name"],
         (instagram["platform"], instagram["username"]),
         (x["platform"], x["username"].upper()),
         public_figure=True,
@@ -212,8 +224,13 @@ def two_sofies(engine, tmp_path):
             ),
             {"a": second, "d": seeded.design_id},
         )
-    return {"first": first, "second": second, "first_x": first_x, "second_instagram": second_instagram,
-            "second_x": second_x}
+    return {
+        "first": first,
+        "second": second,
+        "first_x": first_x,
+        "second_instagram": second_instagram,
+        "second_x": second_x,
+    }
 
 
 def test_merge_repoints_content_moves_presences_and_keeps_names(engine, two_sofies):
@@ -230,7 +247,8 @@ def test_merge_repoints_content_moves_presences_and_keeps_names(engine, two_sofi
     assert result.aliases_added == ("S. Kjaer", "Sofie Kjaer") and result.list_memberships_moved == 1
     with engine.connect() as conn:
         presences = {
-            r.id: r for r in conn.execute(
+            r.id: r
+            for r in conn.execute(
                 sa.text("SELECT id, actor_id, platform, platform_user_id FROM actor_platform_presences")
             )
         }
@@ -239,8 +257,7 @@ def test_merge_repoints_content_moves_presences_and_keeps_names(engine, two_sofi
         )
         is_public, remaining = conn.execute(
             sa.text(
-                "SELECT bool_or(is_public_figure) FILTER (WHERE id = :a), count(*) FILTER (WHERE id = :b) "
-                "FROM actors"
+                "SELECT bool_or(is_public_figure) FILTER (WHERE id = :a), count(*) FILTER (WHERE id = :b) FROM actors"
             ),
             {"a": first, "b": second},
         ).one()
@@ -308,7 +325,8 @@ def test_refused_merges_change_nothing(engine, two_sofies, case, message):
 def one_sofie(engine, tmp_path):
     """Both of Sofie's accounts on one actor, as if wrongly merged before collection."""
     actor, (x, instagram) = make_actor(
-        engine, "Sofie Kjær",
+        engine,
+        "Sofie Kjær",
         (SOFIE_X["platform"], SOFIE_X["username"]),
         (SOFIE_INSTAGRAM["platform"], SOFIE_INSTAGRAM["username"]),
     )
@@ -332,10 +350,14 @@ def test_split_moves_presences_and_their_content(engine, one_sofie):
         ).one()
         alias = conn.execute(sa.text("SELECT alias, source FROM actor_aliases WHERE actor_id = :a"), {"a": actor}).one()
         audit = conn.execute(sa.text("SELECT action, actor_id, details FROM actor_audit_log")).one()
-        instagram_authors = set(conn.execute(
-            sa.text("SELECT author_id FROM content_records WHERE platform = 'instagram' AND author_platform_id = :u"),
-            {"u": SOFIE_INSTAGRAM["username"]},
-        ).scalars())
+        instagram_authors = set(
+            conn.execute(
+                sa.text(
+                    "SELECT author_id FROM content_records WHERE platform = 'instagram' AND author_platform_id = :u"
+                ),
+                {"u": SOFIE_INSTAGRAM["username"]},
+            ).scalars()
+        )
     assert owners[x] == actor and owners[instagram] == new
     assert (name, public) == ("Sofie Kjaer (Instagram)", False)
     assert tuple(alias) == ("Sofie Kjaer (Instagram)", entities.ALIAS_FROM_SPLIT)
@@ -377,13 +399,17 @@ def _figure_presence(engine) -> uuid.UUID:
 
 def test_asset_stores_the_months_suggestions_with_a_markdown_table(db_url, demo_corpus, instance):
     result = dg.materialize(
-        [entity_defs.actor_match_suggestions], partition_key=MONTH, instance=instance,
+        [entity_defs.actor_match_suggestions],
+        partition_key=MONTH,
+        instance=instance,
         resources={"postgres": PostgresResource(database_url=db_url)},
     )
     assert result.success
     metadata = result.asset_materializations_for_node("actor_match_suggestions")[0].metadata
     assert {k: metadata[k].value for k in ("exact_name", "shared_username", "fuzzy_name")} == {
-        "exact_name": 1, "shared_username": 1, "fuzzy_name": 1,
+        "exact_name": 1,
+        "shared_username": 1,
+        "fuzzy_name": 1,
     }
     table = metadata["top_suggestions"].value
     assert table.startswith("| kind | score |") and "instagram @sofiekjaer (Sofie Kjaer)" in table
@@ -403,7 +429,9 @@ def test_merge_job_runs_and_a_refused_merge_fails_with_its_reason(engine, db_url
     def run(duplicates):
         config = {"canonical_actor_id": first, "duplicate_actor_ids": duplicates, "performed_by": "curator"}
         return job.execute_in_process(
-            run_config={"ops": {"merge": {"config": config}}}, instance=instance, raise_on_error=False,
+            run_config={"ops": {"merge": {"config": config}}},
+            instance=instance,
+            raise_on_error=False,
         )
 
     before = _snapshot(engine)
@@ -422,10 +450,19 @@ def test_merge_job_runs_and_a_refused_merge_fails_with_its_reason(engine, db_url
 
 def test_split_job_runs(engine, db_url, one_sofie, instance):
     actor, _, instagram = one_sofie
-    config = {"actor_id": str(actor), "presence_ids": [str(instagram)], "new_canonical_name": "Sofie Kjaer",
-              "performed_by": "curator"}
-    result = _with_database(db_url).resolve_job_def("split_actors").execute_in_process(
-        run_config={"ops": {"split": {"config": config}}}, instance=instance,
+    config = {
+        "actor_id": str(actor),
+        "presence_ids": [str(instagram)],
+        "new_canonical_name": "Sofie Kjaer",
+        "performed_by": "curator",
+    }
+    result = (
+        _with_database(db_url)
+        .resolve_job_def("split_actors")
+        .execute_in_process(
+            run_config={"ops": {"split": {"config": config}}},
+            instance=instance,
+        )
     )
     assert result.success
     assert "2 records re-pointed" in result.output_for_node("split")
@@ -440,7 +477,8 @@ def test_a_month_depends_on_that_month_of_every_design(instance):
         ).partitions_subset
         downstream = mapping.get_downstream_partitions_for_partitions(
             corpus_partitions.empty_subset().with_partition_keys([corpus_key(MONTH, "energi")]),
-            corpus_partitions, monthly_partitions,
+            corpus_partitions,
+            monthly_partitions,
         )
     assert sorted(upstream.get_partition_keys()) == [corpus_key(MONTH, "energi"), corpus_key(MONTH, "klimadebat")]
     assert list(downstream.get_partition_keys()) == [MONTH]

@@ -20,21 +20,42 @@ from tests.factories import at, corpus_of, make_actor, make_design, record
 
 #: What identifies Sofie Kjær in the corpus (casefolded): her name, alias, X user id, Bluesky handle and
 #: her own texts. Her old X handle is not here: Mads posts under it now, and his posts stay.
-HERS = ("sofie kjær", "s. kjær", "1450001", "sofiekjaer.bsky.social", "grøn omstilling på fyn", "april: klima igen",
-        "vindmøller på land")
+HERS = (
+    "sofie kjær",
+    "s. kjær",
+    "1450001",
+    "sofiekjaer.bsky.social",
+    "grøn omstilling på fyn",
+    "april: klima igen",
+    "vindmøller på land",
+)
 
 
 def post(design, platform_id, published, account, *, actor=None, name=None, platform="x_twitter", **kwargs):
     """A record matching klima; ``actor`` is the author_id entity resolution linked."""
     arena = {"x_twitter": "file_import"}.get(platform, platform)
-    return record(design, platform_id, published, author=account, display_name=name, author_id=actor,
-                  platform=platform, arena=arena, terms=["klima"], **kwargs)
+    return record(
+        design,
+        platform_id,
+        published,
+        author=account,
+        display_name=name,
+        author_id=actor,
+        platform=platform,
+        arena=arena,
+        terms=["klima"],
+        **kwargs,
+    )
 
 
 def _suggestion(conn, left: dict, right: dict, kind: str = "exact_name") -> None:
     def side(prefix, s):
-        return {f"{prefix}_actor_id": s.get("actor"), f"{prefix}_platform": s.get("platform"),
-                f"{prefix}_account": s.get("account"), f"{prefix}_name": s["name"]}
+        return {
+            f"{prefix}_actor_id": s.get("actor"),
+            f"{prefix}_platform": s.get("platform"),
+            f"{prefix}_account": s.get("account"),
+            f"{prefix}_name": s["name"],
+        }
 
     conn.execute(
         sa.text(
@@ -45,8 +66,13 @@ def _suggestion(conn, left: dict, right: dict, kind: str = "exact_name") -> None
                 :right_actor_id, :right_platform, :right_account, :right_name, 1, :reason)
             """
         ),
-        {"kind": kind, "key": uuid.uuid4().hex, "reason": f"same name '{left['name']}'",
-         **side("left", left), **side("right", right)},
+        {
+            "kind": kind,
+            "key": uuid.uuid4().hex,
+            "reason": f"same name '{left['name']}'",
+            **side("left", left),
+            **side("right", right),
+        },
     )
 
 
@@ -57,42 +83,86 @@ def corpus(engine):
     klima = make_design(engine, slug="klimadebat", terms=("klima", "grøn omstilling"))
     energi = make_design(engine, slug="energi", terms=("klima",))
     with engine.begin() as conn:
-        sofie = make_actor(conn, "Sofie Kjær", ("x_twitter", "Sofie_Kjaer", "1450001"),
-                           ("bluesky", "sofiekjaer.bsky.social")).id
+        sofie = make_actor(
+            conn, "Sofie Kjær", ("x_twitter", "Sofie_Kjaer", "1450001"), ("bluesky", "sofiekjaer.bsky.social")
+        ).id
         mads = make_actor(conn, "Mads Ørsted", ("x_twitter", "mads_oersted", "1450002")).id
-        conn.execute(sa.text("INSERT INTO actor_aliases (actor_id, alias, source) VALUES (:a, 'S. Kjær', 'manual')"),
-                     {"a": sofie})
+        conn.execute(
+            sa.text("INSERT INTO actor_aliases (actor_id, alias, source) VALUES (:a, 'S. Kjær', 'manual')"),
+            {"a": sofie},
+        )
         actor_list = conn.execute(
             sa.text("INSERT INTO actor_lists (query_design_id, name) VALUES (:d, 'Klimadebattører') RETURNING id"),
             {"d": klima},
         ).scalar_one()
-        conn.execute(sa.text("INSERT INTO actor_list_members (actor_list_id, actor_id) VALUES (:l, :a), (:l, :m)"),
-                     {"l": actor_list, "a": sofie, "m": mads})
-        _suggestion(conn, {"actor": sofie, "name": "Sofie Kjær"}, {"platform": "instagram", "account": "sofiek",
-                                                                    "name": "Sofie Kjær"})
+        conn.execute(
+            sa.text("INSERT INTO actor_list_members (actor_list_id, actor_id) VALUES (:l, :a), (:l, :m)"),
+            {"l": actor_list, "a": sofie, "m": mads},
+        )
+        _suggestion(
+            conn,
+            {"actor": sofie, "name": "Sofie Kjær"},
+            {"platform": "instagram", "account": "sofiek", "name": "Sofie Kjær"},
+        )
         # Her X account on one side, before it was claimed: the account names her too.
-        _suggestion(conn, {"platform": "x_twitter", "account": "SOFIE_KJAER", "name": "Sofie Kjær"},
-                    {"actor": mads, "name": "Mads Ørsted"}, kind="fuzzy_name")
-        _suggestion(conn, {"platform": "x_twitter", "account": "anna", "name": "Anna Ærø"},
-                    {"platform": "bluesky", "account": "bo.bsky.social", "name": "Anna Ærø"})
-    ingest.write_batch(engine, [
-        post(klima, "s1", at(2, month=3), "1450001", actor=sofie, name="Sofie Kjær", text="Klima kræver mod, skriver jeg"),
-        post(klima, "s2", at(5, month=3), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky",
-             text="Grøn omstilling på Fyn"),
-        post(klima, "s3", at(1, 0, month=4), "1450001", actor=sofie, name="Sofie Kjær", text="April: klima igen"),
-        post(energi, "s4", at(9, month=3), "sofiekjaer.bsky.social", actor=sofie, name="Sofie Kjær", platform="bluesky"),
-        # Collected before her X username was known: not linked, but hers (the case differs).
-        post(klima, "s5", at(12, month=3), "SOFIE_KJAER", name="Sofie Kjær", text="Vindmøller på land? Ja tak, klima"),
-        # Mads now posts under the handle Sofie once had: linked to him, so his.
-        post(klima, "m1", at(3, month=3), "sofie_kjaer", actor=mads, name="Mads Ørsted", text="Klima og kvæg"),
-        # The same handle on another platform is another account.
-        post(klima, "b1", at(4, month=3), "sofie_kjaer", name="Bo Ærenpris", platform="bluesky", text="klima"),
-        post(klima, "a1", at(6, month=3), "anna", name="Anna Ærø", text="Grøn omstilling nu"),
-        post(klima, "a2", at(2, month=4), "anna", name="Anna Ærø", text="klima i april"),
-        # bo's copy of Sofie's post: dedup marked it as her post's duplicate.
-        post(klima, "bo1", at(2, 13, month=3), "bo", name="Bo Ærenpris", text="Klima kræver mod, skriver jeg"),
-        post(energi, "e1", at(9, month=3), "anna", name="Anna Ærø"),
-    ])
+        _suggestion(
+            conn,
+            {"platform": "x_twitter", "account": "SOFIE_KJAER", "name": "Sofie Kjær"},
+            {"actor": mads, "name": "Mads Ørsted"},
+            kind="fuzzy_name",
+        )
+        _suggestion(
+            conn,
+            {"platform": "x_twitter", "account": "anna", "name": "Anna Ærø"},
+            {"platform": "bluesky", "account": "bo.bsky.social", "name": "Anna Ærø"},
+        )
+    ingest.write_batch(
+        engine,
+        [
+            post(
+                klima,
+                "s1",
+                at(2, month=3),
+                "1450001",
+                actor=sofie,
+                name="Sofie Kjær",
+                text="Klima kræver mod, skriver jeg",
+            ),
+            post(
+                klima,
+                "s2",
+                at(5, month=3),
+                "sofiekjaer.bsky.social",
+                actor=sofie,
+                name="Sofie Kjær",
+                platform="bluesky",
+                text="Grøn omstilling på Fyn",
+            ),
+            post(klima, "s3", at(1, 0, month=4), "1450001", actor=sofie, name="Sofie Kjær", text="April: klima igen"),
+            post(
+                energi,
+                "s4",
+                at(9, month=3),
+                "sofiekjaer.bsky.social",
+                actor=sofie,
+                name="Sofie Kjær",
+                platform="bluesky",
+            ),
+            # Collected before her X username was known: not linked, but hers (the case differs).
+            post(
+                klima, "s5", at(12, month=3), "SOFIE_KJAER", name="Sofie Kjær", text="Vindmøller på land? Ja tak, klima"
+            ),
+            # Mads now posts under the handle Sofie once had: linked to him, so his.
+            post(klima, "m1", at(3, month=3), "sofie_kjaer", actor=mads, name="Mads Ørsted", text="Klima og kvæg"),
+            # The same handle on another platform is another account.
+            post(klima, "b1", at(4, month=3), "sofie_kjaer", name="Bo Ærenpris", platform="bluesky", text="klima"),
+            post(klima, "a1", at(6, month=3), "anna", name="Anna Ærø", text="Grøn omstilling nu"),
+            post(klima, "a2", at(2, month=4), "anna", name="Anna Ærø", text="klima i april"),
+            # bo's copy of Sofie's post: dedup marked it as her post's duplicate.
+            post(klima, "bo1", at(2, 13, month=3), "bo", name="Bo Ærenpris", text="Klima kræver mod, skriver jeg"),
+            post(energi, "e1", at(9, month=3), "anna", name="Anna Ærø"),
+        ],
+    )
     with engine.begin() as conn:
         original = conn.execute(sa.text("SELECT id FROM content_records WHERE platform_id = 's1'")).scalar_one()
         conn.execute(
@@ -116,8 +186,11 @@ def _count(engine, table: str, where: str = "true", **params) -> int:
 
 def _dump(engine, table: str) -> str:
     with engine.connect() as conn:
-        return json.dumps([dict(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}")).mappings()],
-                          default=str, ensure_ascii=False).casefold()
+        return json.dumps(
+            [dict(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}")).mappings()],
+            default=str,
+            ensure_ascii=False,
+        ).casefold()
 
 
 def _export(engine, tmp_path, name: str) -> tuple[str, int]:
@@ -132,8 +205,9 @@ def test_erasure_removes_the_actors_records_everywhere_and_keeps_everyone_elses(
     assert "Sofie Kjær" in before_csv and "bo1" not in before_csv  # bo's copy is left out as a duplicate
     assert before_rows == 6  # s1 s2 s5 m1 b1 a1
 
-    result = erasure.erase_actor(engine, str(sofie), performed_by="dpo@observatoriet.dk",
-                                 reason="anmodning om sletning, sag 2026-117")
+    result = erasure.erase_actor(
+        engine, str(sofie), performed_by="dpo@observatoriet.dk", reason="anmodning om sletning, sag 2026-117"
+    )
 
     assert result.records_deleted == {"content_records_2026_03": 4, "content_records_2026_04": 1}
     assert result.records_total == 5
@@ -152,9 +226,13 @@ def test_erasure_removes_the_actors_records_everywhere_and_keeps_everyone_elses(
         assert not any(hers in dumped for hers in HERS), table
 
     with engine.connect() as conn:
-        audit = conn.execute(
-            sa.text("SELECT * FROM actor_audit_log WHERE action = 'erase' AND actor_id = :a"), {"a": sofie}
-        ).mappings().one()
+        audit = (
+            conn.execute(
+                sa.text("SELECT * FROM actor_audit_log WHERE action = 'erase' AND actor_id = :a"), {"a": sofie}
+            )
+            .mappings()
+            .one()
+        )
     assert audit["id"] == result.audit_id and audit["performed_by"] == "dpo@observatoriet.dk"
     assert audit["details"]["records_deleted"] == 5
     assert audit["details"]["records_by_partition"] == result.records_deleted
@@ -189,8 +267,12 @@ def test_erasing_twice_says_it_is_gone_and_changes_nothing(engine, corpus):
     "actor, performed_by, reason, message",
     [
         ("not-a-uuid", "dpo", "sag 117", "'not-a-uuid' is not a valid actor id; ids are UUIDs"),
-        ("3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10", "dpo", "sag 117",
-         "no actor with id 3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10; nothing was erased"),
+        (
+            "3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10",
+            "dpo",
+            "sag 117",
+            "no actor with id 3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10; nothing was erased",
+        ),
         (None, " ", "sag 117", "performed_by is empty; an erasure records who did it and why"),
         (None, "dpo", "", "reason is empty; an erasure records who did it and why"),
     ],
@@ -244,9 +326,11 @@ def _job(db_url) -> dg.JobDefinition:
 
 def _run(db_url, instance, **config) -> dg.ExecuteInProcessResult:
     return _job(db_url).execute_in_process(
-        run_config={"ops": {"erase": {"config": {"performed_by": "dpo@observatoriet.dk", "reason": "sag 117",
-                                                 **config}}}},
-        instance=instance, raise_on_error=False,
+        run_config={
+            "ops": {"erase": {"config": {"performed_by": "dpo@observatoriet.dk", "reason": "sag 117", **config}}}
+        },
+        instance=instance,
+        raise_on_error=False,
     )
 
 
@@ -270,8 +354,10 @@ def test_the_job_erases_and_shows_counts_only(engine, db_url, corpus, instance):
 
 def test_the_job_fails_in_one_line_on_a_wrong_id(engine, db_url, corpus, instance):
     for actor_id, message in (
-        ("3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10",
-         "no actor with id 3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10; nothing was erased"),
+        (
+            "3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10",
+            "no actor with id 3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10; nothing was erased",
+        ),
         ("Sofie Kjær", "'Sofie Kjær' is not a valid actor id; ids are UUIDs"),
     ):
         result = _run(db_url, instance, actor_id=actor_id)

@@ -91,7 +91,12 @@ def test_researcher_lists_only_their_own_designs(engine, store, seeded, monkeypa
         ("klimadebat", "2026-04", "content.csv"),
     ]
     csv = found[1]
-    assert (csv.owner, csv.size, csv.rows, csv.sha256) == (KAREN, len(KLIMA_CSV), 2, hashlib.sha256(KLIMA_CSV).hexdigest())
+    assert (csv.owner, csv.size, csv.rows, csv.sha256) == (
+        KAREN,
+        len(KLIMA_CSV),
+        2,
+        hashlib.sha256(KLIMA_CSV).hexdigest(),
+    )
     assert csv.key == f"exports/{KAREN}/klimadebat/2026-03/content.csv"
     assert csv.last_modified.tzinfo is not None
     # Other owners' folders are never even listed, not merely filtered out.
@@ -123,7 +128,9 @@ def test_nothing_to_list(engine, store, people):
 def test_an_object_without_export_metadata_is_listed_without_rows(engine, store, seeded):
     # Copied into place by hand: listed (it is there) but with nothing vouching for it.
     put_export(store, KAREN, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
-    found = {e.file: e for e in export_access.list_exports(engine, store, _viewer(engine, KAREN)) if e.month == "2026-04"}
+    found = {
+        e.file: e for e in export_access.list_exports(engine, store, _viewer(engine, KAREN)) if e.month == "2026-04"
+    }
     assert (found[XLSX].rows, found[XLSX].sha256) == (None, None)
     assert found[CSV].rows == 1
 
@@ -162,7 +169,9 @@ def test_missing_export_names_the_export_and_partition(engine, store, seeded):
         "klimadebat|2026-05 in the Dagster UI (or run: observatory run --month 2026-05 --design klimadebat)"
     )
     dynamic = ExportFile("gexf", "term_cooccurrence", dynamic=True)
-    with pytest.raises(ExportMissing, match=r"term_cooccurrence\.dynamic\.gexf .* the gexf export .* klimadebat\|2026-03"):
+    with pytest.raises(
+        ExportMissing, match=r"term_cooccurrence\.dynamic\.gexf .* the gexf export .* klimadebat\|2026-03"
+    ):
         export_access.download(engine, store, karen, "klimadebat", "2026-03", dynamic, ".")
 
 
@@ -199,10 +208,14 @@ def test_download_into_a_folder_or_to_a_path(engine, store, seeded, tmp_path):
 
     named = export_access.download(engine, store, karen, "klimadebat", "2026-03", ACTORS_GEXF, folder / "aktører.gexf")
     assert named.read_bytes() == GEXF
-    assert sorted(p.name for p in folder.iterdir()) == ["aktører.gexf", "klimadebat_2026-03_content.csv"]  # no temp files
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "aktører.gexf",
+        "klimadebat_2026-03_content.csv",
+    ]  # no temp files
 
-    admin = export_access.download(engine, store, _viewer(engine, ADMIN), "vindmoeller", "2026-03", CSV,
-                                   folder / "vind.csv")
+    admin = export_access.download(
+        engine, store, _viewer(engine, ADMIN), "vindmoeller", "2026-03", CSV, folder / "vind.csv"
+    )
     assert admin.read_bytes() == VIND_CSV
 
 
@@ -251,8 +264,9 @@ def test_link_fetches_the_same_bytes(engine, store, seeded):
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == KLIMA_CSV
 
-    admin_url = export_access.link(engine, store, _viewer(engine, ADMIN), "vindmoeller", "2026-03", CSV,
-                                   expires=timedelta(minutes=5))
+    admin_url = export_access.link(
+        engine, store, _viewer(engine, ADMIN), "vindmoeller", "2026-03", CSV, expires=timedelta(minutes=5)
+    )
     with urllib.request.urlopen(admin_url, timeout=10) as response:
         assert response.read() == VIND_CSV
 
@@ -264,4 +278,6 @@ def test_link_to_a_missing_export_names_what_to_materialize(engine, store, seede
 
 def test_link_lifetime_is_bounded(engine, store, seeded):
     with pytest.raises(ValueError, match="1 second"):
-        export_access.link(engine, store, _viewer(engine, KAREN), "klimadebat", "2026-03", CSV, expires=timedelta(days=1))
+        export_access.link(
+            engine, store, _viewer(engine, KAREN), "klimadebat", "2026-03", CSV, expires=timedelta(days=1)
+        )

@@ -43,16 +43,19 @@ def metadata(result, asset: str) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_url, export_corpus, instance,
-                                                                    local_store):
+def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(
+    engine, db_url, export_corpus, instance, local_store
+):
     arenas_config = {
         "rss_feeds": {"enabled": True, "options": {"feeds": ["https://www.dr.dk/nyheder/service/feeds/indland"]}},
         "gdelt": {"enabled": False},
         "file_import": {"enabled": True, "options": {"files": ["**/*.ndjson"]}},
     }
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE query_designs SET arenas_config = CAST(:c AS jsonb) WHERE slug = 'klimadebat'"),
-                     {"c": json.dumps(arenas_config)})
+        conn.execute(
+            sa.text("UPDATE query_designs SET arenas_config = CAST(:c AS jsonb) WHERE slug = 'klimadebat'"),
+            {"c": json.dumps(arenas_config)},
+        )
     result = materialize(instance, db_url, StorageResource(local_dir=str(local_store.root)))
     assert result.success
 
@@ -66,7 +69,11 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_
 
     manifest = json.loads(read_object(local_store, prefix + "manifest.json"))
     assert manifest["corpus"]["month"] == "2026-03" and manifest["corpus"]["design"]["slug"] == "klimadebat"
-    assert {t["term"] for t in manifest["corpus"]["design"]["search_terms"]} == {"klima", "grøn omstilling", "vindmøller"}
+    assert {t["term"] for t in manifest["corpus"]["design"]["search_terms"]} == {
+        "klima",
+        "grøn omstilling",
+        "vindmøller",
+    }
     arenas = {a["arena"]: a for a in manifest["corpus"]["design"]["arenas"]}
     assert arenas["rss_feeds"]["enabled"] and arenas["rss_feeds"]["tier"] == "free"
     assert arenas["rss_feeds"]["options"]["feeds"] == ["https://www.dr.dk/nyheder/service/feeds/indland"]
@@ -97,8 +104,9 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(engine, db_
     assert "actor_cooccurrence.dynamic.gexf" in metadata(result, "export_gexf")["files"]
 
 
-def test_rematerializing_replaces_files_in_place_and_options_reach_the_manifest(engine, db_url, export_corpus, instance,
-                                                                               local_store):
+def test_rematerializing_replaces_files_in_place_and_options_reach_the_manifest(
+    engine, db_url, export_corpus, instance, local_store
+):
     storage = StorageResource(local_dir=str(local_store.root))
     assert materialize(instance, db_url, storage).success
     before = sorted(o.key for o in local_store.list("exports/"))
@@ -128,7 +136,10 @@ def test_manifest_refuses_to_describe_missing_files(engine, db_url, export_corpu
 def test_gexf_before_the_networks_says_what_to_materialize(engine, db_url, export_corpus, instance, tmp_path):
     result = materialize(instance, db_url, StorageResource(local_dir=str(tmp_path / "objects")), [export_gexf])
     (failure,) = [e for e in result.all_node_events if e.is_step_failure]
-    assert "materialize the corpus's networks for that partition first" in failure.step_failure_data.user_failure_data.description
+    assert (
+        "materialize the corpus's networks for that partition first"
+        in failure.step_failure_data.user_failure_data.description
+    )
 
 
 def test_exports_to_s3_with_a_link_that_downloads_the_file_and_no_secret_in_the_run(

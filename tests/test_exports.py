@@ -44,7 +44,9 @@ def test_csv_has_a_bom_and_round_trips_through_csv_and_polars(engine, ref, tmp_p
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == HEADER
     assert [r["text_content"] for r in rows][:3] == [
-        'Han sagde: "klima, nu!"\nNy linje; æøå ÆØÅ', '=HYPERLINK("http://evil")', "Kontroltegn:\x01\x02\x07 slut & <b>fed</b>",
+        'Han sagde: "klima, nu!"\nNy linje; æøå ÆØÅ',
+        '=HYPERLINK("http://evil")',
+        "Kontroltegn:\x01\x02\x07 slut & <b>fed</b>",
     ]
     assert rows[0]["author_display_name"] == "Søren Ærø"
     assert rows[0]["published_at"] == "2026-03-01T10:00:00+00:00"
@@ -163,10 +165,19 @@ def test_xlsx_opens_in_libreoffice(engine, ref, tmp_path):
     written = exports.write_xlsx(engine, ref, tmp_path / "content.xlsx", rows_per_sheet=3)
     out = tmp_path / "converted"
     subprocess.run(
-        ["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/lo-profile", "--convert-to",
-         "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1", "--outdir", str(out),
-         str(written.path)],
-        check=True, capture_output=True, timeout=120,
+        [
+            "soffice",
+            "--headless",
+            f"-env:UserInstallation=file://{tmp_path}/lo-profile",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1",
+            "--outdir",
+            str(out),
+            str(written.path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     # -1 in the filter options writes every sheet to its own CSV file.
     assert sorted(p.name for p in out.glob("*.csv")) == ["content-content (2).csv", "content-content.csv"]

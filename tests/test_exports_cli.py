@@ -91,7 +91,10 @@ def test_user_from_the_environment(capsys, seeded, env):
 
 
 def test_no_user_is_a_one_line_error(capsys, env):
-    for argv in (["exports", "list"], ["exports", "download", "--design", "klimadebat", "--month", "2026-03", "--format", "csv"]):
+    for argv in (
+        ["exports", "list"],
+        ["exports", "download", "--design", "klimadebat", "--month", "2026-03", "--format", "csv"],
+    ):
         status, out, err = run(capsys, *argv)
         assert (status, out) == (2, "")
         line = one_line_error(err)
@@ -99,8 +102,19 @@ def test_no_user_is_a_one_line_error(capsys, env):
 
 
 def test_download_to_the_current_folder(capsys, seeded, tmp_path):
-    status, out, err = run(capsys, "exports", "download", "--user", KAREN, "--design", "klimadebat",
-                           "--month", "2026-03", "--format", "csv")
+    status, out, err = run(
+        capsys,
+        "exports",
+        "download",
+        "--user",
+        KAREN,
+        "--design",
+        "klimadebat",
+        "--month",
+        "2026-03",
+        "--format",
+        "csv",
+    )
 
     assert (status, err) == (0, "")
     saved = tmp_path / "arbejde" / "klimadebat_2026-03_content.csv"
@@ -110,20 +124,59 @@ def test_download_to_the_current_folder(capsys, seeded, tmp_path):
 
 def test_download_a_network_to_a_path(capsys, seeded, tmp_path):
     target = tmp_path / "netværk.gexf"
-    status, out, _ = run(capsys, "exports", "download", "--user", ADMIN, "--design", "klimadebat",
-                         "--month", "2026-03", "--format", "gexf", "--to", str(target))
+    status, out, _ = run(
+        capsys,
+        "exports",
+        "download",
+        "--user",
+        ADMIN,
+        "--design",
+        "klimadebat",
+        "--month",
+        "2026-03",
+        "--format",
+        "gexf",
+        "--to",
+        str(target),
+    )
     assert status == 0
     assert target.read_bytes() == GEXF
 
-    status, _, err = run(capsys, "exports", "download", "--user", KAREN, "--design", "klimadebat",
-                         "--month", "2026-03", "--format", "gexf", "--network", "actor_term", "--dynamic")
+    status, _, err = run(
+        capsys,
+        "exports",
+        "download",
+        "--user",
+        KAREN,
+        "--design",
+        "klimadebat",
+        "--month",
+        "2026-03",
+        "--format",
+        "gexf",
+        "--network",
+        "actor_term",
+        "--dynamic",
+    )
     assert status == 2
     assert "actor_term.dynamic.gexf" in one_line_error(err)
 
 
 def test_link_prints_a_url_that_downloads_the_export(capsys, seeded):
-    status, out, err = run(capsys, "exports", "download", "--user", SOEREN, "--design", "vindmoeller",
-                           "--month", "2026-03", "--format", "csv", "--link")
+    status, out, err = run(
+        capsys,
+        "exports",
+        "download",
+        "--user",
+        SOEREN,
+        "--design",
+        "vindmoeller",
+        "--month",
+        "2026-03",
+        "--format",
+        "csv",
+        "--link",
+    )
 
     assert (status, err) == (0, "")
     url = out.strip()
@@ -142,22 +195,57 @@ def test_link_on_s3_is_presigned(capsys, people, env, s3_server, engine):
     assert not isinstance(store, LocalObjectStore)
     seed_exports(store, people)
 
-    status, out, err = run(capsys, "exports", "download", "--user", KAREN, "--design", "klimadebat",
-                           "--month", "2026-03", "--format", "csv", "--link")
+    status, out, err = run(
+        capsys,
+        "exports",
+        "download",
+        "--user",
+        KAREN,
+        "--design",
+        "klimadebat",
+        "--month",
+        "2026-03",
+        "--format",
+        "csv",
+        "--link",
+    )
     assert (status, err) == (0, "")
     assert out.startswith(f"http://{s3_server.endpoint}/") and "X-Amz-Expires=3600" in out
     with urllib.request.urlopen(out.strip(), timeout=10) as response:
         assert response.read() == KLIMA_CSV
 
-    status, out, _ = run(capsys, "exports", "download", "--user", KAREN, "--design", "klimadebat",
-                         "--month", "2026-03", "--format", "csv")
+    status, out, _ = run(
+        capsys,
+        "exports",
+        "download",
+        "--user",
+        KAREN,
+        "--design",
+        "klimadebat",
+        "--month",
+        "2026-03",
+        "--format",
+        "csv",
+    )
     assert status == 0 and (os.path.join(os.getcwd(), "klimadebat_2026-03_content.csv") in out)
 
 
 def test_refusal_is_the_same_for_others_designs_and_no_design(capsys, seeded):
     def refused(slug, *extra):
-        status, out, err = run(capsys, "exports", "download", "--user", SOEREN, "--design", slug,
-                               "--month", "2026-03", "--format", "csv", *extra)
+        status, out, err = run(
+            capsys,
+            "exports",
+            "download",
+            "--user",
+            SOEREN,
+            "--design",
+            slug,
+            "--month",
+            "2026-03",
+            "--format",
+            "csv",
+            *extra,
+        )
         assert (status, out) == (2, "")
         return one_line_error(err)
 
@@ -172,8 +260,19 @@ def test_unknown_user_and_missing_export(capsys, seeded):
     status, _, err = run(capsys, "exports", "list", "--user", "ukendt@ku.dk")
     assert status == 2 and "ask an admin" in one_line_error(err)
 
-    status, _, err = run(capsys, "exports", "download", "--user", KAREN, "--design", "klimadebat",
-                         "--month", "2026-04", "--format", "xlsx")
+    status, _, err = run(
+        capsys,
+        "exports",
+        "download",
+        "--user",
+        KAREN,
+        "--design",
+        "klimadebat",
+        "--month",
+        "2026-04",
+        "--format",
+        "xlsx",
+    )
     assert status == 2
     line = one_line_error(err)
     assert "the xlsx export" in line and "klimadebat|2026-04" in line and "observatory run --month 2026-04" in line
@@ -194,8 +293,9 @@ def test_bad_format_and_network_are_one_line_errors(capsys, env, people):
 
 def test_bad_month_is_refused_by_the_parser(capsys, env):
     with pytest.raises(SystemExit) as exited:
-        cli.main(["exports", "download", "--user", KAREN, "--design", "klimadebat", "--month", "2026-13",
-                  "--format", "csv"])
+        cli.main(
+            ["exports", "download", "--user", KAREN, "--design", "klimadebat", "--month", "2026-13", "--format", "csv"]
+        )
     assert exited.value.code == 2
     assert "YYYY-MM" in capsys.readouterr().err
 

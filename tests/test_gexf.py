@@ -33,15 +33,31 @@ def account(platform: str, name: str) -> str:
     return hashlib.sha256(f"{platform}:{name}".encode()).hexdigest()
 
 
-def row(day: int, author: str, terms: list[str], *, platform: str = "x_twitter", actor: str | None = None,
-        public: bool = False, likes: int | None = None, duplicate: bool = False) -> dict:
+def row(
+    day: int,
+    author: str,
+    terms: list[str],
+    *,
+    platform: str = "x_twitter",
+    actor: str | None = None,
+    public: bool = False,
+    likes: int | None = None,
+    duplicate: bool = False,
+) -> dict:
     """A corpus row as ``corpus.load_corpus`` returns ``stats.CORPUS_COLUMNS``."""
     return {
-        "id": str(uuid.uuid4()), "published_at": datetime(2026, 3, day, 12, tzinfo=timezone.utc),
-        "platform": platform, "arena": platform, "author_id": actor,
-        "pseudonymized_author_id": account(platform, author), "likes_count": likes, "shares_count": None,
-        "comments_count": None, "search_terms_matched": terms,
-        "duplicate_of": str(uuid.uuid4()) if duplicate else None, "is_public_figure": public,
+        "id": str(uuid.uuid4()),
+        "published_at": datetime(2026, 3, day, 12, tzinfo=timezone.utc),
+        "platform": platform,
+        "arena": platform,
+        "author_id": actor,
+        "pseudonymized_author_id": account(platform, author),
+        "likes_count": likes,
+        "shares_count": None,
+        "comments_count": None,
+        "search_terms_matched": terms,
+        "duplicate_of": str(uuid.uuid4()) if duplicate else None,
+        "is_public_figure": public,
     }
 
 
@@ -80,7 +96,10 @@ def assert_read_back(path: Path, network: networks.Network) -> nx.Graph:
     for node in network.nodes.iter_rows(named=True):
         data = graph.nodes[node["id"]]
         assert (data["label"], data["type"], data["records"], data["degree"]) == (
-            node["label"], node["type"], node["records"], node["degree"]
+            node["label"],
+            node["type"],
+            node["records"],
+            node["degree"],
         )
         assert (data["resolved"], data["is_public_figure"]) == (node["resolved"], node["is_public_figure"])
         assert json.loads(data["platforms"]) == node["platforms"]
@@ -165,8 +184,10 @@ def test_markup_is_escaped_and_control_characters_are_dropped(tmp_path, schema, 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_an_empty_network_is_a_valid_file(tmp_path, schema, dynamic):
     empty = networks.Network(
-        networks.ACTOR_COOCCURRENCE, pl.DataFrame(schema=networks.NODE_SCHEMA),
-        pl.DataFrame(schema=networks.ACTOR_EDGE_SCHEMA), records=0,
+        networks.ACTOR_COOCCURRENCE,
+        pl.DataFrame(schema=networks.NODE_SCHEMA),
+        pl.DataFrame(schema=networks.ACTOR_EDGE_SCHEMA),
+        records=0,
     )
 
     summary = gexf.write_gexf(empty, tmp_path / "empty.gexf", dynamic=dynamic)
@@ -181,8 +202,9 @@ def test_nodes_without_edges_and_null_values_validate(tmp_path, schema, built):
     network = built[networks.ACTOR_TERM]
     nodes = network.nodes.with_columns(is_public_figure=pl.lit(None, pl.Boolean), label=pl.lit(None, pl.Utf8))
 
-    path = gexf.write_gexf(networks.Network(network.name, nodes, network.edges.head(0), 0), tmp_path / "n.gexf",
-                           dynamic=True).path
+    path = gexf.write_gexf(
+        networks.Network(network.name, nodes, network.edges.head(0), 0), tmp_path / "n.gexf", dynamic=True
+    ).path
 
     schema.assertValid(etree.parse(str(path)))
     graph = nx.read_gexf(path)

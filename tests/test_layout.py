@@ -50,8 +50,13 @@ def test_the_checker_sees_imports_of_test_modules_in_every_form(tmp_path):
         encoding="utf-8",
     )
     found = imported_modules(source, root=tmp_path)
-    assert {"tests.test_stats", "tests.test_exports", "tests.test_gexf", "tests.test_dedup",
-            "tests.test_networks"} <= found
+    assert {
+        "tests.test_stats",
+        "tests.test_exports",
+        "tests.test_gexf",
+        "tests.test_dedup",
+        "tests.test_networks",
+    } <= found
 
 
 def test_core_never_imports_dagster():

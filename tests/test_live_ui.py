@@ -230,7 +230,9 @@ def wait_for_design_partition(stack: LiveStack, timeout: float) -> None:
         if DESIGN in keys["design"]:
             break
         if time.monotonic() > deadline:
-            raise StackError(f"no '{DESIGN}' design partition after {timeout:.0f} s: {keys['design']}{stack.log_tail()}")
+            raise StackError(
+                f"no '{DESIGN}' design partition after {timeout:.0f} s: {keys['design']}{stack.log_tail()}"
+            )
         time.sleep(2)
     assert set(MONTHS) <= set(keys["month"])
     ticks = stack.graphql(
@@ -244,7 +246,9 @@ def wait_for_design_partition(stack: LiveStack, timeout: float) -> None:
         {"selector": {**REPOSITORY, "sensorName": "sync_query_design_partitions"}},
     )["sensorOrError"]["sensorState"]["ticks"]
     added = [
-        r for tick in ticks for r in tick["dynamicPartitionsRequestResults"]
+        r
+        for tick in ticks
+        for r in tick["dynamicPartitionsRequestResults"]
         if r["type"] == "ADD_PARTITIONS" and r["partitionsDefName"] == "query_design"
     ]
     assert any(DESIGN in r["partitionKeys"] for r in added), ticks
@@ -254,7 +258,8 @@ def backfill_selection(stack: LiveStack) -> list[dict]:
     """dedup_pass and everything in the analysis and exports groups."""
     nodes = stack.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
     selection = [
-        {"path": n["assetKey"]["path"]} for n in nodes
+        {"path": n["assetKey"]["path"]}
+        for n in nodes
         if n["groupName"] in ("analysis", "exports") or n["assetKey"]["path"] == ["dedup_pass"]
     ]
     names = {key["path"][0] for key in selection}
@@ -308,7 +313,9 @@ def check_schedules(stack: LiveStack) -> None:
     # The tick at 01:00 on the 1st collects the month just ended one last time, and the new month.
     requests = dry_run(stack, "nightly_collection", first_of_month)["runRequests"]
     assert sorted(r["runKey"] for r in requests) == [
-        f"nightly|{DESIGN}|2026-03|2026-04-01", f"nightly|{DESIGN}|2026-04|2026-04-01"]
+        f"nightly|{DESIGN}|2026-03|2026-04-01",
+        f"nightly|{DESIGN}|2026-04|2026-04-01",
+    ]
     for request in requests:
         month = tags_of(request)["dagster/partition/month"]
         assert tags_of(request)["dagster/partition"] == corpus_key(month)
@@ -358,11 +365,37 @@ def check_exports(stack: LiveStack, downloads: Path, shown_in_ui: dict) -> None:
     commands = [("exports", "list", *user)]
     for month in MONTHS:
         (downloads / month).mkdir(parents=True)
-        commands.append(("exports", "download", *user, "--design", DESIGN, "--month", month,
-                         "--format", "csv", "--to", str(downloads / month)))
+        commands.append(
+            (
+                "exports",
+                "download",
+                *user,
+                "--design",
+                DESIGN,
+                "--month",
+                month,
+                "--format",
+                "csv",
+                "--to",
+                str(downloads / month),
+            )
+        )
     for fmt in ("parquet", "manifest"):
-        commands.append(("exports", "download", *user, "--design", DESIGN, "--month", MONTH,
-                         "--format", fmt, "--to", str(downloads / MONTH)))
+        commands.append(
+            (
+                "exports",
+                "download",
+                *user,
+                "--design",
+                DESIGN,
+                "--month",
+                MONTH,
+                "--format",
+                fmt,
+                "--to",
+                str(downloads / MONTH),
+            )
+        )
     listing, *fetched = stack.cli_many(*commands)
     for result in (listing, *fetched):
         assert result.returncode == 0, (result.args, result.stderr)
@@ -370,7 +403,9 @@ def check_exports(stack: LiveStack, downloads: Path, shown_in_ui: dict) -> None:
     for result in fetched:
         match = re.fullmatch(r"(.+) \(.+, checksum verified\)", result.stdout.strip())
         assert match, result.stdout
-        paths[(result.args[result.args.index("--month") + 1], result.args[result.args.index("--format") + 1])] = Path(match[1])
+        paths[(result.args[result.args.index("--month") + 1], result.args[result.args.index("--format") + 1])] = Path(
+            match[1]
+        )
 
     listed = {}
     for line in listing.stdout.splitlines()[1:]:

@@ -37,8 +37,15 @@ def content(engine):
                 "INSERT INTO content_records (published_at, platform, arena, platform_id, text_content, "
                 "query_design_id) VALUES (:p, 'rss', 'rss_feeds', :id, :t, :d)"
             ),
-            [{"p": datetime(2026, 3, d, 12, tzinfo=UTC), "id": f"dr-{d}", "d": design,
-              "t": f"Havvind ud for Thyborøn, dag {d}: æbler, øl og åer"} for d in (1, 2, 3)],
+            [
+                {
+                    "p": datetime(2026, 3, d, 12, tzinfo=UTC),
+                    "id": f"dr-{d}",
+                    "d": design,
+                    "t": f"Havvind ud for Thyborøn, dag {d}: æbler, øl og åer",
+                }
+                for d in (1, 2, 3)
+            ],
         )
     return design
 
@@ -128,11 +135,14 @@ def test_a_pruning_failure_warns_and_the_backup_stands(instance, db_url, content
     meta = result.asset_materializations_for_node("database_backup")[0].metadata
     assert meta["pruned_count"].value == 0
     assert [w.split(":")[0] for w in meta["warnings"].value] == [
-        f"could not prune {expired}", f"could not prune {expired}.sha256"]
+        f"could not prune {expired}",
+        f"could not prune {expired}.sha256",
+    ]
     check = checks(result)["backup_pruning_ok"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.description.startswith(
-        f"2 object(s) under postgres/ are past the 30-day retention and were not pruned, e.g. {expired}")
+        f"2 object(s) under postgres/ are past the 30-day retention and were not pruned, e.g. {expired}"
+    )
     assert "AccessDenied" in check.description and check.description.endswith("may delete")
     assert sorted(check.metadata["unpruned"].value) == [expired, expired + ".sha256"]
     warnings = [r.user_message for r in instance.all_logs(result.run_id) if r.level == 30]  # logging.WARNING
@@ -153,8 +163,9 @@ def test_a_dry_run_stores_nothing_and_records_an_observation(instance, db_url, c
     assert sorted(o.key for o in store.list()) == before
     assert not result.asset_materializations_for_node("database_backup")
     assert not result.get_asset_check_evaluations()  # nothing was backed up or pruned to check
-    (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
-                      if e.event_type_value == "ASSET_OBSERVATION"]
+    (observation,) = [
+        e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     meta = {k: v.value for k, v in observation.metadata.items()}
     assert meta["dry_run"] is True and meta["would_write"].startswith("postgres/")
     assert sorted(meta["would_prune"]) == [expired, expired + ".sha256"] and meta["would_prune_count"] == 2
@@ -178,7 +189,8 @@ def test_s3_without_credentials_fails_in_one_line(instance, db_url):
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure.step_failure_data.user_failure_data.description == (
         "S3 storage needs credentials: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY "
-        "(or MINIO_ROOT_USER and MINIO_ROOT_PASSWORD)")
+        "(or MINIO_ROOT_USER and MINIO_ROOT_PASSWORD)"
+    )
 
 
 # --- the checks on their own -------------------------------------------------------------------------------
@@ -217,10 +229,13 @@ def test_the_checks_warn_about_no_stale_and_damaged_backups(instance, db_url, co
 # --- schedules ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("schedule, job, cron, hour", [
-    (backup_database_nightly, "backup_database", "0 2 * * *", 2),
-    (check_database_backup_daily, "check_database_backup", "0 7 * * *", 7),
-])
+@pytest.mark.parametrize(
+    "schedule, job, cron, hour",
+    [
+        (backup_database_nightly, "backup_database", "0 2 * * *", 2),
+        (check_database_backup_daily, "check_database_backup", "0 7 * * *", 7),
+    ],
+)
 def test_the_schedules_request_their_jobs_in_utc(schedule, job, cron, hour):
     assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == (job, cron, "UTC")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
@@ -239,4 +254,5 @@ def test_the_maintenance_definitions_load_with_the_project():
     dg.Definitions.validate_loadable(merged)
     repository = merged.get_repository_def()
     assert {"backup_database", "check_database_backup", "apply_content_retention"} <= {
-        job.name for job in repository.get_all_jobs()}
+        job.name for job in repository.get_all_jobs()
+    }

@@ -36,21 +36,25 @@ def corpus(engine):
     would have given him grøn omstilling with Anna. Eva Ødegård (public figure) and Frederik are
     resolved actors: Eva on X and Bluesky, Frederik on X only."""
     design = make_design(engine, terms=("klima", "havvind", "grøn omstilling"))
-    ingest.write_batch(engine, [
-        record(design, "a1", at(2), author="anna", terms=["klima", "havvind"], likes=9),
-        record(design, "a2", at(5), author="anna", terms=["grøn omstilling"], likes=9),
-        record(design, "b1", at(3), author="bo", terms=["havvind"], likes=1),
-        record(design, "b2", at(10), author="bo", terms=["klima"], likes=1),
-        record(design, "b3", at(7), author="bo", terms=["grøn omstilling"], duplicate_of=str(uuid.uuid4())),
-        record(design, "c1", at(4), author="carl", terms=["klima"]),
-        record(design, "d1", at(6), author="dorte"),
-        record(design, "e1", at(11), author="eva_x", display_name="Eva Ødegård"),
-        record(design, "e2", at(12), author="eva_x", display_name="Eva Ødegård"),
-        record(design, "e3", at(12), author="eva.bsky", platform="bluesky", arena="bluesky"),
-        record(design, "f1", at(13), author="frederik"),
-    ])
-    make_actor(engine, "Eva Ødegård", ("x_twitter", "eva_x"), ("bluesky", "eva.bsky"), public_figure=True,
-               claim_records=True)
+    ingest.write_batch(
+        engine,
+        [
+            record(design, "a1", at(2), author="anna", terms=["klima", "havvind"], likes=9),
+            record(design, "a2", at(5), author="anna", terms=["grøn omstilling"], likes=9),
+            record(design, "b1", at(3), author="bo", terms=["havvind"], likes=1),
+            record(design, "b2", at(10), author="bo", terms=["klima"], likes=1),
+            record(design, "b3", at(7), author="bo", terms=["grøn omstilling"], duplicate_of=str(uuid.uuid4())),
+            record(design, "c1", at(4), author="carl", terms=["klima"]),
+            record(design, "d1", at(6), author="dorte"),
+            record(design, "e1", at(11), author="eva_x", display_name="Eva Ødegård"),
+            record(design, "e2", at(12), author="eva_x", display_name="Eva Ødegård"),
+            record(design, "e3", at(12), author="eva.bsky", platform="bluesky", arena="bluesky"),
+            record(design, "f1", at(13), author="frederik"),
+        ],
+    )
+    make_actor(
+        engine, "Eva Ødegård", ("x_twitter", "eva_x"), ("bluesky", "eva.bsky"), public_figure=True, claim_records=True
+    )
     make_actor(engine, "Frederik", ("x_twitter", "frederik"), claim_records=True)
     return design
 
@@ -79,8 +83,13 @@ def test_actor_cooccurrence_links_actors_by_shared_terms(analysis_corpus):
     assert all(r["source"] < r["target"] for r in network.edges.iter_rows(named=True))
     first = network.edges.row(0, named=True)
     assert (first["weight"], first["first_seen"], first["last_seen"]) == (2, d(2), d(10))
-    assert network.info == {"actors_total": 3, "actors_included": 3, "links": 4, "links_complete": 4,
-                            "max_links": networks.DEFAULT_MAX_LINKS}
+    assert network.info == {
+        "actors_total": 3,
+        "actors_included": 3,
+        "links": 4,
+        "links_complete": 4,
+        "max_links": networks.DEFAULT_MAX_LINKS,
+    }
     nodes = {r["id"]: r for r in network.nodes.iter_rows(named=True)}
     assert (nodes[A]["degree"], nodes[A]["weighted_degree"], nodes[A]["records"]) == (2, 3, 2)
     assert nodes[A]["label"] == A[:12] and nodes[A]["type"] == "actor"
@@ -97,10 +106,13 @@ def test_actor_cooccurrence_keeps_the_most_active_actors_within_max_links(analys
 
 
 def test_term_cooccurrence_counts_records_with_both_terms(engine, corpus, analysis_corpus):
-    ingest.write_batch(engine, [
-        record(corpus, "g1", at(20), author="gitte", terms=["klima", "havvind", "grøn omstilling"]),
-        record(corpus, "g2", at(20, 15), author="gitte", terms=["klima", "havvind"]),
-    ])
+    ingest.write_batch(
+        engine,
+        [
+            record(corpus, "g1", at(20), author="gitte", terms=["klima", "havvind", "grøn omstilling"]),
+            record(corpus, "g2", at(20, 15), author="gitte", terms=["klima", "havvind"]),
+        ],
+    )
     network = networks.term_cooccurrence(stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH)))
 
     assert edges(network, "weight", "days") == {
@@ -110,7 +122,11 @@ def test_term_cooccurrence_counts_records_with_both_terms(engine, corpus, analys
     }
     labels = dict(zip(network.nodes["id"], network.nodes["label"]))
     assert labels == {"term:klima": "klima", "term:havvind": "havvind", "term:grøn omstilling": "grøn omstilling"}
-    assert dict(zip(network.nodes["label"], network.nodes["records"])) == {"klima": 5, "havvind": 4, "grøn omstilling": 2}
+    assert dict(zip(network.nodes["label"], network.nodes["records"])) == {
+        "klima": 5,
+        "havvind": 4,
+        "grøn omstilling": 2,
+    }
 
 
 def test_actor_term_links_each_actor_to_its_terms(analysis_corpus):
@@ -125,7 +141,12 @@ def test_actor_term_links_each_actor_to_its_terms(analysis_corpus):
         (frozenset((C, "term:klima")), 1, (d(4),)),
     }
     assert dict(zip(network.nodes["id"], network.nodes["type"])) == {
-        A: "actor", B: "actor", C: "actor", "term:klima": "term", "term:havvind": "term", "term:grøn omstilling": "term",
+        A: "actor",
+        B: "actor",
+        C: "actor",
+        "term:klima": "term",
+        "term:havvind": "term",
+        "term:grøn omstilling": "term",
     }
 
 
@@ -141,7 +162,9 @@ def test_cross_platform_actors_are_resolved_actors_on_several_platforms(engine, 
     nodes = {r["id"]: r for r in network.nodes.iter_rows(named=True)}
     assert set(nodes) == {eva, "platform:x_twitter", "platform:bluesky"}  # Frederik is on X only
     assert (nodes[eva]["label"], nodes[eva]["platforms"], nodes[eva]["is_public_figure"]) == (
-        "Eva Ødegård", ["bluesky", "x_twitter"], True
+        "Eva Ødegård",
+        ["bluesky", "x_twitter"],
+        True,
     )
     assert nodes["platform:x_twitter"]["records"] == 9  # every non-duplicate X record of the corpus
 
@@ -154,7 +177,10 @@ def test_graph_round_trips_through_the_store_for_the_exports(analysis_corpus):
     graph = networks.load_graph("klimadebat", MARCH, networks.ACTOR_COOCCURRENCE)
     assert isinstance(graph, nx.Graph) and not graph.is_directed()
     assert graph.edges[A, B] == {
-        "weight": 2, "days": [d(2), d(3), d(10)], "first_seen": d(2), "last_seen": d(10),
+        "weight": 2,
+        "days": [d(2), d(3), d(10)],
+        "first_seen": d(2),
+        "last_seen": d(10),
         "shared_terms": ["havvind", "klima"],
     }
     assert graph.nodes[A]["label"] == A[:12] and graph.nodes[A]["platforms"] == ["x_twitter"]
@@ -194,10 +220,13 @@ def test_demo_corpus_gives_non_trivial_networks_and_sofie_crosses_platforms_once
     assert not labels & {"Sofie Kjær", "Sofie Kjaer", "sofie_kjaer_dk"}  # ...nobody else is
 
     sofie = str(make_actor(engine, "Sofie Kjær", *SOFIE_ACCOUNTS, claim_records=True).id)
-    resolved = networks.cross_platform_actors(stats.load_analysis_corpus(engine, corpus_of(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH)))
+    resolved = networks.cross_platform_actors(
+        stats.load_analysis_corpus(engine, corpus_of(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH))
+    )
 
     assert edges(resolved, "weight") == {
-        (frozenset((sofie, "platform:x_twitter")), 2), (frozenset((sofie, "platform:instagram")), 2)
+        (frozenset((sofie, "platform:x_twitter")), 2),
+        (frozenset((sofie, "platform:instagram")), 2),
     }
     node = resolved.nodes.filter(resolved.nodes["id"] == sofie).row(0, named=True)
     assert node["platforms"] == ["instagram", "x_twitter"] and node["resolved"]
@@ -207,8 +236,11 @@ def test_demo_corpus_gives_non_trivial_networks_and_sofie_crosses_platforms_once
 def _materialize(instance, db_url, **kwargs):
     instance.add_dynamic_partitions(query_design_partitions.name, [demo.DESIGN_SLUG])
     return dg.materialize(
-        [corpus_networks], instance=instance, partition_key=corpus_key(demo.DEMO_MONTH, demo.DESIGN_SLUG),
-        resources={"postgres": PostgresResource(database_url=db_url)}, **kwargs,
+        [corpus_networks],
+        instance=instance,
+        partition_key=corpus_key(demo.DEMO_MONTH, demo.DESIGN_SLUG),
+        resources={"postgres": PostgresResource(database_url=db_url)},
+        **kwargs,
     )
 
 
@@ -218,17 +250,23 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
     result = _materialize(instance, db_url)
 
     assert result.success
-    materialized = {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
-                    for m in result.asset_materializations_for_node("corpus_networks")}
+    materialized = {
+        m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+        for m in result.asset_materializations_for_node("corpus_networks")
+    }
     assert set(materialized) == {key.to_user_string() for key in asset_keys.NETWORKS.values()}
     actor = materialized["actor_cooccurrence_network"]
     assert actor["records"] == 73 and actor["nodes"] > 0 and actor["edges"] > 0 and 0 < actor["density"] <= 1
     assert actor["actors_included"] == actor["actors_total"]
     assert "| label | type | degree | weighted_degree | records |" in actor["top_nodes_by_degree"]
-    assert Path(actor["edges_path"]).is_file() and Path(actor["edges_path"]).parent == analysis_dir / "klimadebat" / MARCH
+    assert (
+        Path(actor["edges_path"]).is_file() and Path(actor["edges_path"]).parent == analysis_dir / "klimadebat" / MARCH
+    )
     checks = {c.asset_key.to_user_string(): c for c in result.get_asset_check_evaluations()}
     assert {k: c.passed for k, c in checks.items()} == {
-        "actor_cooccurrence_network": True, "term_cooccurrence_network": True, "actor_term_network": True,
+        "actor_cooccurrence_network": True,
+        "term_cooccurrence_network": True,
+        "actor_term_network": True,
         "cross_platform_actor_network": False,
     }
     warning = checks["cross_platform_actor_network"]
@@ -238,8 +276,11 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
     make_actor(engine, "Sofie Kjær", *SOFIE_ACCOUNTS, claim_records=True)
     rerun = _materialize(instance, db_url, run_config={"ops": {"corpus_networks": {"config": {"max_links": 5}}}})
     assert all(c.passed for c in rerun.get_asset_check_evaluations())
-    capped = next(m.metadata for m in rerun.asset_materializations_for_node("corpus_networks")
-                  if m.asset_key.to_user_string() == "actor_cooccurrence_network")
+    capped = next(
+        m.metadata
+        for m in rerun.asset_materializations_for_node("corpus_networks")
+        if m.asset_key.to_user_string() == "actor_cooccurrence_network"
+    )
     assert capped["max_links"].value == 5 and capped["links"].value <= 5
     assert capped["actors_included"].value < capped["actors_total"].value
 

@@ -63,9 +63,10 @@ def test_ensure_creates_months_ahead_with_utc_bounds_and_is_idempotent(engine):
 def test_new_partition_inherits_indexes_and_keys(engine):
     partitions.ensure_partitions(engine, months_ahead=1, now=datetime(2026, 5, 2, tzinfo=timezone.utc))
     with engine.connect() as conn:
-        attached = conn.execute(
-            sa.text(
-                """
+        attached = (
+            conn.execute(
+                sa.text(
+                    """
                 SELECT parent_idx.relname
                 FROM pg_inherits i
                 JOIN pg_class child_idx ON child_idx.oid = i.inhrelid
@@ -73,11 +74,20 @@ def test_new_partition_inherits_indexes_and_keys(engine):
                 JOIN pg_index x ON x.indexrelid = child_idx.oid
                 WHERE x.indrelid = 'content_records_2026_06'::regclass
                 """
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert {
-        "idx_content_platform", "idx_content_arena", "idx_content_published", "idx_content_query",
-        "idx_content_hash", "idx_content_author", "idx_content_terms", "idx_content_metadata",
+        "idx_content_platform",
+        "idx_content_arena",
+        "idx_content_published",
+        "idx_content_query",
+        "idx_content_hash",
+        "idx_content_author",
+        "idx_content_terms",
+        "idx_content_metadata",
         "idx_content_fulltext",
     } <= set(attached)
     assert "pk_content_records" in attached
@@ -88,9 +98,15 @@ def test_rows_parked_in_default_move_into_their_new_partition(engine):
     early = datetime(2026, 4, 10, tzinfo=timezone.utc)
     with engine.begin() as conn:
         design = _owner_and_design(conn)
-        august = [datetime(2026, 8, 1, tzinfo=timezone.utc).replace(hour=h % 24, minute=i % 60) for i, h in enumerate(range(500))]
+        august = [
+            datetime(2026, 8, 1, tzinfo=timezone.utc).replace(hour=h % 24, minute=i % 60)
+            for i, h in enumerate(range(500))
+        ]
         january = [datetime(2027, 1, 31, 23, 59, 59, tzinfo=timezone.utc)]
-        backdated = [datetime(2019, 12, 24, 18, tzinfo=timezone.utc), datetime(2019, 12, 31, 23, 59, tzinfo=timezone.utc)]
+        backdated = [
+            datetime(2019, 12, 24, 18, tzinfo=timezone.utc),
+            datetime(2019, 12, 31, 23, 59, tzinfo=timezone.utc),
+        ]
         _insert_posts(conn, design, august, "aug")
         _insert_posts(conn, design, january, "jan")
         _insert_posts(conn, design, backdated, "old")

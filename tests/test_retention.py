@@ -38,8 +38,13 @@ def insert(engine, design, published: datetime, collected: datetime, n: int, pre
                 "collected_at, query_design_id) VALUES (:p, 'rss', 'rss_feeds', :id, :t, :c, :d)"
             ),
             [
-                {"p": published + timedelta(hours=i), "id": f"{prefix}{i}", "c": collected, "d": design,
-                 "t": f"Klimadebat {i} fra Ærø: grøn omstilling og vindmøller ved Æbelø"}
+                {
+                    "p": published + timedelta(hours=i),
+                    "id": f"{prefix}{i}",
+                    "c": collected,
+                    "d": design,
+                    "t": f"Klimadebat {i} fra Ærø: grøn omstilling og vindmøller ved Æbelø",
+                }
                 for i in range(n)
             ],
         )
@@ -71,10 +76,16 @@ def old_months(engine, archive):
 
 def row_counts(engine) -> dict[str, int]:
     with engine.connect() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relname LIKE 'content\\_records\\_%' AND c.relkind = 'r' ORDER BY 1"
-        )).scalars().all()
+        tables = (
+            conn.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'public' AND c.relname LIKE 'content\\_records\\_%' AND c.relkind = 'r' ORDER BY 1"
+                )
+            )
+            .scalars()
+            .all()
+        )
         quote = conn.dialect.identifier_preparer.quote
         return {t: conn.execute(sa.text(f"SELECT count(*) FROM {quote(t)}")).scalar_one() for t in tables}
 
@@ -138,8 +149,12 @@ def test_a_verified_newer_backup_lets_the_old_months_go_and_nothing_else(db_url,
         left = {p.name for p in partitions.list_partitions(conn)}
         assert not left & {*OLD, *EMPTY}
         assert conn.execute(sa.text("SELECT to_regclass('content_records_2023_01')")).scalar() is None
-        assert conn.execute(sa.text(
-            "SELECT count(*) FROM content_records WHERE published_at < '2024-06-01 00:00+00'")).scalar_one() == 1
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM content_records WHERE published_at < '2024-06-01 00:00+00'")
+            ).scalar_one()
+            == 1
+        )
 
     # The next run finds nothing to do, and downloads nothing for it.
     again = retention.plan_retention(engine, store, now=NOW)
@@ -155,8 +170,9 @@ def test_a_backup_older_than_a_months_last_write_keeps_that_month(db_url, engine
     plan = retention.plan_retention(engine, local_store, now=NOW)
     action, reason = decisions(plan)["content_records_2023_01"]
     assert action == retention.KEEP
-    assert reason == (f"the newest backup, {key} (2025-01-01 02:00 UTC), is older than its last write "
-                      "(2025-03-04 08:00 UTC)")
+    assert reason == (
+        f"the newest backup, {key} (2025-01-01 02:00 UTC), is older than its last write (2025-03-04 08:00 UTC)"
+    )
     assert decisions(plan)["content_records_2023_02"][0] == retention.DROP
     retention.apply_retention(engine, plan)
     assert row_counts(engine)["content_records_2023_01"] == 3
@@ -191,8 +207,10 @@ def test_rows_missing_from_the_backup_keep_the_month(db_url, engine, old_months,
     plan = retention.plan_retention(engine, local_store, now=NOW)
     assert decisions(plan)["content_records_2023_02"] == (
         retention.KEEP,
-        (f"the verified backup {key} holds 2 rows of it, the database 3 (written after the backup began); "
-         "a later backup will cover it"),
+        (
+            f"the verified backup {key} holds 2 rows of it, the database 3 (written after the backup began); "
+            "a later backup will cover it"
+        ),
     )
     assert decisions(plan)["content_records_2023_01"][0] == retention.DROP
 
@@ -225,7 +243,9 @@ def test_a_month_locked_by_a_writer_is_left_for_the_next_run(db_url, engine, old
     assert [p.name for p in result.dropped] == ["content_records_2023_02", *EMPTY]
     (skipped,) = result.skipped
     assert (skipped.name, skipped.reason) == (
-        "content_records_2023_01", "it was busy (locks not granted within 200ms); the next run tries again")
+        "content_records_2023_01",
+        "it was busy (locks not granted within 200ms); the next run tries again",
+    )
     assert result.warnings == [f"content_records_2023_01 was not dropped: {skipped.reason}"]
     assert row_counts(engine)["content_records_2023_01"] == 3
 
@@ -256,7 +276,10 @@ def test_the_boundary_month_and_the_current_month(engine, local_store):
     plan = retention.plan_retention(engine, local_store, retention_days=1, now=datetime(2026, 3, 15, tzinfo=UTC))
     decided = decisions(plan)
     assert {p.name for p in plan.partitions if p.expired} == {
-        "content_records_2024_04", "content_records_2024_05", "content_records_2026_02"}
+        "content_records_2024_04",
+        "content_records_2024_05",
+        "content_records_2026_02",
+    }
     assert decided["content_records_2026_03"] == (retention.KEEP, "current or future month")
     assert decided["content_records_2026_04"] == (retention.KEEP, "current or future month")
 
@@ -298,13 +321,16 @@ def _forged_plan(name: str, month: str | None) -> retention.RetentionPlan:
     return plan
 
 
-@pytest.mark.parametrize("name", [
-    "content_records_default",
-    "content_records",
-    "users",
-    'content_records_2023_01"; DROP TABLE users; --',
-    "content_records_2026_05",  # not expired on NOW
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "content_records_default",
+        "content_records",
+        "users",
+        'content_records_2023_01"; DROP TABLE users; --',
+        "content_records_2026_05",  # not expired on NOW
+    ],
+)
 def test_apply_refuses_anything_but_an_expired_monthly_partition(engine, old_months, name):
     before = row_counts(engine)
     with pytest.raises(ValueError, match="refusing"):
@@ -352,17 +378,22 @@ def test_a_manual_launch_previews_and_the_scheduled_run_drops(instance, db_url, 
     preview = run_retention(instance, db_url, local_store.root)
     assert preview.success
     assert not preview.asset_materializations_for_node("content_retention")
-    (observation,) = [e.event_specific_data.asset_observation for e in preview.all_events
-                      if e.event_type_value == "ASSET_OBSERVATION"]
+    (observation,) = [
+        e.event_specific_data.asset_observation for e in preview.all_events if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     assert observation.metadata["dry_run"].value is True
     assert observation.metadata["would_drop"].value == ["content_records_2023_02", "content_records_2023_03"]
     assert "| content_records_2023_02 | 2023-02 | 2 |" in observation.metadata["partitions"].value
     assert not preview.get_asset_check_evaluations()
     assert row_counts(engine) == before
 
-    scheduled = content_retention_daily.evaluate_tick(
-        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 3, 30, tzinfo=UTC))
-    ).run_requests[0].run_config
+    scheduled = (
+        content_retention_daily.evaluate_tick(
+            dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 3, 30, tzinfo=UTC))
+        )
+        .run_requests[0]
+        .run_config
+    )
     dry_run = scheduled["ops"]["content_retention"]["config"]["dry_run"]
     result = run_retention(instance, db_url, local_store.root, dry_run=dry_run)
     assert result.success
@@ -370,8 +401,9 @@ def test_a_manual_launch_previews_and_the_scheduled_run_drops(instance, db_url, 
     assert metadata["dropped"].value == ["content_records_2023_02", "content_records_2023_03"]
     assert metadata["backup"].value == key and metadata["backup_verified"].value is True
     table = metadata["partitions"].value
-    assert ("| content_records_2023_02 | 2023-02 | 2 | 2023-02-20 09:00 UTC | "
-            "dropped (2 rows held by verified backup") in table
+    assert (
+        "| content_records_2023_02 | 2023-02 | 2 | 2023-02-20 09:00 UTC | dropped (2 rows held by verified backup"
+    ) in table
     assert "kept: the newest backup" in table
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "expired_partitions_dropped" and not check.passed
@@ -382,8 +414,13 @@ def test_a_manual_launch_previews_and_the_scheduled_run_drops(instance, db_url, 
 
 def test_the_check_alone_plans_and_drops_nothing(instance, db_url, engine, archive, tmp_path):
     before = row_counts(engine)
-    result = run_retention(instance, db_url, tmp_path / "objects", dry_run=False,
-                           selection=dg.AssetSelection.checks_for_assets(content_retention))
+    result = run_retention(
+        instance,
+        db_url,
+        tmp_path / "objects",
+        dry_run=False,
+        selection=dg.AssetSelection.checks_for_assets(content_retention),
+    )
     assert result.success and not result.asset_materializations_for_node("content_retention")
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.metadata["kept_expired"].value.keys() == set(OLD)
@@ -396,14 +433,16 @@ def test_a_bad_setting_fails_the_run_with_one_line(instance, db_url, archive, tm
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure.step_failure_data.user_failure_data.description == (
-        "CONTENT_RETENTION_DAYS must be a whole number of days, 1 or more; got 'to år'")
+        "CONTENT_RETENTION_DAYS must be a whole number of days, 1 or more; got 'to år'"
+    )
 
 
 def test_the_retention_job_and_schedule():
     assert content_retention_daily.job_name == "apply_content_retention"
     assert (content_retention_daily.cron_schedule, content_retention_daily.execution_timezone) == ("30 3 * * *", "UTC")
     tick = content_retention_daily.evaluate_tick(
-        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 3, 30, tzinfo=UTC)))
+        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 3, 30, tzinfo=UTC))
+    )
     (request,) = tick.run_requests
     assert request.run_config == {"ops": {"content_retention": {"config": {"dry_run": False}}}}
     resources = {"postgres": PostgresResource(), "storage": StorageResource()}

@@ -73,11 +73,7 @@ def _public_tables(conn: sa.Connection) -> set[str]:
 
 
 def _project_tables(conn: sa.Connection) -> set[str]:
-    return {
-        name
-        for name in _public_tables(conn)
-        if name != "alembic_version" and name not in PARTITIONS
-    }
+    return {name for name in _public_tables(conn) if name != "alembic_version" and name not in PARTITIONS}
 
 
 # --- models and migrations agree -----------------------------------------------------------------
@@ -116,10 +112,7 @@ def test_server_defaults_match_migrations(engine):
             probe = sa.Table(
                 f"probe_{table.name}",
                 sa.MetaData(),
-                *(
-                    sa.Column(c.name, c.type, server_default=c.server_default)
-                    for c in table.columns
-                ),
+                *(sa.Column(c.name, c.type, server_default=c.server_default) for c in table.columns),
                 prefixes=["TEMPORARY"],
             )
             probe.create(conn)
@@ -179,15 +172,17 @@ def test_fulltext_index_is_the_documented_expression(engine):
     """The index Alembic cannot compare: the server must store the expression queries repeat."""
     with engine.connect() as conn:
         conn.execute(sa.text("CREATE TEMP TABLE probe (title text, text_content text)"))
-        conn.execute(
-            sa.text(f"CREATE INDEX probe_fulltext ON probe USING gin ({FULLTEXT_DOCUMENT_SQL})")
-        )
-        definitions = conn.execute(
-            sa.text(
-                "SELECT regexp_replace(pg_get_indexdef(oid), '^.* USING ', '')"
-                " FROM pg_class WHERE relname IN ('idx_content_fulltext', 'probe_fulltext')"
+        conn.execute(sa.text(f"CREATE INDEX probe_fulltext ON probe USING gin ({FULLTEXT_DOCUMENT_SQL})"))
+        definitions = (
+            conn.execute(
+                sa.text(
+                    "SELECT regexp_replace(pg_get_indexdef(oid), '^.* USING ', '')"
+                    " FROM pg_class WHERE relname IN ('idx_content_fulltext', 'probe_fulltext')"
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert len(definitions) == 2 and definitions[0] == definitions[1]
 
 
@@ -292,14 +287,8 @@ def test_tables_indexes_and_partitions(engine):
         )
         assert bounds == PARTITIONS
 
-        assert (
-            conn.execute(sa.text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'"))
-            .scalar_one()
-            == 1
-        )
-        trgm = conn.execute(
-            sa.text("SELECT pg_get_indexdef('idx_actors_name_trgm'::regclass)")
-        ).scalar_one()
+        assert conn.execute(sa.text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")).scalar_one() == 1
+        trgm = conn.execute(sa.text("SELECT pg_get_indexdef('idx_actors_name_trgm'::regclass)")).scalar_one()
         assert "USING gin (canonical_name gin_trgm_ops)" in trgm
 
 
@@ -317,10 +306,7 @@ def _query_design(conn: sa.Connection, slug: str | None = None) -> uuid.UUID:
     if slug is None:
         slug = f"design-{uuid.uuid4().hex[:8]}"
     return conn.execute(
-        sa.text(
-            "INSERT INTO query_designs (owner_id, name, slug) VALUES (:owner, :name, :slug)"
-            " RETURNING id"
-        ),
+        sa.text("INSERT INTO query_designs (owner_id, name, slug) VALUES (:owner, :name, :slug) RETURNING id"),
         {"owner": _user(conn), "name": slug, "slug": slug},
     ).scalar_one()
 
@@ -425,16 +411,13 @@ def _plan_nodes(node: dict):
 
 
 def test_danish_fulltext_search_uses_the_index(engine):
-    search = (
-        f"SELECT text_content FROM content_records"
-        f" WHERE {FULLTEXT_DOCUMENT_SQL} @@ plainto_tsquery('danish', :q)"
-    )
+    search = f"SELECT text_content FROM content_records WHERE {FULLTEXT_DOCUMENT_SQL} @@ plainto_tsquery('danish', :q)"
     with engine.connect() as conn:
         design = _query_design(conn)
-        _content(conn, design, "2026-03-10 08:00:00+00",
-                 text_content="Debatten i København handler om klimaet")
-        _content(conn, design, "2026-03-11 08:00:00+00",
-                 title="Klimaet", text_content="Aarhus vil have flere cykelstier")
+        _content(conn, design, "2026-03-10 08:00:00+00", text_content="Debatten i København handler om klimaet")
+        _content(
+            conn, design, "2026-03-11 08:00:00+00", title="Klimaet", text_content="Aarhus vil have flere cykelstier"
+        )
         _content(conn, design, "2026-04-02 08:00:00+00", text_content="Folketinget mødes igen")
 
         found = conn.execute(sa.text(search), {"q": "københavn"}).scalars().all()
@@ -454,9 +437,7 @@ def test_danish_fulltext_search_uses_the_index(engine):
         assert len(fulltext_indexes) == len(PARTITIONS)
 
         conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
-        plan = conn.execute(
-            sa.text(f"EXPLAIN (FORMAT JSON) {search}"), {"q": "københavn"}
-        ).scalar_one()
+        plan = conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {search}"), {"q": "københavn"}).scalar_one()
         nodes = list(_plan_nodes(plan[0]["Plan"]))
         used = {n["Index Name"] for n in nodes if n["Node Type"] == "Bitmap Index Scan"}
         assert used and used <= fulltext_indexes, nodes
@@ -465,7 +446,5 @@ def test_danish_fulltext_search_uses_the_index(engine):
 
 def test_trigram_similarity_is_available(engine):
     with engine.connect() as conn:
-        score = conn.execute(
-            sa.text("SELECT similarity('Mette Frederiksen', 'Mette Frederiksén')")
-        ).scalar_one()
+        score = conn.execute(sa.text("SELECT similarity('Mette Frederiksen', 'Mette Frederiksén')")).scalar_one()
     assert score > 0.5

@@ -36,10 +36,13 @@ def _environment_reads(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         reading = (
-            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
             and ast.unparse(node.func) in {"os.environ.get", "os.getenv", "os.environ.setdefault"}
         ) or (
-            isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and ast.unparse(node.value) == "os.environ"
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and ast.unparse(node.value) == "os.environ"
         )
         if reading:
             found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
@@ -57,14 +60,16 @@ def test_only_the_settings_module_reads_environment_variables():
 
 
 def test_secrets_never_print_and_bad_values_fail_only_where_used():
-    current = settings.Settings({
-        "DATABASE_URL": "postgresql://obs:hemmeligt-kodeord@db/observatory",
-        "PSEUDONYMIZATION_SALT": "salt-med-æøå-0123456789",
-        "MINIO_ROOT_USER": "root-bruger",
-        "MINIO_SECRET_KEY": "s3-hemmelighed",
-        "BACKUP_RETENTION_DAYS": "tredive",
-        "CONTENT_RETENTION_DAYS": " 365 ",
-    })
+    current = settings.Settings(
+        {
+            "DATABASE_URL": "postgresql://obs:hemmeligt-kodeord@db/observatory",
+            "PSEUDONYMIZATION_SALT": "salt-med-æøå-0123456789",
+            "MINIO_ROOT_USER": "root-bruger",
+            "MINIO_SECRET_KEY": "s3-hemmelighed",
+            "BACKUP_RETENTION_DAYS": "tredive",
+            "CONTENT_RETENTION_DAYS": " 365 ",
+        }
+    )
     shown = f"{current!r} {current.database_url} {current.salt!r} {current.s3_access_key} {current.s3_secret_key}"
     for secret in ("hemmeligt-kodeord", "salt-med", "root-bruger", "s3-hemmelighed"):
         assert secret not in shown

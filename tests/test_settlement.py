@@ -20,8 +20,9 @@ from tests.factories import MARCH, make_design
 UTC = timezone.utc
 
 
-def _open_collection(engine, slug: str, dagster_run_id: str, arenas: dict[str, int],
-                     started_hours_ago: float = 0) -> uuid.UUID:
+def _open_collection(
+    engine, slug: str, dagster_run_id: str, arenas: dict[str, int], started_hours_ago: float = 0
+) -> uuid.UUID:
     """A collection run as collect_arena leaves it when its worker dies mid-collection: the run and
     each arena's task 'running', each arena's estimated credits reserved."""
     with engine.begin() as conn:
@@ -34,8 +35,9 @@ def _open_collection(engine, slug: str, dagster_run_id: str, arenas: dict[str, i
             {"s": started_hours_ago * 3600, "run": run},
         )
     for arena, credits in arenas.items():
-        CreditService(engine).reserve(design.owner_id, run, credits, arena=arena, platform=arena,
-                                      description=f"{slug} {MARCH} {arena} (free)")
+        CreditService(engine).reserve(
+            design.owner_id, run, credits, arena=arena, platform=arena, description=f"{slug} {MARCH} {arena} (free)"
+        )
     return run
 
 
@@ -71,7 +73,8 @@ def _settle(db_url: str, instance, **config) -> dg.ExecuteInProcessResult:
         settlement.defs, dg.Definitions(resources={"postgres": PostgresResource(database_url=db_url)})
     )
     result = defs.resolve_job_def("settle_stale_collections").execute_in_process(
-        run_config={"ops": {"settle_stale": {"config": config}}}, instance=instance,
+        run_config={"ops": {"settle_stale": {"config": config}}},
+        instance=instance,
     )
     assert result.success
     return result
@@ -116,7 +119,8 @@ def test_a_run_whose_dagster_run_failed_is_closed_and_its_credits_refunded(engin
 
     crashed = _crashing_collection_job(db_url).execute_in_process(
         run_config={"ops": {"collect_then_crash": {"config": {"slug": "klimadebat"}}}},
-        instance=instance, raise_on_error=False,
+        instance=instance,
+        raise_on_error=False,
     )
     assert instance.get_run_by_id(crashed.run_id).status == dg.DagsterRunStatus.FAILURE
     # A run that is still collecting: Dagster says STARTED and it began minutes ago.
@@ -170,8 +174,9 @@ def test_gone_and_overdue_runs_are_closed_unless_a_worker_still_collects(engine,
     with engine.begin() as conn:
         empty = collection._start_run(conn, load_design(conn, "tom"), MARCH, "", months.month_bounds(MARCH))
         conn.execute(
-            sa.text("UPDATE collection_runs SET started_at = now() - interval '2 days', dagster_run_id = NULL "
-                    "WHERE id = :r"),
+            sa.text(
+                "UPDATE collection_runs SET started_at = now() - interval '2 days', dagster_run_id = NULL WHERE id = :r"
+            ),
             {"r": empty},
         )
 
@@ -184,10 +189,13 @@ def test_gone_and_overdue_runs_are_closed_unless_a_worker_still_collects(engine,
             worker.execute(sa.text("SELECT pg_advisory_unlock_all()"))
             worker.commit()
 
-    assert _tasks(engine, gone) == {"rss_feeds": (
-        "failed", "run ended without finishing (Dagster run f3b1c0de-0000-4000-8000-000000000000 "
-        f"{settlement.NOT_FOUND})", True,
-    )}
+    assert _tasks(engine, gone) == {
+        "rss_feeds": (
+            "failed",
+            f"run ended without finishing (Dagster run f3b1c0de-0000-4000-8000-000000000000 {settlement.NOT_FOUND})",
+            True,
+        )
+    }
     (status, error, closed) = _tasks(engine, overdue)["gdelt"]
     assert (status, closed) == ("failed", True)
     assert error.startswith("run abandoned: still open since ") and error.endswith(f"(Dagster run {started[0]})")
@@ -209,9 +217,15 @@ def test_close_orphaned_runs_wants_an_aware_cut_off(engine):
 def test_only_ended_or_unknown_dagster_runs_are_reported(instance):
     runs = {
         status: _dagster_run(instance, status)
-        for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-                       dg.DagsterRunStatus.CANCELING,
-                       dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+        for status in (
+            dg.DagsterRunStatus.NOT_STARTED,
+            dg.DagsterRunStatus.STARTING,
+            dg.DagsterRunStatus.STARTED,
+            dg.DagsterRunStatus.CANCELING,
+            dg.DagsterRunStatus.SUCCESS,
+            dg.DagsterRunStatus.FAILURE,
+            dg.DagsterRunStatus.CANCELED,
+        )
     }
     ended = settlement.ended_dagster_runs(instance, [*runs.values(), "no-such-run"])
     assert ended == {
@@ -250,6 +264,7 @@ def test_stale_after_hours_must_be_positive(db_url, instance):
     )
     with pytest.raises(Exception, match="stale_after_hours\n.*greater than or equal to 1"):
         defs.resolve_job_def("settle_stale_collections").execute_in_process(
-            run_config={"ops": {"settle_stale": {"config": {"stale_after_hours": 0}}}}, instance=instance,
+            run_config={"ops": {"settle_stale": {"config": {"stale_after_hours": 0}}}},
+            instance=instance,
         )
     assert settlement.SettleConfig().stale_after_hours == 24

@@ -47,25 +47,51 @@ def corpus(engine):
     """Six March records on two arenas, one duplicate, one April record and another design's record."""
     design = make_design(engine, terms=("klima", "havvind", "grøn omstilling", "vindmøller"))
     other = make_design(engine, slug="andet", terms=("klima",))
-    ingest.write_batch(engine, [
-        # 1 March is a Sunday: its ISO week starts on 23 February.
-        record(design, "x1", at(1, 10), author="anna", terms=["klima", "havvind"], likes=10, shares=2, comments=3),
-        record(design, "x2", at(2, 9), author="anna", terms=["klima"], likes=5),
-        record(design, "x3", at(2, 23, 59), author="bo", terms=["havvind"], likes=0, shares=0, comments=0),
-        record(design, "x4", at(9), author="soeren_aeroe", display_name="Søren Ærø", terms=["grøn omstilling"],
-               likes=100, shares=20, comments=30),
-        record(design, "r1", at(2, 7), author="nordlys.example.dk", platform="rss", arena="rss_feeds", terms=["klima"]),
-        record(design, "r2", at(31, 23, 30), author="nordlys.example.dk", platform="rss", arena="rss_feeds",
-               terms=["vindmøller"]),
-        record(design, "x5", at(3), author="bo", terms=["klima"], likes=1000, duplicate_of=str(uuid.uuid4())),
-        record(design, "x6", at(1, 0, 0, month=4), author="bo", terms=["klima"], likes=7),
-        record(other, "x1", at(1, 10), author="anna", terms=["klima"], likes=99),
-    ])
+    ingest.write_batch(
+        engine,
+        [
+            # 1 March is a Sunday: its ISO week starts on 23 February.
+            record(design, "x1", at(1, 10), author="anna", terms=["klima", "havvind"], likes=10, shares=2, comments=3),
+            record(design, "x2", at(2, 9), author="anna", terms=["klima"], likes=5),
+            record(design, "x3", at(2, 23, 59), author="bo", terms=["havvind"], likes=0, shares=0, comments=0),
+            record(
+                design,
+                "x4",
+                at(9),
+                author="soeren_aeroe",
+                display_name="Søren Ærø",
+                terms=["grøn omstilling"],
+                likes=100,
+                shares=20,
+                comments=30,
+            ),
+            record(
+                design, "r1", at(2, 7), author="nordlys.example.dk", platform="rss", arena="rss_feeds", terms=["klima"]
+            ),
+            record(
+                design,
+                "r2",
+                at(31, 23, 30),
+                author="nordlys.example.dk",
+                platform="rss",
+                arena="rss_feeds",
+                terms=["vindmøller"],
+            ),
+            record(design, "x5", at(3), author="bo", terms=["klima"], likes=1000, duplicate_of=str(uuid.uuid4())),
+            record(design, "x6", at(1, 0, 0, month=4), author="bo", terms=["klima"], likes=7),
+            record(other, "x1", at(1, 10), author="anna", terms=["klima"], likes=99),
+        ],
+    )
     make_actor(engine, "Søren Ærø", ("x_twitter", "soeren_aeroe"), public_figure=True, claim_records=True)
-    add_tasks(engine, design, at(1, 0), [
-        ("file_import", "completed", None, at(31, 20)),
-        ("rss_feeds", "failed", "rss_feeds: every feed failed (HTTP 503)", at(31, 20)),
-    ])
+    add_tasks(
+        engine,
+        design,
+        at(1, 0),
+        [
+            ("file_import", "completed", None, at(31, 20)),
+            ("rss_feeds", "failed", "rss_feeds: every feed failed (HTTP 503)", at(31, 20)),
+        ],
+    )
     add_tasks(engine, design, at(1, 0), [("rss_feeds", "completed", None, at(31, 21))])
     add_tasks(engine, design, at(1, 0, month=4), [("rss_feeds", "completed", None, at(1, 3, month=4))])
     return design
@@ -119,11 +145,19 @@ def test_top_terms_and_actors_with_names_only_for_public_figures(engine, corpus)
     figures = stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH))
 
     assert rows(figures.top_terms, ["rank", "term", "records", "actors"]) == [
-        (1, "klima", 3, 2), (2, "havvind", 2, 2), (3, "grøn omstilling", 1, 1), (4, "vindmøller", 1, 1),
+        (1, "klima", 3, 2),
+        (2, "havvind", 2, 2),
+        (3, "grøn omstilling", 1, 1),
+        (4, "vindmøller", 1, 1),
     ]
     assert figures.top_terms["share"].to_list() == pytest.approx([0.5, 1 / 3, 1 / 6, 1 / 6])
     actors = figures.top_actors.to_dicts()
-    assert [(a["rank"], a["records"], a["engagement"]) for a in actors] == [(1, 2, 20), (2, 2, 0), (3, 1, 150), (4, 1, 0)]
+    assert [(a["rank"], a["records"], a["engagement"]) for a in actors] == [
+        (1, 2, 20),
+        (2, 2, 0),
+        (3, 1, 150),
+        (4, 1, 0),
+    ]
     assert actors[0]["label"] == pseudonym("x_twitter", "anna")[:12]
     assert actors[0]["actor_id"] == pseudonym("x_twitter", "anna")
     assert actors[1]["label"] == pseudonym("rss", "nordlys.example.dk")[:12]
@@ -135,7 +169,10 @@ def test_top_terms_and_actors_with_names_only_for_public_figures(engine, corpus)
 
 
 def test_run_summary_counts_runs_tasks_failures_and_records(engine, corpus):
-    summary = {r["arena"]: r for r in stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH)).run_summary.to_dicts()}
+    summary = {
+        r["arena"]: r
+        for r in stats.build_statistics(engine, corpus_of(engine, "klimadebat", MARCH)).run_summary.to_dicts()
+    }
 
     rss = summary["rss_feeds"]
     assert (rss["runs"], rss["tasks"], rss["tasks_completed"], rss["tasks_failed"]) == (2, 2, 1, 1)
@@ -186,7 +223,9 @@ def test_empty_month_gives_empty_tables_and_a_chart(engine, corpus):
 def _materialize(instance, db_url, month: str = MARCH):
     instance.add_dynamic_partitions(query_design_partitions.name, ["klimadebat"])
     return dg.materialize(
-        [corpus_statistics], instance=instance, partition_key=corpus_key(month, "klimadebat"),
+        [corpus_statistics],
+        instance=instance,
+        partition_key=corpus_key(month, "klimadebat"),
         resources={"postgres": PostgresResource(database_url=db_url)},
     )
 
@@ -206,7 +245,8 @@ def test_asset_writes_tables_and_shows_them_in_metadata(engine, db_url, corpus, 
     assert m["volume_chart"] == f"![records per day and week](data:image/png;base64,{base64.b64encode(png).decode()})"
     assert m["volume_chart_path"] == str(analysis_dir / "klimadebat" / MARCH / "volume_chart.png")
     assert {p.name for p in (analysis_dir / "klimadebat" / MARCH).iterdir()} == {
-        *(f"{t}.parquet" for t in stats.TABLES), "volume_chart.png"
+        *(f"{t}.parquet" for t in stats.TABLES),
+        "volume_chart.png",
     }
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "statistics_total_matches_partition" and check.passed
@@ -231,8 +271,11 @@ def test_asset_on_an_empty_month_succeeds(engine, db_url, corpus, instance):
 def test_unknown_design_fails_in_one_line(db_url, instance):
     instance.add_dynamic_partitions(query_design_partitions.name, ["findes-ikke"])
     result = dg.materialize(
-        [corpus_statistics], instance=instance, partition_key=corpus_key(MARCH, "findes-ikke"),
-        resources={"postgres": PostgresResource(database_url=db_url)}, raise_on_error=False,
+        [corpus_statistics],
+        instance=instance,
+        partition_key=corpus_key(MARCH, "findes-ikke"),
+        resources={"postgres": PostgresResource(database_url=db_url)},
+        raise_on_error=False,
     )
     assert not result.success
     (failure,) = [e for e in result.all_node_events if e.is_step_failure]

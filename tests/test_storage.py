@@ -431,10 +431,24 @@ def test_s3_from_the_environment(isolated_settings, s3_server):
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        ({"MINIO_ENDPOINT": "127.0.0.1:9", "MINIO_SECURE": "maybe", "MINIO_ACCESS_KEY": "k", "MINIO_SECRET_KEY": "s"},
-         "MINIO_SECURE must be true or false"),
-        ({"MINIO_ENDPOINT": "https://127.0.0.1:9", "MINIO_SECURE": "false", "MINIO_ACCESS_KEY": "k", "MINIO_SECRET_KEY": "s"},
-         "make them agree"),
+        (
+            {
+                "MINIO_ENDPOINT": "127.0.0.1:9",
+                "MINIO_SECURE": "maybe",
+                "MINIO_ACCESS_KEY": "k",
+                "MINIO_SECRET_KEY": "s",
+            },
+            "MINIO_SECURE must be true or false",
+        ),
+        (
+            {
+                "MINIO_ENDPOINT": "https://127.0.0.1:9",
+                "MINIO_SECURE": "false",
+                "MINIO_ACCESS_KEY": "k",
+                "MINIO_SECRET_KEY": "s",
+            },
+            "make them agree",
+        ),
         ({"MINIO_ENDPOINT": "127.0.0.1:9"}, "needs credentials"),
         ({"MINIO_ENDPOINT": "127.0.0.1:9", "MINIO_ACCESS_KEY": "k"}, "needs credentials"),
         ({"MINIO_ENDPOINT": "http://127.0.0.1:9/bucket"}, "cannot have a path"),

@@ -39,9 +39,7 @@ def _id() -> sa.Column:
 
 
 def _timestamp(name: str) -> sa.Column:
-    return sa.Column(
-        name, sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-    )
+    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False)
 
 
 def _timestamps() -> list[sa.Column]:
@@ -106,16 +104,18 @@ def upgrade() -> None:
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_allocations")),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE",
+            ["user_id"],
+            ["users.id"],
+            ondelete="CASCADE",
             name=_fk_name("credit_allocations", "user_id", "users"),
         ),
         sa.ForeignKeyConstraint(
-            ["allocated_by"], ["users.id"], ondelete="SET NULL",
+            ["allocated_by"],
+            ["users.id"],
+            ondelete="SET NULL",
             name=_fk_name("credit_allocations", "allocated_by", "users"),
         ),
-        sa.CheckConstraint(
-            "credits_amount > 0", name=op.f("ck_credit_allocations_credits_amount_positive")
-        ),
+        sa.CheckConstraint("credits_amount > 0", name=op.f("ck_credit_allocations_credits_amount_positive")),
         sa.CheckConstraint(
             "valid_until IS NULL OR valid_until >= valid_from",
             name=op.f("ck_credit_allocations_validity_period"),
@@ -134,7 +134,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE",
+            ["user_id"],
+            ["users.id"],
+            ondelete="CASCADE",
             name=_fk_name("refresh_tokens", "user_id", "users"),
         ),
     )
@@ -156,17 +158,18 @@ def upgrade() -> None:
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_credentials")),
         sa.UniqueConstraint(
-            "platform", "credential_name",
+            "platform",
+            "credential_name",
             name=op.f("uq_api_credentials_platform_credential_name"),
         ),
         sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], ondelete="SET NULL",
+            ["created_by"],
+            ["users.id"],
+            ondelete="SET NULL",
             name=_fk_name("api_credentials", "created_by", "users"),
         ),
         sa.CheckConstraint(f"tier IN {TIERS}", name=op.f("ck_api_credentials_tier")),
-        sa.CheckConstraint(
-            "quota_used_today >= 0", name=op.f("ck_api_credentials_quota_used_nonnegative")
-        ),
+        sa.CheckConstraint("quota_used_today >= 0", name=op.f("ck_api_credentials_quota_used_nonnegative")),
         sa.CheckConstraint(
             "daily_quota IS NULL OR daily_quota >= 0",
             name=op.f("ck_api_credentials_daily_quota_nonnegative"),
@@ -184,7 +187,9 @@ def upgrade() -> None:
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_actors")),
         sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], ondelete="SET NULL",
+            ["created_by"],
+            ["users.id"],
+            ondelete="SET NULL",
             name=_fk_name("actors", "created_by", "users"),
         ),
     )
@@ -206,7 +211,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_actor_aliases")),
         sa.UniqueConstraint("actor_id", "alias", name=op.f("uq_actor_aliases_actor_id_alias")),
         sa.ForeignKeyConstraint(
-            ["actor_id"], ["actors.id"], ondelete="CASCADE",
+            ["actor_id"],
+            ["actors.id"],
+            ondelete="CASCADE",
             name=_fk_name("actor_aliases", "actor_id", "actors"),
         ),
     )
@@ -225,11 +232,14 @@ def upgrade() -> None:
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_actor_platform_presences")),
         sa.UniqueConstraint(
-            "platform", "platform_user_id",
+            "platform",
+            "platform_user_id",
             name=op.f("uq_actor_platform_presences_platform_platform_user_id"),
         ),
         sa.ForeignKeyConstraint(
-            ["actor_id"], ["actors.id"], ondelete="CASCADE",
+            ["actor_id"],
+            ["actors.id"],
+            ondelete="CASCADE",
             name=_fk_name("actor_platform_presences", "actor_id", "actors"),
         ),
         sa.CheckConstraint(
@@ -237,9 +247,7 @@ def upgrade() -> None:
             name=op.f("ck_actor_platform_presences_identified"),
         ),
     )
-    op.create_index(
-        op.f("ix_actor_platform_presences_actor_id"), "actor_platform_presences", ["actor_id"]
-    )
+    op.create_index(op.f("ix_actor_platform_presences_actor_id"), "actor_platform_presences", ["actor_id"])
     op.create_index(
         op.f("ix_actor_platform_presences_platform_username"),
         "actor_platform_presences",
@@ -261,20 +269,14 @@ def upgrade() -> None:
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_query_designs")),
         sa.UniqueConstraint("slug", name=op.f("uq_query_designs_slug")),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name=_fk_name("query_designs", "owner_id", "users")
-        ),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], name=_fk_name("query_designs", "owner_id", "users")),
         # The slug is a Dagster partition key and part of export file names.
-        sa.CheckConstraint(
-            "slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'", name=op.f("ck_query_designs_slug_format")
-        ),
+        sa.CheckConstraint("slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'", name=op.f("ck_query_designs_slug_format")),
         sa.CheckConstraint(
             "visibility IN ('private', 'shared', 'public')",
             name=op.f("ck_query_designs_visibility"),
         ),
-        sa.CheckConstraint(
-            f"default_tier IN {TIERS}", name=op.f("ck_query_designs_default_tier")
-        ),
+        sa.CheckConstraint(f"default_tier IN {TIERS}", name=op.f("ck_query_designs_default_tier")),
     )
     op.create_index(op.f("ix_query_designs_owner_id"), "query_designs", ["owner_id"])
 
@@ -287,11 +289,11 @@ def upgrade() -> None:
         _flag("is_active", True),
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_search_terms")),
-        sa.UniqueConstraint(
-            "query_design_id", "term", name=op.f("uq_search_terms_query_design_id_term")
-        ),
+        sa.UniqueConstraint("query_design_id", "term", name=op.f("uq_search_terms_query_design_id_term")),
         sa.ForeignKeyConstraint(
-            ["query_design_id"], ["query_designs.id"], ondelete="CASCADE",
+            ["query_design_id"],
+            ["query_designs.id"],
+            ondelete="CASCADE",
             name=_fk_name("search_terms", "query_design_id", "query_designs"),
         ),
         sa.CheckConstraint(
@@ -309,15 +311,17 @@ def upgrade() -> None:
         sa.Column("created_by", _uuid(), nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_actor_lists")),
-        sa.UniqueConstraint(
-            "query_design_id", "name", name=op.f("uq_actor_lists_query_design_id_name")
-        ),
+        sa.UniqueConstraint("query_design_id", "name", name=op.f("uq_actor_lists_query_design_id_name")),
         sa.ForeignKeyConstraint(
-            ["query_design_id"], ["query_designs.id"], ondelete="CASCADE",
+            ["query_design_id"],
+            ["query_designs.id"],
+            ondelete="CASCADE",
             name=_fk_name("actor_lists", "query_design_id", "query_designs"),
         ),
         sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], ondelete="SET NULL",
+            ["created_by"],
+            ["users.id"],
+            ondelete="SET NULL",
             name=_fk_name("actor_lists", "created_by", "users"),
         ),
     )
@@ -329,11 +333,15 @@ def upgrade() -> None:
         _timestamp("added_at"),
         sa.PrimaryKeyConstraint("actor_list_id", "actor_id", name=op.f("pk_actor_list_members")),
         sa.ForeignKeyConstraint(
-            ["actor_list_id"], ["actor_lists.id"], ondelete="CASCADE",
+            ["actor_list_id"],
+            ["actor_lists.id"],
+            ondelete="CASCADE",
             name=_fk_name("actor_list_members", "actor_list_id", "actor_lists"),
         ),
         sa.ForeignKeyConstraint(
-            ["actor_id"], ["actors.id"], ondelete="CASCADE",
+            ["actor_id"],
+            ["actors.id"],
+            ondelete="CASCADE",
             name=_fk_name("actor_list_members", "actor_id", "actors"),
         ),
     )
@@ -359,11 +367,15 @@ def upgrade() -> None:
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_collection_runs")),
         sa.ForeignKeyConstraint(
-            ["query_design_id"], ["query_designs.id"], ondelete="CASCADE",
+            ["query_design_id"],
+            ["query_designs.id"],
+            ondelete="CASCADE",
             name=_fk_name("collection_runs", "query_design_id", "query_designs"),
         ),
         sa.ForeignKeyConstraint(
-            ["initiated_by"], ["users.id"], ondelete="SET NULL",
+            ["initiated_by"],
+            ["users.id"],
+            ondelete="SET NULL",
             name=_fk_name("collection_runs", "initiated_by", "users"),
         ),
         sa.CheckConstraint("mode IN ('batch', 'live')", name=op.f("ck_collection_runs_mode")),
@@ -378,12 +390,8 @@ def upgrade() -> None:
             name=op.f("ck_collection_runs_counters_nonnegative"),
         ),
     )
-    op.create_index(
-        op.f("ix_collection_runs_query_design_id"), "collection_runs", ["query_design_id"]
-    )
-    op.create_index(
-        op.f("ix_collection_runs_dagster_run_id"), "collection_runs", ["dagster_run_id"]
-    )
+    op.create_index(op.f("ix_collection_runs_query_design_id"), "collection_runs", ["query_design_id"])
+    op.create_index(op.f("ix_collection_runs_dagster_run_id"), "collection_runs", ["dagster_run_id"])
 
     op.create_table(
         "collection_tasks",
@@ -399,11 +407,11 @@ def upgrade() -> None:
         _counter("attempts"),
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_collection_tasks")),
-        sa.UniqueConstraint(
-            "collection_run_id", "arena", name=op.f("uq_collection_tasks_collection_run_id_arena")
-        ),
+        sa.UniqueConstraint("collection_run_id", "arena", name=op.f("uq_collection_tasks_collection_run_id_arena")),
         sa.ForeignKeyConstraint(
-            ["collection_run_id"], ["collection_runs.id"], ondelete="CASCADE",
+            ["collection_run_id"],
+            ["collection_runs.id"],
+            ondelete="CASCADE",
             name=_fk_name("collection_tasks", "collection_run_id", "collection_runs"),
         ),
         sa.CheckConstraint(f"status IN {STATUSES}", name=op.f("ck_collection_tasks_status")),
@@ -425,11 +433,11 @@ def upgrade() -> None:
         _optional_text("description"),
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_transactions")),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=_fk_name("credit_transactions", "user_id", "users")),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=_fk_name("credit_transactions", "user_id", "users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["collection_run_id"], ["collection_runs.id"], ondelete="SET NULL",
+            ["collection_run_id"],
+            ["collection_runs.id"],
+            ondelete="SET NULL",
             name=_fk_name("credit_transactions", "collection_run_id", "collection_runs"),
         ),
         sa.CheckConstraint(

@@ -24,8 +24,15 @@ down_revision: str | Sequence[str] | None = "002_add_arenas_config_to_query_desi
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-COUNTERS = ("records_new", "records_updated", "records_rejected", "records_filtered", "api_calls",
-            "credits_reserved", "credits_spent")
+COUNTERS = (
+    "records_new",
+    "records_updated",
+    "records_rejected",
+    "records_filtered",
+    "api_calls",
+    "credits_reserved",
+    "credits_spent",
+)
 OLD_STATUSES = "('pending', 'running', 'completed', 'failed', 'cancelled')"
 NEW_STATUSES = "('pending', 'running', 'completed', 'failed', 'cancelled', 'skipped')"
 
@@ -38,9 +45,7 @@ def upgrade() -> None:
         )
     op.add_column(
         "collection_tasks",
-        sa.Column(
-            "rejection_samples", postgresql.JSONB(), server_default=sa.text("'[]'::jsonb"), nullable=False
-        ),
+        sa.Column("rejection_samples", postgresql.JSONB(), server_default=sa.text("'[]'::jsonb"), nullable=False),
     )
     op.drop_constraint(op.f("ck_collection_tasks_counters_nonnegative"), "collection_tasks", type_="check")
     op.create_check_constraint(

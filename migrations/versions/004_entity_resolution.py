@@ -54,7 +54,9 @@ def _side_check(side: str) -> sa.CheckConstraint:
 
 def _side_fk(side: str) -> sa.ForeignKeyConstraint:
     return sa.ForeignKeyConstraint(
-        [f"{side}_actor_id"], ["actors.id"], ondelete="CASCADE",
+        [f"{side}_actor_id"],
+        ["actors.id"],
+        ondelete="CASCADE",
         name=op.f(f"fk_actor_match_suggestions_{side}_actor_id_actors"),
     )
 
@@ -74,9 +76,7 @@ def upgrade() -> None:
         _now("created_at"),
         _now("updated_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_actor_match_suggestions")),
-        sa.UniqueConstraint(
-            "month", "kind", "pair_key", name=op.f("uq_actor_match_suggestions_month_kind_pair_key")
-        ),
+        sa.UniqueConstraint("month", "kind", "pair_key", name=op.f("uq_actor_match_suggestions_month_kind_pair_key")),
         _side_fk("left"),
         _side_fk("right"),
         sa.CheckConstraint(f"month ~ '{MONTH_FORMAT}'", name=op.f("ck_actor_match_suggestions_month_format")),

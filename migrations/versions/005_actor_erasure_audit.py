@@ -31,9 +31,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # The rows are the only record that an erasure happened: refuse rather than delete them.
-    erasures = op.get_bind().execute(
-        sa.text("SELECT count(*) FROM actor_audit_log WHERE action = :erase"), {"erase": "erase"}
-    ).scalar_one()
+    erasures = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) FROM actor_audit_log WHERE action = :erase"), {"erase": "erase"})
+        .scalar_one()
+    )
     if erasures:
         raise RuntimeError(
             f"actor_audit_log records {erasures} erasure(s), which revision 004 cannot hold; "

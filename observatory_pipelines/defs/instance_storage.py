@@ -20,5 +20,7 @@ class ProjectInstanceStorage(DagsterPostgresStorage):
         return {}
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: object) -> "ProjectInstanceStorage":
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: object
+    ) -> "ProjectInstanceStorage":
         return cls(postgres_url=dagster_home.storage_url(), inst_data=inst_data)

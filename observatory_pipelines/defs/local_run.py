@@ -58,8 +58,9 @@ def _group(asset: dg.AssetsDefinition) -> str:
     return next(iter(asset.group_names_by_key.values()))
 
 
-def stage_assets(defs: dg.Definitions, groups: Sequence[str], arenas: Sequence[str] | None,
-                 partitions_type: type) -> list[dg.AssetsDefinition]:
+def stage_assets(
+    defs: dg.Definitions, groups: Sequence[str], arenas: Sequence[str] | None, partitions_type: type
+) -> list[dg.AssetsDefinition]:
     selected = []
     for asset in defs.assets or []:
         if not isinstance(asset, dg.AssetsDefinition) or not isinstance(asset.partitions_def, partitions_type):
@@ -96,9 +97,7 @@ def _materialize(assets, partition_key, instance, resources) -> tuple[str, list[
     )
     reports = []
     for asset in assets:
-        materialized = {
-            m.asset_key: m for m in result.asset_materializations_for_node(asset.op.name)
-        }
+        materialized = {m.asset_key: m for m in result.asset_materializations_for_node(asset.op.name)}
         for key in asset.keys:
             name = key.to_user_string()
             if key in materialized:

@@ -27,9 +27,7 @@ QUERY_DESIGN_PARTITIONS = "query_design"
 
 query_design_partitions = dg.DynamicPartitionsDefinition(name=QUERY_DESIGN_PARTITIONS)
 
-corpus_partitions = dg.MultiPartitionsDefinition(
-    {"month": monthly_partitions, "design": query_design_partitions}
-)
+corpus_partitions = dg.MultiPartitionsDefinition({"month": monthly_partitions, "design": query_design_partitions})
 
 
 def corpus_key(month: str, design_slug: str) -> dg.MultiPartitionKey:

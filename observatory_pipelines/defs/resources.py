@@ -76,9 +76,7 @@ class CollectionResource(dg.ConfigurableResource):
     http_backoff_seconds: float = Field(default=1.0, description="Base of the exponential backoff between tries.")
 
     def http_client(self, log) -> HttpClient:
-        return HttpClient(
-            max_attempts=self.http_max_attempts, backoff_base_seconds=self.http_backoff_seconds, log=log
-        )
+        return HttpClient(max_attempts=self.http_max_attempts, backoff_base_seconds=self.http_backoff_seconds, log=log)
 
     def resolved_import_dir(self) -> str:
         return self.import_dir or str(paths.import_dir())
@@ -107,8 +105,12 @@ class StorageResource(dg.ConfigurableResource):
 
     def store(self) -> storage.ObjectStore:
         return storage.store_from_env(
-            local_dir=self.local_dir, endpoint=self.endpoint, bucket=self.bucket, secure=self.secure,
-            access_key=self.access_key, secret_key=self.secret_key,
+            local_dir=self.local_dir,
+            endpoint=self.endpoint,
+            bucket=self.bucket,
+            secure=self.secure,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
         )
 
 

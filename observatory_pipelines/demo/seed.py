@@ -150,8 +150,6 @@ def _seed_public_figure(conn: sa.Connection, design_id) -> None:
             {"d": design_id},
         ).scalar_one()
     conn.execute(
-        sa.text(
-            "INSERT INTO actor_list_members (actor_list_id, actor_id) VALUES (:l, :a) ON CONFLICT DO NOTHING"
-        ),
+        sa.text("INSERT INTO actor_list_members (actor_list_id, actor_id) VALUES (:l, :a) ON CONFLICT DO NOTHING"),
         {"l": list_id, "a": actor_id},
     )

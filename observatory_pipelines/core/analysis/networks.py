@@ -108,13 +108,25 @@ def describe(name: str) -> str:
 
 
 NODE_SCHEMA: dict[str, PolarsDataType] = {
-    "id": pl.Utf8, "label": pl.Utf8, "type": pl.Utf8, "platforms": pl.List(pl.Utf8), "records": pl.Int64,
-    "is_public_figure": pl.Boolean, "resolved": pl.Boolean, "first_seen": pl.Date, "last_seen": pl.Date,
-    "degree": pl.Int64, "weighted_degree": pl.Int64,
+    "id": pl.Utf8,
+    "label": pl.Utf8,
+    "type": pl.Utf8,
+    "platforms": pl.List(pl.Utf8),
+    "records": pl.Int64,
+    "is_public_figure": pl.Boolean,
+    "resolved": pl.Boolean,
+    "first_seen": pl.Date,
+    "last_seen": pl.Date,
+    "degree": pl.Int64,
+    "weighted_degree": pl.Int64,
 }
 EDGE_SCHEMA: dict[str, PolarsDataType] = {
-    "source": pl.Utf8, "target": pl.Utf8, "weight": pl.Int64, "days": pl.List(pl.Date),
-    "first_seen": pl.Date, "last_seen": pl.Date,
+    "source": pl.Utf8,
+    "target": pl.Utf8,
+    "weight": pl.Int64,
+    "days": pl.List(pl.Date),
+    "first_seen": pl.Date,
+    "last_seen": pl.Date,
 }
 ACTOR_EDGE_SCHEMA = {**EDGE_SCHEMA, "shared_terms": pl.List(pl.Utf8)}
 
@@ -136,15 +148,25 @@ class Network:
         return 2 * self.edges.height / (n * (n - 1)) if n > 1 else 0.0
 
     def top_nodes(self, count: int = TOP_NODES) -> pl.DataFrame:
-        return self.nodes.sort(
-            ["degree", "weighted_degree", "label"], descending=[True, True, False]
-        ).head(count).select("label", "type", "degree", "weighted_degree", "records")
+        return (
+            self.nodes.sort(["degree", "weighted_degree", "label"], descending=[True, True, False])
+            .head(count)
+            .select("label", "type", "degree", "weighted_degree", "records")
+        )
 
     def summary(self) -> pl.DataFrame:
-        return pl.DataFrame([{
-            "network": self.name, "records": self.records, "nodes": self.nodes.height,
-            "edges": self.edges.height, "density": self.density, **self.info,
-        }])
+        return pl.DataFrame(
+            [
+                {
+                    "network": self.name,
+                    "records": self.records,
+                    "nodes": self.nodes.height,
+                    "edges": self.edges.height,
+                    "density": self.density,
+                    **self.info,
+                }
+            ]
+        )
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -172,7 +194,8 @@ def _with_days(frame: pl.DataFrame, corpus_: AnalysisCorpus) -> pl.DataFrame:
     bits = pl.DataFrame({"bit": [1 << i for i in offsets], "day": [first + timedelta(days=i) for i in offsets]})
     # Decoded once per distinct mask, not once per edge: active pairs share their masks.
     decoded = (
-        frame.select("day_mask").unique()
+        frame.select("day_mask")
+        .unique()
         .join(bits, how="cross")
         .filter((pl.col("day_mask") & pl.col("bit")) != 0)
         .group_by("day_mask")
@@ -194,42 +217,69 @@ def _term_enum(corpus_: AnalysisCorpus) -> pl.Enum:
 
 def _actor_nodes(actors: pl.DataFrame) -> pl.DataFrame:
     return actors.select(
-        pl.col("actor_id").alias("id"), "label", pl.lit("actor").alias("type"), "platforms",
-        "records", "is_public_figure", "resolved", "first_seen", "last_seen",
+        pl.col("actor_id").alias("id"),
+        "label",
+        pl.lit("actor").alias("type"),
+        "platforms",
+        "records",
+        "is_public_figure",
+        "resolved",
+        "first_seen",
+        "last_seen",
     )
 
 
 def _term_nodes(corpus_: AnalysisCorpus) -> pl.DataFrame:
     return (
-        corpus_.records.select("terms", "platform", "day").explode("terms").drop_nulls("terms")
+        corpus_.records.select("terms", "platform", "day")
+        .explode("terms")
+        .drop_nulls("terms")
         .group_by("terms")
-        .agg(platforms=pl.col("platform").unique().sort(), records=pl.len(),
-             first_seen=pl.col("day").min(), last_seen=pl.col("day").max())
+        .agg(
+            platforms=pl.col("platform").unique().sort(),
+            records=pl.len(),
+            first_seen=pl.col("day").min(),
+            last_seen=pl.col("day").max(),
+        )
         .select(
-            ("term:" + pl.col("terms")).alias("id"), pl.col("terms").alias("label"), pl.lit("term").alias("type"),
-            "platforms", "records", pl.lit(False).alias("is_public_figure"), pl.lit(False).alias("resolved"),
-            "first_seen", "last_seen",
+            ("term:" + pl.col("terms")).alias("id"),
+            pl.col("terms").alias("label"),
+            pl.lit("term").alias("type"),
+            "platforms",
+            "records",
+            pl.lit(False).alias("is_public_figure"),
+            pl.lit(False).alias("resolved"),
+            "first_seen",
+            "last_seen",
         )
     )
 
 
-def _finish(name: str, corpus_: AnalysisCorpus, nodes: pl.DataFrame, edges: pl.DataFrame,
-            edge_schema: dict, info: dict | None = None) -> Network:
+def _finish(
+    name: str,
+    corpus_: AnalysisCorpus,
+    nodes: pl.DataFrame,
+    edges: pl.DataFrame,
+    edge_schema: dict,
+    info: dict | None = None,
+) -> Network:
     edges = (
         edges.with_columns(
             pl.min_horizontal("source", "target").alias("source"), pl.max_horizontal("source", "target").alias("target")
         )
-        .select(list(edge_schema)).cast(edge_schema)
+        .select(list(edge_schema))
+        .cast(edge_schema)
         .sort(["weight", "source", "target"], descending=[True, False, False])
     )
-    ends = pl.concat([
-        edges.select(pl.col("source").alias("id"), "weight"), edges.select(pl.col("target").alias("id"), "weight")
-    ])
+    ends = pl.concat(
+        [edges.select(pl.col("source").alias("id"), "weight"), edges.select(pl.col("target").alias("id"), "weight")]
+    )
     degrees = ends.group_by("id").agg(degree=pl.len(), weighted_degree=pl.col("weight").sum())
     nodes = (
         nodes.join(degrees, on="id", how="left")
         .with_columns(pl.col("degree", "weighted_degree").fill_null(0))
-        .select(list(NODE_SCHEMA)).cast(NODE_SCHEMA)  # type: ignore[arg-type]  # polars types cast()'s keys invariantly (pola-rs/polars#14468)
+        .select(list(NODE_SCHEMA))
+        .cast(NODE_SCHEMA)  # type: ignore[arg-type]  # polars types cast()'s keys invariantly (pola-rs/polars#14468)
         .sort("id")
     )
     return Network(name=name, nodes=nodes, edges=edges, records=corpus_.records.height, info=info or {})
@@ -243,7 +293,8 @@ def _actor_terms(corpus_: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
     return (
         corpus_.records.filter(pl.col("actor").is_not_null())
         .select("actor", pl.col("terms").cast(pl.List(terms)), _day_bit(corpus_))
-        .explode("terms").drop_nulls("terms")
+        .explode("terms")
+        .drop_nulls("terms")
         .group_by("actor", "terms")
         .agg(records=pl.len(), day_mask=pl.col("day_mask").bitwise_or())
     )
@@ -259,8 +310,8 @@ def actor_cooccurrence(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LIN
     # An actor adds one link for each earlier-ranked actor that used the same term, so the
     # running total over ranks is the network's size with the top-N actors, known before joining.
     added = ranked.with_columns(earlier=pl.col("rank").cum_count().over("terms") - 1)
-    links_by_rank = added.group_by("rank").agg(pl.col("earlier").sum()).sort("rank").with_columns(
-        total=pl.col("earlier").cum_sum()
+    links_by_rank = (
+        added.group_by("rank").agg(pl.col("earlier").sum()).sort("rank").with_columns(total=pl.col("earlier").cum_sum())
     )
     fitting = links_by_rank.filter(pl.col("total") <= max_links)
     included = fitting.height
@@ -277,13 +328,17 @@ def actor_cooccurrence(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LIN
             day_mask=(pl.col("day_mask") | pl.col("day_mask_b")).bitwise_or(),
         )
     )
-    edges = (
-        pairs.join(ranks.rename({"actor": "source"}), on="rank")
-        .join(ranks.rename({"actor": "target", "rank": "rank_b"}), on="rank_b")
+    edges = pairs.join(ranks.rename({"actor": "source"}), on="rank").join(
+        ranks.rename({"actor": "target", "rank": "rank_b"}), on="rank_b"
     )
     nodes = _actor_nodes(actors.head(included))
-    info = {"actors_total": actors.height, "actors_included": included, "links": links,
-            "links_complete": links_complete, "max_links": max_links}
+    info = {
+        "actors_total": actors.height,
+        "actors_included": included,
+        "links": links,
+        "links_complete": links_complete,
+        "max_links": max_links,
+    }
     return _finish(ACTOR_COOCCURRENCE, corpus_, nodes, _with_days(edges, corpus_), ACTOR_EDGE_SCHEMA, info)
 
 
@@ -307,8 +362,10 @@ def term_cooccurrence(corpus_: AnalysisCorpus) -> Network:
         .select(
             ("term:" + pl.col("terms").cast(pl.Utf8)).alias("source"),
             ("term:" + pl.col("terms_b").cast(pl.Utf8)).alias("target"),
-            "weight", "days",
-            pl.col("days").list.first().alias("first_seen"), pl.col("days").list.last().alias("last_seen"),
+            "weight",
+            "days",
+            pl.col("days").list.first().alias("first_seen"),
+            pl.col("days").list.last().alias("last_seen"),
         )
     )
     return _finish(TERM_COOCCURRENCE, corpus_, _term_nodes(corpus_), edges, EDGE_SCHEMA)
@@ -318,8 +375,10 @@ def actor_term(corpus_: AnalysisCorpus) -> Network:
     actor_terms = _actor_terms(corpus_, _term_enum(corpus_))
     actors = actor_table(corpus_).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
     edges = actor_terms.select(
-        pl.col("actor").alias("source"), ("term:" + pl.col("terms").cast(pl.Utf8)).alias("target"),
-        pl.col("records").alias("weight"), "day_mask",
+        pl.col("actor").alias("source"),
+        ("term:" + pl.col("terms").cast(pl.Utf8)).alias("target"),
+        pl.col("records").alias("weight"),
+        "day_mask",
     )
     nodes = pl.concat([_actor_nodes(actors), _term_nodes(corpus_)], how="vertical_relaxed")
     return _finish(ACTOR_TERM, corpus_, nodes, _with_days(edges, corpus_), EDGE_SCHEMA)
@@ -339,9 +398,15 @@ def cross_platform_actors(corpus_: AnalysisCorpus) -> Network:
         .group_by("platform")
         .agg(records=pl.len(), first_seen=pl.col("day").min(), last_seen=pl.col("day").max())
         .select(
-            ("platform:" + pl.col("platform")).alias("id"), pl.col("platform").alias("label"),
-            pl.lit("platform").alias("type"), pl.concat_list("platform").alias("platforms"), "records",
-            pl.lit(False).alias("is_public_figure"), pl.lit(False).alias("resolved"), "first_seen", "last_seen",
+            ("platform:" + pl.col("platform")).alias("id"),
+            pl.col("platform").alias("label"),
+            pl.lit("platform").alias("type"),
+            pl.concat_list("platform").alias("platforms"),
+            "records",
+            pl.lit(False).alias("is_public_figure"),
+            pl.lit(False).alias("resolved"),
+            "first_seen",
+            "last_seen",
         )
     )
     edges = by_platform.select(

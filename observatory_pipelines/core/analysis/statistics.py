@@ -48,8 +48,18 @@ if TYPE_CHECKING:  # polars keeps its type aliases in a private module
     from polars._typing import PolarsDataType
 
 CORPUS_COLUMNS = [
-    "id", "published_at", "platform", "arena", "author_id", "pseudonymized_author_id", "likes_count",
-    "shares_count", "comments_count", "search_terms_matched", "duplicate_of", "is_public_figure",
+    "id",
+    "published_at",
+    "platform",
+    "arena",
+    "author_id",
+    "pseudonymized_author_id",
+    "likes_count",
+    "shares_count",
+    "comments_count",
+    "search_terms_matched",
+    "duplicate_of",
+    "is_public_figure",
 ]
 TOP_ACTORS = 100
 ALL_ARENAS = "all"
@@ -58,9 +68,16 @@ TABLES = ("volume_daily", "volume_weekly", "top_actors", "top_terms", "engagemen
 VOLUME_CHART = "volume_chart"
 
 _ACTOR_SCHEMA: dict[str, PolarsDataType] = {
-    "actor_id": pl.Utf8, "label": pl.Utf8, "is_public_figure": pl.Boolean, "resolved": pl.Boolean,
-    "platforms": pl.List(pl.Utf8), "accounts": pl.Int64, "records": pl.Int64, "engagement": pl.Int64,
-    "first_seen": pl.Date, "last_seen": pl.Date,
+    "actor_id": pl.Utf8,
+    "label": pl.Utf8,
+    "is_public_figure": pl.Boolean,
+    "resolved": pl.Boolean,
+    "platforms": pl.List(pl.Utf8),
+    "accounts": pl.Int64,
+    "records": pl.Int64,
+    "engagement": pl.Int64,
+    "first_seen": pl.Date,
+    "last_seen": pl.Date,
 }
 #: What the statistics are, as users read them (the asset's description and docs/analysis.md).
 RULES = f"""Records marked as duplicates by the dedup pass (raw_metadata.duplicate_of) are left out, so a story
@@ -83,7 +100,10 @@ Tables:
 - volume_chart.png: records per day (stacked by arena) and per week."""
 
 _TASK_SCHEMA: dict[str, PolarsDataType] = {
-    "arena": pl.Utf8, "run_id": pl.Utf8, "status": pl.Utf8, "error_message": pl.Utf8,
+    "arena": pl.Utf8,
+    "run_id": pl.Utf8,
+    "status": pl.Utf8,
+    "error_message": pl.Utf8,
     "started_at": pl.Datetime("us", "UTC"),
 }
 
@@ -129,8 +149,7 @@ def public_figure_names(engine: sa.Engine, frame: pl.DataFrame) -> dict[str, str
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT id::text, canonical_name FROM actors "
-                "WHERE is_public_figure AND id = ANY(CAST(:ids AS uuid[]))"
+                "SELECT id::text, canonical_name FROM actors WHERE is_public_figure AND id = ANY(CAST(:ids AS uuid[]))"
             ),
             {"ids": actor_ids},
         ).all()
@@ -140,9 +159,7 @@ def public_figure_names(engine: sa.Engine, frame: pl.DataFrame) -> dict[str, str
 def prepare_corpus(frame: pl.DataFrame, slug: str, month: str, public_names: dict[str, str]) -> AnalysisCorpus:
     """``frame`` holds ``CORPUS_COLUMNS`` as ``load_corpus`` returns them."""
     is_duplicate = pl.col("duplicate_of").is_not_null()
-    duplicates = (
-        frame.filter(is_duplicate).group_by("arena").agg(duplicates=pl.len().cast(pl.Int64)).sort("arena")
-    )
+    duplicates = frame.filter(is_duplicate).group_by("arena").agg(duplicates=pl.len().cast(pl.Int64)).sort("arena")
     counts = ["likes_count", "shares_count", "comments_count"]
     records = frame.filter(~is_duplicate).select(
         "id",
@@ -160,8 +177,9 @@ def prepare_corpus(frame: pl.DataFrame, slug: str, month: str, public_names: dic
         .alias("engagement"),
         pl.col("search_terms_matched").list.unique().list.sort().alias("terms"),
     )
-    return AnalysisCorpus(slug=slug, month=month, records=records, duplicates_by_arena=duplicates,
-                          public_names=public_names)
+    return AnalysisCorpus(
+        slug=slug, month=month, records=records, duplicates_by_arena=duplicates, public_names=public_names
+    )
 
 
 def actor_table(corpus_: AnalysisCorpus) -> pl.DataFrame:
@@ -236,9 +254,7 @@ def load_collection_tasks(engine: sa.Engine, corpus: Corpus) -> pl.DataFrame:
 
 def compute_statistics(corpus_: AnalysisCorpus, tasks: pl.DataFrame) -> Statistics:
     records = corpus_.records
-    volume_daily = (
-        records.group_by("day", "arena").agg(records=pl.len().cast(pl.Int64)).sort("day", "arena")
-    )
+    volume_daily = records.group_by("day", "arena").agg(records=pl.len().cast(pl.Int64)).sort("day", "arena")
     volume_weekly = (
         records.group_by(pl.col("day").dt.truncate("1w").alias("week_start"), "arena")
         .agg(records=pl.len().cast(pl.Int64))
@@ -265,7 +281,9 @@ def _ranked(frame: pl.DataFrame) -> pl.DataFrame:
 def _top_terms(records: pl.DataFrame) -> pl.DataFrame:
     total = records.height
     terms = (
-        records.select("terms", "actor").explode("terms").drop_nulls("terms")
+        records.select("terms", "actor")
+        .explode("terms")
+        .drop_nulls("terms")
         .group_by("terms")
         .agg(records=pl.len().cast(pl.Int64), actors=pl.col("actor").drop_nulls().n_unique().cast(pl.Int64))
         .rename({"terms": "term"})
@@ -300,15 +318,19 @@ _RECORD_COUNTERS = ["records_stored", "duplicates", "records_analysed"]
 def _run_summary(records: pl.DataFrame, duplicates: pl.DataFrame, tasks: pl.DataFrame) -> pl.DataFrame:
     status = pl.col("status")
     # Sorted by start, so the last task of each arena is its latest.
-    per_arena_tasks = tasks.sort("started_at", nulls_last=False).group_by("arena").agg(
-        runs=pl.col("run_id").n_unique(),
-        tasks=pl.len(),
-        tasks_completed=(status == "completed").sum(),
-        tasks_failed=(status == "failed").sum(),
-        tasks_skipped=(status == "skipped").sum(),
-        tasks_open=status.is_in(["pending", "running"]).sum(),
-        last_status=status.last(),
-        last_error=pl.col("error_message").last(),
+    per_arena_tasks = (
+        tasks.sort("started_at", nulls_last=False)
+        .group_by("arena")
+        .agg(
+            runs=pl.col("run_id").n_unique(),
+            tasks=pl.len(),
+            tasks_completed=(status == "completed").sum(),
+            tasks_failed=(status == "failed").sum(),
+            tasks_skipped=(status == "skipped").sum(),
+            tasks_open=status.is_in(["pending", "running"]).sum(),
+            last_status=status.last(),
+            last_error=pl.col("error_message").last(),
+        )
     )
     analysed = records.group_by("arena").agg(records_analysed=pl.len())
     arenas = pl.concat([tasks.select("arena"), analysed.select("arena"), duplicates.select("arena")]).unique()
@@ -377,8 +399,9 @@ def volume_chart_png(figures: Statistics, month: str) -> bytes:
         bottom.plot(weekly["week_start"].to_list(), weekly["records"].to_list(), marker="o", label=arena)
     bottom.set_title("Records per week, plotted at the week's Monday (first and last weeks are partial)")
     if arenas:
-        figure.legend(*top.get_legend_handles_labels(), loc="outside upper right", fontsize="small",
-                      ncols=min(len(arenas), 4))
+        figure.legend(
+            *top.get_legend_handles_labels(), loc="outside upper right", fontsize="small", ncols=min(len(arenas), 4)
+        )
     for axis in (top, bottom):
         axis.set_ylabel("records")
         axis.tick_params(labelsize="small")
@@ -398,4 +421,3 @@ def markdown_table(frame: pl.DataFrame, columns: list[str] | None = None) -> str
     """A markdown table of ``frame`` (lists joined with commas, floats to two decimals)."""
     columns = columns or frame.columns
     return markdown.table(columns, frame.select(columns).iter_rows())
-

@@ -181,18 +181,14 @@ def _of_run(collection_run_id: uuid.UUID, arena: str | None, every_arena: bool) 
 
 def _lock_user(conn: Connection, user_id: uuid.UUID) -> bool:
     """Serialise this user's ledger writes (see the module docstring); False if no such user."""
-    locked = conn.execute(
-        sa.select(_users.c.id).where(_users.c.id == user_id).with_for_update(key_share=True)
-    ).first()
+    locked = conn.execute(sa.select(_users.c.id).where(_users.c.id == user_id).with_for_update(key_share=True)).first()
     return locked is not None
 
 
 def _insert(conn: Connection, **values) -> LedgerEntry:
     # clock_timestamp, not now(): rows written by one transaction keep their order in the history.
     row = conn.execute(
-        sa.insert(_ledger)
-        .values(created_at=sa.func.clock_timestamp(), **values)
-        .returning(*_ENTRY_COLUMNS)
+        sa.insert(_ledger).values(created_at=sa.func.clock_timestamp(), **values).returning(*_ENTRY_COLUMNS)
     ).one()
     return _entry(row)
 
@@ -330,9 +326,7 @@ class CreditService:
                 description=description,
             )
 
-    def settle(
-        self, collection_run_id: uuid.UUID, actual_credits: int, arena: str | None = None
-    ) -> Settlement:
+    def settle(self, collection_run_id: uuid.UUID, actual_credits: int, arena: str | None = None) -> Settlement:
         """Charge ``actual_credits`` against the run's open reservations (one arena's, if given).
 
         Settling twice changes nothing: the second call returns what the ledger recorded.
@@ -352,9 +346,7 @@ class CreditService:
         with self._engine.begin() as conn:
             user_id = conn.execute(sa.select(_ledger.c.user_id).where(reservations).limit(1)).scalar()
             if user_id is None:
-                raise CreditError(
-                    f"{label} has no credit reservation to settle; reserve credits before collecting"
-                )
+                raise CreditError(f"{label} has no credit reservation to settle; reserve credits before collecting")
             _lock_user(conn, user_id)
             pending = [
                 _entry(row)
@@ -392,13 +384,14 @@ class CreditService:
                     )
             outcome = _outcome(conn, of_run)
         if not pending and outcome.charged != actual:
-            log.warning(
-                "%s was already settled at %d credits; ignoring the actual %d", label, outcome.charged, actual
-            )
+            log.warning("%s was already settled at %d credits; ignoring the actual %d", label, outcome.charged, actual)
         if pending and outcome.overrun:
             log.warning(
                 "%s used %d credits but reserved %d; the overrun of %d is charged",
-                label, outcome.charged, outcome.reserved, outcome.overrun,
+                label,
+                outcome.charged,
+                outcome.reserved,
+                outcome.overrun,
             )
         return outcome, pending
 
@@ -484,9 +477,7 @@ class CreditService:
         query = sa.select(*_ENTRY_COLUMNS).where(_ledger.c.user_id == user_id)
         if before is not None:
             created_at, entry_id = _decode_cursor(before)
-            query = query.where(
-                sa.tuple_(_ledger.c.created_at, _ledger.c.id) < sa.tuple_(created_at, entry_id)
-            )
+            query = query.where(sa.tuple_(_ledger.c.created_at, _ledger.c.id) < sa.tuple_(created_at, entry_id))
         # One row more than the page tells whether another page follows.
         query = query.order_by(_ledger.c.created_at.desc(), _ledger.c.id.desc()).limit(limit + 1)
         with self._engine.connect() as conn:

@@ -126,23 +126,31 @@ def find_corpus(conn: sa.Connection, slug: str, month: str) -> Corpus:
 
 
 def load_design(conn: sa.Connection, slug: str) -> Design:
-    row = conn.execute(
-        sa.text(
-            """
+    row = (
+        conn.execute(
+            sa.text(
+                """
             SELECT id, slug, name, owner_id, default_tier, language, locale_country, is_active, arenas_config
             FROM query_designs WHERE slug = :slug
             """
-        ),
-        {"slug": slug},
-    ).mappings().first()
+            ),
+            {"slug": slug},
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise UnknownDesign(slug)
-    terms = conn.execute(
-        sa.text(
-            "SELECT term FROM search_terms WHERE query_design_id = :id AND is_active ORDER BY created_at, term"
-        ),
-        {"id": row["id"]},
-    ).scalars().all()
+    terms = (
+        conn.execute(
+            sa.text(
+                "SELECT term FROM search_terms WHERE query_design_id = :id AND is_active ORDER BY created_at, term"
+            ),
+            {"id": row["id"]},
+        )
+        .scalars()
+        .all()
+    )
     actor_rows = conn.execute(
         sa.text(
             """

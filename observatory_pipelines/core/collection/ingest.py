@@ -26,13 +26,11 @@ from observatory_pipelines.core.platform import database
 
 CORPUS_KEY = ("query_design_id", "platform", "platform_id", "published_at")
 _KEY_INDEXES = tuple(COLUMNS.index(c) for c in CORPUS_KEY)
-REFRESHED = ("views_count", "likes_count", "shares_count", "comments_count", "engagement_score",
-             "search_terms_matched")
+REFRESHED = ("views_count", "likes_count", "shares_count", "comments_count", "engagement_score", "search_terms_matched")
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 _STAGING_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS content_staging "
-    "(LIKE content_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS content_staging (LIKE content_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 # New rows keep the id generated in staging; an updated row keeps its old one. Joining the
 # returned ids back to staging therefore tells new from updated (RETURNING xmax is not allowed

@@ -35,9 +35,7 @@ def load_salt(explicit: str | None = None) -> bytes:
             "python -c 'import secrets; print(secrets.token_hex(32))'"
         )
     if len(value) < MIN_SALT_LENGTH:
-        raise ConfigError(
-            f"{SALT_VARIABLE} is shorter than {MIN_SALT_LENGTH} characters; use a long random secret"
-        )
+        raise ConfigError(f"{SALT_VARIABLE} is shorter than {MIN_SALT_LENGTH} characters; use a long random secret")
     return value.encode("utf-8")
 
 

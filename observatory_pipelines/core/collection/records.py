@@ -22,11 +22,33 @@ from observatory_pipelines.core.collection import privacy, text
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, Rejected
 
 COLUMNS: tuple[str, ...] = (
-    "published_at", "platform", "arena", "platform_id", "content_type", "url", "text_content",
-    "title", "language", "collected_at", "author_platform_id", "author_display_name", "author_id",
-    "pseudonymized_author_id", "views_count", "likes_count", "shares_count", "comments_count",
-    "engagement_score", "collection_run_id", "query_design_id", "search_terms_matched",
-    "collection_tier", "raw_metadata", "media_urls", "content_hash", "simhash",
+    "published_at",
+    "platform",
+    "arena",
+    "platform_id",
+    "content_type",
+    "url",
+    "text_content",
+    "title",
+    "language",
+    "collected_at",
+    "author_platform_id",
+    "author_display_name",
+    "author_id",
+    "pseudonymized_author_id",
+    "views_count",
+    "likes_count",
+    "shares_count",
+    "comments_count",
+    "engagement_score",
+    "collection_run_id",
+    "query_design_id",
+    "search_terms_matched",
+    "collection_tier",
+    "raw_metadata",
+    "media_urls",
+    "content_hash",
+    "simhash",
 )
 
 #: Dates before this are taken as broken input (epoch zero, "0001-01-01"), not history.

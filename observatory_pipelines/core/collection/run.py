@@ -79,9 +79,7 @@ def lock_key(design: str, month: str, arena: str) -> int:
 
 def _author_directory(conn: sa.Connection) -> records.AuthorDirectory:
     rows = conn.execute(
-        sa.text(
-            "SELECT platform, platform_user_id, platform_username, actor_id FROM actor_platform_presences"
-        )
+        sa.text("SELECT platform, platform_user_id, platform_username, actor_id FROM actor_platform_presences")
     ).all()
     accounts: dict[tuple[str, str], uuid.UUID] = {}
     for platform, user_id, username, actor_id in rows:
@@ -114,8 +112,12 @@ def _start_run(conn: sa.Connection, design: Design, month: str, dagster_run_id: 
             """
         ),
         {
-            "design": design.id, "owner": design.owner_id, "tier": design.default_tier.value,
-            "start": window[0], "end": window[1], "run": dagster_run_id,
+            "design": design.id,
+            "owner": design.owner_id,
+            "tier": design.default_tier.value,
+            "start": window[0],
+            "end": window[1],
+            "run": dagster_run_id,
             "partition": collection_partition_key(design.slug, month),
         },
     ).scalar_one()
@@ -152,13 +154,19 @@ def _finish(conn: sa.Connection, outcome: CollectionOutcome) -> None:
             """
         ),
         {
-            "status": outcome.status, "error": outcome.message if outcome.status == "failed" else None,
-            "written": outcome.written.written, "new": outcome.written.new,
-            "updated": outcome.written.updated, "rejected": outcome.rejected,
-            "filtered": outcome.filtered_total, "api_calls": outcome.api_calls,
-            "reserved": outcome.credits_reserved, "spent": outcome.credits_spent,
+            "status": outcome.status,
+            "error": outcome.message if outcome.status == "failed" else None,
+            "written": outcome.written.written,
+            "new": outcome.written.new,
+            "updated": outcome.written.updated,
+            "rejected": outcome.rejected,
+            "filtered": outcome.filtered_total,
+            "api_calls": outcome.api_calls,
+            "reserved": outcome.credits_reserved,
+            "spent": outcome.credits_spent,
             "samples": json.dumps(outcome.rejection_samples, ensure_ascii=False),
-            "run": outcome.collection_run_id, "arena": outcome.arena,
+            "run": outcome.collection_run_id,
+            "arena": outcome.arena,
         },
     )
     refresh_run(conn, outcome.collection_run_id)
@@ -210,8 +218,13 @@ def collect_arena(
         design = load_design(conn, design_slug)
     settings = design.settings_for(arena)
     outcome = CollectionOutcome(
-        arena=arena.name, design=design.slug, month=month, status="running",
-        window_start=window[0], window_end=window[1], tier=settings.tier.value,
+        arena=arena.name,
+        design=design.slug,
+        month=month,
+        status="running",
+        window_start=window[0],
+        window_end=window[1],
+        tier=settings.tier.value,
     )
 
     if not settings.enabled:
@@ -236,21 +249,51 @@ def collect_arena(
         lock_conn.commit()
         try:
             return _collect_locked(
-                engine, arena, design, settings, month, window, dagster_run_id, salt_bytes,
-                import_dir, http_factory, log, now, outcome,
+                engine,
+                arena,
+                design,
+                settings,
+                month,
+                window,
+                dagster_run_id,
+                salt_bytes,
+                import_dir,
+                http_factory,
+                log,
+                now,
+                outcome,
             )
         finally:
             lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             lock_conn.commit()
 
 
-def _collect_locked(engine, arena, design, settings, month, window, dagster_run_id, salt, import_dir,
-                    http_factory, log, now, outcome: CollectionOutcome) -> CollectionOutcome:
+def _collect_locked(
+    engine,
+    arena,
+    design,
+    settings,
+    month,
+    window,
+    dagster_run_id,
+    salt,
+    import_dir,
+    http_factory,
+    log,
+    now,
+    outcome: CollectionOutcome,
+) -> CollectionOutcome:
     collected_at = now or datetime.now(timezone.utc)
     spec = QuerySpec(
-        design_slug=design.slug, terms=design.terms, actors=design.actors,
-        window_start=window[0], window_end=window[1], tier=settings.tier,
-        options=settings.options, language=design.language, country=design.country,
+        design_slug=design.slug,
+        terms=design.terms,
+        actors=design.actors,
+        window_start=window[0],
+        window_end=window[1],
+        tier=settings.tier,
+        options=settings.options,
+        language=design.language,
+        country=design.country,
     )
     with engine.begin() as conn:
         outcome.collection_run_id = _start_run(conn, design, month, dagster_run_id, window)
@@ -265,16 +308,26 @@ def _collect_locked(engine, arena, design, settings, month, window, dagster_run_
     try:
         outcome.credits_reserved = arena.estimate_credits(spec)
         credits.reserve(
-            design.owner_id, outcome.collection_run_id, outcome.credits_reserved,
-            arena=arena.name, platform=arena.platform,
+            design.owner_id,
+            outcome.collection_run_id,
+            outcome.credits_reserved,
+            arena=arena.name,
+            platform=arena.platform,
             description=f"{design.slug} {month} {arena.name} ({settings.tier.value})",
         )
         reserved = True
         ctx = records.RecordContext(
-            arena=arena.name, query_design_id=design.id, collection_run_id=outcome.collection_run_id,
-            tier=arena.fixed_record_tier or settings.tier.value, window_start=window[0], window_end=window[1],
-            collected_at=collected_at, salt=salt, matcher=text.TermMatcher(design.terms),
-            keep_unmatched=arena.keep_unmatched, authors=authors,
+            arena=arena.name,
+            query_design_id=design.id,
+            collection_run_id=outcome.collection_run_id,
+            tier=arena.fixed_record_tier or settings.tier.value,
+            window_start=window[0],
+            window_end=window[1],
+            collected_at=collected_at,
+            salt=salt,
+            matcher=text.TermMatcher(design.terms),
+            keep_unmatched=arena.keep_unmatched,
+            authors=authors,
         )
         batch: list[tuple] = []
         try:

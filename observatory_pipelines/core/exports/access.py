@@ -78,10 +78,14 @@ def viewer_for(engine: sa.Engine, email: str) -> Viewer:
     """The active user with this email address (compared without regard to case)."""
     stated = (email or "").strip()
     with engine.connect() as conn:
-        found = conn.execute(
-            sa.text("SELECT id, email, role, is_active FROM users WHERE lower(email) = lower(:email)"),
-            {"email": stated},
-        ).mappings().all()
+        found = (
+            conn.execute(
+                sa.text("SELECT id, email, role, is_active FROM users WHERE lower(email) = lower(:email)"),
+                {"email": stated},
+            )
+            .mappings()
+            .all()
+        )
     # The unique constraint is case-sensitive: two accounts may differ only in case.
     if len(found) > 1:
         found = [row for row in found if row["email"] == stated]
@@ -102,10 +106,14 @@ def list_exports(engine: sa.Engine, store: ObjectStore, viewer: Viewer) -> list[
         allowed = None
     else:
         with engine.connect() as conn:
-            slugs = conn.execute(
-                sa.text("SELECT slug FROM query_designs WHERE owner_id = :owner ORDER BY slug"),
-                {"owner": viewer.user_id},
-            ).scalars().all()
+            slugs = (
+                conn.execute(
+                    sa.text("SELECT slug FROM query_designs WHERE owner_id = :owner ORDER BY slug"),
+                    {"owner": viewer.user_id},
+                )
+                .scalars()
+                .all()
+            )
         folder = viewer.folder
         # Only the viewer's own designs' folders are listed: other owners' keys are never read.
         prefixes = [f"{export_layout.owner_prefix(folder)}{slug}/" for slug in slugs]
@@ -250,7 +258,9 @@ def _copy_hashing(store: ObjectStore, key: str, sink, target: Path) -> str:
             try:
                 chunk = source.read(_CHUNK)
             except (OSError, TransportError) as exc:
-                raise StorageUnavailable(f"download of {key} was interrupted ({type(exc).__name__}); try again") from exc
+                raise StorageUnavailable(
+                    f"download of {key} was interrupted ({type(exc).__name__}); try again"
+                ) from exc
             if not chunk:
                 break
             digest.update(chunk)

@@ -125,7 +125,8 @@ def _declarations(kind: str, attributes: dict[str, tuple[str, Callable]]) -> str
 def _attvalues(row: dict, attributes: dict[str, tuple[str, Callable]]) -> str:
     values = "".join(
         _tag("attvalue", {"for": name, "value": write(row[name])})
-        for name, (_, write) in attributes.items() if row[name] is not None
+        for name, (_, write) in attributes.items()
+        if row[name] is not None
     )
     return f"<attvalues>{values}</attvalues>" if values else ""
 
@@ -166,13 +167,13 @@ def _document(network: networks.Network, dynamic: bool, description: str) -> Ite
     yield "</edges>\n</graph>\n</gexf>\n"
 
 
-def write_gexf(network: networks.Network, path: str | os.PathLike, *, dynamic: bool = False,
-               description: str = "") -> GexfSummary:
+def write_gexf(
+    network: networks.Network, path: str | os.PathLike, *, dynamic: bool = False, description: str = ""
+) -> GexfSummary:
     """Write ``network`` to ``path`` as GEXF 1.3 (the dynamic variant when ``dynamic``)."""
     target = Path(path)
     description = description or (
-        f"{network.name}: {network.nodes.height} nodes, {network.edges.height} edges, "
-        f"from {network.records} records"
+        f"{network.name}: {network.nodes.height} nodes, {network.edges.height} edges, from {network.records} records"
     )
     has_days = dynamic and "days" in network.edges.columns
     spells = int(network.edges["days"].list.len().sum() or 0) if has_days else 0
@@ -184,8 +185,9 @@ def write_gexf(network: networks.Network, path: str | os.PathLike, *, dynamic: b
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return GexfSummary(path=target, nodes=network.nodes.height, edges=network.edges.height,
-                       spells=spells, size=target.stat().st_size)
+    return GexfSummary(
+        path=target, nodes=network.nodes.height, edges=network.edges.height, spells=spells, size=target.stat().st_size
+    )
 
 
 def read_network(slug: str, month: str, name: str) -> networks.Network:

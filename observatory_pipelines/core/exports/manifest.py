@@ -77,8 +77,15 @@ def _design(conn: sa.Connection, slug: str) -> dict[str, Any]:
     for name in registry():
         arena = get_arena(name)
         settings = design.settings_for(arena)
-        arenas.append({"arena": name, "platform": arena.platform, "enabled": settings.enabled,
-                       "tier": settings.tier.value, "options": settings.options})
+        arenas.append(
+            {
+                "arena": name,
+                "platform": arena.platform,
+                "enabled": settings.enabled,
+                "tier": settings.tier.value,
+                "options": settings.options,
+            }
+        )
     return {
         "slug": design.slug,
         "name": design.name,
@@ -120,18 +127,32 @@ def _collection_runs(conn: sa.Connection, design_id, month: str) -> list[dict[st
     ).all()
     by_run: dict = {}
     for t in tasks:
-        by_run.setdefault(t.collection_run_id, []).append({
-            "arena": t.arena, "platform": t.platform, "status": t.status, "records_new": t.records_new,
-            "records_updated": t.records_updated, "records_rejected": t.records_rejected,
-            "records_filtered": t.records_filtered, "error": t.error_message,
-            "started_at": _iso(t.started_at), "completed_at": _iso(t.completed_at),
-        })
+        by_run.setdefault(t.collection_run_id, []).append(
+            {
+                "arena": t.arena,
+                "platform": t.platform,
+                "status": t.status,
+                "records_new": t.records_new,
+                "records_updated": t.records_updated,
+                "records_rejected": t.records_rejected,
+                "records_filtered": t.records_filtered,
+                "error": t.error_message,
+                "started_at": _iso(t.started_at),
+                "completed_at": _iso(t.completed_at),
+            }
+        )
     return [
         {
-            "id": str(r.id), "dagster_run_id": r.dagster_run_id, "status": r.status, "tier": r.tier,
-            "window": [_iso(r.date_from), _iso(r.date_to)], "started_at": _iso(r.started_at),
-            "completed_at": _iso(r.completed_at), "records_collected": r.records_collected,
-            "credits_spent": r.credits_spent, "tasks": by_run.get(r.id, []),
+            "id": str(r.id),
+            "dagster_run_id": r.dagster_run_id,
+            "status": r.status,
+            "tier": r.tier,
+            "window": [_iso(r.date_from), _iso(r.date_to)],
+            "started_at": _iso(r.started_at),
+            "completed_at": _iso(r.completed_at),
+            "records_collected": r.records_collected,
+            "credits_spent": r.credits_spent,
+            "tasks": by_run.get(r.id, []),
         }
         for r in runs
     ]
@@ -166,13 +187,22 @@ def _files(store: ObjectStore, corpus: Corpus) -> list[dict[str, Any]]:
         if recorded is None:
             missing.append(file)
             continue
-        files.append({
-            "name": file.filename, "format": file.format, "network": file.network, "dynamic": file.dynamic,
-            "key": key, "size": stored.size, "sha256": recorded.sha256, "rows": recorded.rows,
-            "include_duplicates": recorded.include_duplicates,
-            "include_raw_metadata": recorded.include_raw_metadata,
-            "schema_version": recorded.schema_version, "stored_at": _iso(stored.last_modified),
-        })
+        files.append(
+            {
+                "name": file.filename,
+                "format": file.format,
+                "network": file.network,
+                "dynamic": file.dynamic,
+                "key": key,
+                "size": stored.size,
+                "sha256": recorded.sha256,
+                "rows": recorded.rows,
+                "include_duplicates": recorded.include_duplicates,
+                "include_raw_metadata": recorded.include_raw_metadata,
+                "schema_version": recorded.schema_version,
+                "stored_at": _iso(stored.last_modified),
+            }
+        )
     if missing:
         first = missing[0]
         raise ExportsIncomplete(
@@ -198,8 +228,9 @@ def _software(conn: sa.Connection) -> dict[str, str]:
     }
 
 
-def build_manifest(engine: sa.Engine, store: ObjectStore, corpus: Corpus,
-                   now: datetime | None = None) -> dict[str, Any]:
+def build_manifest(
+    engine: sa.Engine, store: ObjectStore, corpus: Corpus, now: datetime | None = None
+) -> dict[str, Any]:
     start, end = months.month_bounds(corpus.month)
     with engine.connect() as conn:
         design = _design(conn, corpus.slug)
@@ -211,8 +242,12 @@ def build_manifest(engine: sa.Engine, store: ObjectStore, corpus: Corpus,
         "manifest_version": MANIFEST_VERSION,
         "schema_version": export_layout.SCHEMA_VERSION,
         "generated_at": _iso(now or datetime.now(timezone.utc)),
-        "corpus": {"design": design, "month": corpus.month, "period": [_iso(start), _iso(end)],
-                   "owner": export_layout.owner_folder(corpus.owner_email, corpus.owner_id)},
+        "corpus": {
+            "design": design,
+            "month": corpus.month,
+            "period": [_iso(start), _iso(end)],
+            "owner": export_layout.owner_folder(corpus.owner_email, corpus.owner_id),
+        },
         "records": counts,
         "collection_runs": runs,
         "files": _files(store, corpus),
@@ -231,7 +266,8 @@ def export_manifest(engine: sa.Engine, store: ObjectStore, corpus: Corpus) -> tu
     with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
         path = Path(folder) / export_layout.MANIFEST.filename
         path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        written = exports.WrittenFile(path=path, rows=len(manifest["files"]), size=path.stat().st_size,
-                                      sha256=exports.sha256_of(path))
+        written = exports.WrittenFile(
+            path=path, rows=len(manifest["files"]), size=path.stat().st_size, sha256=exports.sha256_of(path)
+        )
         stored = exports.store_file(store, corpus, export_layout.MANIFEST, written, exports.ExportOptions())
     return stored, manifest

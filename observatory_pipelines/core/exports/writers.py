@@ -105,7 +105,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("language", "language", _TEXT, 9),
     Column("collection_tier", "collection_tier", _TEXT, 10),
     Column(
-        "search_terms_matched", "array_to_json(search_terms_matched)::text", pa.list_(pa.string()), 30,
+        "search_terms_matched",
+        "array_to_json(search_terms_matched)::text",
+        pa.list_(pa.string()),
+        30,
         json="search_terms_matched",
     ),
 )
@@ -232,7 +235,9 @@ def _json_value(column: Column) -> str:
     return f"coalesce(to_json({column.json_sql})::text, 'null')"
 
 
-def write_ndjson(engine: sa.Engine, corpus: Corpus, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
+def write_ndjson(
+    engine: sa.Engine, corpus: Corpus, path: Path, options: ExportOptions = ExportOptions()
+) -> WrittenFile:
     columns = options.columns()
     # The object concatenated from its values rather than json_build_object(...): the same objects,
     # keys in the same order, in 5% fewer bytes (json_build_object pads every colon with spaces) and
@@ -252,7 +257,9 @@ def parquet_schema(options: ExportOptions = ExportOptions()) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.arrow) for c in options.columns()])
 
 
-def write_parquet(engine: sa.Engine, corpus: Corpus, path: Path, options: ExportOptions = ExportOptions()) -> WrittenFile:
+def write_parquet(
+    engine: sa.Engine, corpus: Corpus, path: Path, options: ExportOptions = ExportOptions()
+) -> WrittenFile:
     columns = options.columns()
     schema = parquet_schema(options)
     sql, params = _select(corpus, options, [f"{c.sql} AS {c.name}" for c in columns])
@@ -260,7 +267,8 @@ def write_parquet(engine: sa.Engine, corpus: Corpus, path: Path, options: Export
     parse_options = pa_csv.ParseOptions(newlines_in_values=True)
     convert_options = pa_csv.ConvertOptions(
         column_types={c.name: (pa.string() if c.name in _LIST_COLUMNS else c.arrow) for c in columns},
-        strings_can_be_null=True, quoted_strings_can_be_null=False,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
     )
     rows = 0
     with _cursor(engine) as cur, pq.ParquetWriter(path, schema, compression="zstd") as writer:
@@ -368,9 +376,10 @@ def _fill_workbook(skeleton: bytes, path: Path, columns, fetch, rows_per_sheet: 
     """Copy the skeleton to ``path``, streaming the fetched rows into its sheets in order."""
     truncated = 0
     pending: list[tuple] = []
-    with zipfile.ZipFile(io.BytesIO(skeleton)) as source, zipfile.ZipFile(
-        path, "w", zipfile.ZIP_DEFLATED, compresslevel=1
-    ) as target:
+    with (
+        zipfile.ZipFile(io.BytesIO(skeleton)) as source,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as target,
+    ):
         sheets = sorted(
             (n for n in source.namelist() if n.startswith("xl/worksheets/sheet")),
             key=_sheet_number,
@@ -395,10 +404,10 @@ def _fill_workbook(skeleton: bytes, path: Path, columns, fetch, rows_per_sheet: 
                         if not pending:
                             break
                     take = pending[: rows_per_sheet - written]
-                    pending = pending[len(take):]
+                    pending = pending[len(take) :]
                     out.write(writer.rows(take, first_row=written + 2))
                     written += len(take)
-                out.write(xml[sample.end():])
+                out.write(xml[sample.end() :])
             truncated += writer.truncated
     return truncated
 
@@ -516,11 +525,18 @@ def export_networks(store: ObjectStore, corpus: Corpus) -> list[StoredExport]:
             for file in (ExportFile("gexf", name, False), ExportFile("gexf", name, True)):
                 path = Path(folder) / file.filename
                 summary = gexf.write_gexf(
-                    network, path, dynamic=file.dynamic,
+                    network,
+                    path,
+                    dynamic=file.dynamic,
                     description=f"{name} network of query design '{slug}', {month}",
                 )
-                written = WrittenFile(path=path, rows=summary.edges, size=summary.size, sha256=sha256_of(path),
-                                      details={"nodes": summary.nodes, "edges": summary.edges})
+                written = WrittenFile(
+                    path=path,
+                    rows=summary.edges,
+                    size=summary.size,
+                    sha256=sha256_of(path),
+                    details={"nodes": summary.nodes, "edges": summary.edges},
+                )
                 stored.append(store_file(store, corpus, file, written, ExportOptions()))
                 path.unlink()
     return stored

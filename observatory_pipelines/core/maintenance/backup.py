@@ -344,8 +344,12 @@ def run_backup(
     pg_dump = find_pg_tool("pg_dump", major)
     key = backup_key(started)
     result = BackupResult(
-        key=key, store=store.describe(), database=database.describe(url), server_version=version,
-        pg_dump=pg_dump, dry_run=dry_run,
+        key=key,
+        store=store.describe(),
+        database=database.describe(url),
+        server_version=version,
+        pg_dump=pg_dump,
+        dry_run=dry_run,
     )
     if dry_run:
         pruning = _prune(store, retention_cutoff(started, days), dry_run=True, newest=key)
@@ -365,8 +369,7 @@ def _dump(url: str, pg_dump: Path, store: ObjectStore, key: str, version: str) -
     conninfo, env = libpq_connection(url)
     # Without owners and grants, the dump restores as whoever restores it, on any server,
     # without first recreating this server's roles.
-    argv = [str(pg_dump), "--format=plain", "--no-owner", "--no-privileges", "--no-password",
-            f"--dbname={conninfo}"]
+    argv = [str(pg_dump), "--format=plain", "--no-owner", "--no-privileges", "--no-password", f"--dbname={conninfo}"]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
         assert process.stdout is not None  # stdout=PIPE
@@ -394,7 +397,10 @@ def _dump(url: str, pg_dump: Path, store: ObjectStore, key: str, version: str) -
     checksum = f"{digest}  {key.rsplit('/', 1)[1]}\n".encode()
     try:
         store.put_stream(
-            key + CHECKSUM_SUFFIX, io.BytesIO(checksum), len(checksum), content_type="text/plain",
+            key + CHECKSUM_SUFFIX,
+            io.BytesIO(checksum),
+            len(checksum),
+            content_type="text/plain",
             metadata={"size": str(reader.size), "server-version": version},
         )
     except StorageError:
@@ -482,7 +488,10 @@ def _read_checksum(store: ObjectStore, key: str) -> _Checksum | None:
 
 def _info(key: str, size: int, checksum: _Checksum | None, dumped_from: str | None = None) -> BackupInfo:
     return BackupInfo(
-        key=key, created=_dump_time(key), size=size, sha256=checksum.sha256 if checksum else None,
+        key=key,
+        created=_dump_time(key),
+        size=size,
+        sha256=checksum.sha256 if checksum else None,
         server_version=(checksum.server_version if checksum else None) or dumped_from,
     )
 
@@ -506,8 +515,9 @@ class _DumpStream:
     chunk it checks the SHA-256 against the recorded one, that the gzip stream is complete and that
     pg_dump finished the dump; any failure is raised then, before the caller can take it as good."""
 
-    def __init__(self, store: ObjectStore, key: str, sha256: str, total: int,
-                 progress: Callable[[int, int], None] | None = None):
+    def __init__(
+        self, store: ObjectStore, key: str, sha256: str, total: int, progress: Callable[[int, int], None] | None = None
+    ):
         self._dump = StoredDump(store, key, total, progress)
         self._key = key
         self._sha256 = sha256
@@ -624,8 +634,16 @@ def restore_backup(
             "restore into an empty database, or pass --force to replace its public schema"
         )
     conninfo, env = libpq_connection(target_url)
-    argv = [str(psql), "--no-psqlrc", "--quiet", "--no-password", "--single-transaction",
-            "--set=ON_ERROR_STOP=1", f"--dbname={conninfo}", "--file=-"]
+    argv = [
+        str(psql),
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--single-transaction",
+        "--set=ON_ERROR_STOP=1",
+        f"--dbname={conninfo}",
+        "--file=-",
+    ]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
         assert process.stdin is not None  # stdin=PIPE

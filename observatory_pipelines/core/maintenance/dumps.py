@@ -34,8 +34,7 @@ class StoredDump:
     diagnosis. ``progress(done, total)`` gets the compressed bytes read after each chunk.
     """
 
-    def __init__(self, store: ObjectStore, key: str, total: int,
-                 progress: Callable[[int, int], None] | None = None):
+    def __init__(self, store: ObjectStore, key: str, total: int, progress: Callable[[int, int], None] | None = None):
         self._store = store
         self._key = key
         self._total = total

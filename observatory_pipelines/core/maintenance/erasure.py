@@ -128,9 +128,7 @@ def erase_actor(engine: sa.Engine, actor_id: object, *, performed_by: str, reaso
     performed_by = _required(performed_by, "performed_by")
     reason = _required(reason, "reason")
     with engine.begin() as conn:
-        found = conn.execute(
-            sa.text("SELECT id FROM actors WHERE id = :actor FOR UPDATE"), {"actor": actor}
-        ).first()
+        found = conn.execute(sa.text("SELECT id FROM actors WHERE id = :actor FOR UPDATE"), {"actor": actor}).first()
         if found is None:
             return _earlier_erasure(conn, actor)
         accounts = _accounts(conn, actor)
@@ -143,17 +141,28 @@ def erase_actor(engine: sa.Engine, actor_id: object, *, performed_by: str, reaso
         presences = _delete(conn, "actor_platform_presences", actor)
         conn.execute(sa.text("DELETE FROM actors WHERE id = :actor"), {"actor": actor})
         result = ErasureResult(
-            actor_id=actor, records_deleted=by_partition, corpora=corpora, duplicates_unmarked=unmarked,
-            presences_deleted=presences, aliases_deleted=aliases, list_memberships_deleted=memberships,
-            suggestions_deleted=suggestions, audit_rows_redacted=redacted, performed_by=performed_by,
+            actor_id=actor,
+            records_deleted=by_partition,
+            corpora=corpora,
+            duplicates_unmarked=unmarked,
+            presences_deleted=presences,
+            aliases_deleted=aliases,
+            list_memberships_deleted=memberships,
+            suggestions_deleted=suggestions,
+            audit_rows_redacted=redacted,
+            performed_by=performed_by,
         )
         audit_id, erased_at = conn.execute(
             sa.text(
                 "INSERT INTO actor_audit_log (action, actor_id, details, performed_by) "
                 "VALUES (:action, :actor, CAST(:details AS jsonb), :by) RETURNING id, performed_at"
             ),
-            {"action": ACTION, "actor": actor, "by": performed_by,
-             "details": json.dumps({**result.counts(), "reason": reason}, ensure_ascii=False)},
+            {
+                "action": ACTION,
+                "actor": actor,
+                "by": performed_by,
+                "details": json.dumps({**result.counts(), "reason": reason}, ensure_ascii=False),
+            },
         ).one()
     return dataclasses.replace(result, audit_id=audit_id, erased_at=erased_at)
 
@@ -169,9 +178,18 @@ def _earlier_erasure(conn: sa.Connection, actor: uuid.UUID) -> ErasureResult:
     if earlier is None:
         raise ActorNotFound(f"no actor with id {actor}; nothing was erased")
     return ErasureResult(
-        actor_id=actor, records_deleted={}, corpora={}, duplicates_unmarked=0, presences_deleted=0,
-        aliases_deleted=0, list_memberships_deleted=0, suggestions_deleted=0, audit_rows_redacted=0,
-        audit_id=earlier.id, erased_at=earlier.performed_at, performed_by=earlier.performed_by,
+        actor_id=actor,
+        records_deleted={},
+        corpora={},
+        duplicates_unmarked=0,
+        presences_deleted=0,
+        aliases_deleted=0,
+        list_memberships_deleted=0,
+        suggestions_deleted=0,
+        audit_rows_redacted=0,
+        audit_id=earlier.id,
+        erased_at=earlier.performed_at,
+        performed_by=earlier.performed_by,
         already_erased=True,
     )
 
@@ -195,8 +213,9 @@ def _accounts(conn: sa.Connection, actor: uuid.UUID) -> tuple[list[str], list[st
 _ACCOUNTS = "unnest(CAST(:platforms AS text[]), CAST(:accounts AS text[])) AS acc(platform, account)"
 
 
-def _delete_content(conn: sa.Connection, actor: uuid.UUID,
-                    accounts: tuple[list[str], list[str]]) -> tuple[dict[str, int], dict[str, int]]:
+def _delete_content(
+    conn: sa.Connection, actor: uuid.UUID, accounts: tuple[list[str], list[str]]
+) -> tuple[dict[str, int], dict[str, int]]:
     """Delete the actor's records from every partition (through the parent table); per partition
     and per corpus counts. The deleted ids stay in ``erased_records`` for ``_unmark_duplicates``."""
     conn.execute(
@@ -304,9 +323,7 @@ def _redact_audit(conn: sa.Connection, actor: uuid.UUID) -> tuple[int, int]:
                     details[key] = [ERASED] * len(details[key])
         else:
             aliases += conn.execute(
-                sa.text(
-                    "DELETE FROM actor_aliases WHERE actor_id = :original AND alias = :name AND source = :split"
-                ),
+                sa.text("DELETE FROM actor_aliases WHERE actor_id = :original AND alias = :name AND source = :split"),
                 {"original": row.actor_id, "name": details.get("new_canonical_name"), "split": _SPLIT_ALIAS_SOURCE},
             ).rowcount
             details["new_canonical_name"] = ERASED

@@ -117,9 +117,7 @@ def create_month_partition(conn: sa.Connection, month: str) -> int:
             f"CHECK (published_at IS NOT NULL AND published_at >= '{lo}' AND published_at < '{hi}')"
         )
     )
-    conn.execute(
-        sa.text(f"ALTER TABLE {PARENT_TABLE} ATTACH PARTITION {table} FOR VALUES FROM ('{lo}') TO ('{hi}')")
-    )
+    conn.execute(sa.text(f"ALTER TABLE {PARENT_TABLE} ATTACH PARTITION {table} FOR VALUES FROM ('{lo}') TO ('{hi}')"))
     conn.execute(sa.text(f"ALTER TABLE {table} DROP CONSTRAINT {check_name}"))
     return max(moved or 0, 0)
 

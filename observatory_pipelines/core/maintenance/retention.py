@@ -185,22 +185,31 @@ def plan_retention(
     waiting: list[tuple[str, int, datetime]] = []  # expired partitions that need the backup
     for part in found:
         if part.month is None:
-            plan.partitions.append(PartitionDecision(
-                part.name, None, False, KEEP, "the default partition is never dropped"))
+            plan.partitions.append(
+                PartitionDecision(part.name, None, False, KEEP, "the default partition is never dropped")
+            )
         elif part.name not in usage:
-            plan.partitions.append(PartitionDecision(
-                part.name, part.month, False, KEEP,
-                "current or future month" if part.month >= current else _within(part.month, days)))
+            plan.partitions.append(
+                PartitionDecision(
+                    part.name,
+                    part.month,
+                    False,
+                    KEEP,
+                    "current or future month" if part.month >= current else _within(part.month, days),
+                )
+            )
         else:
             rows, last_write = usage[part.name]
             if rows == 0:
-                plan.partitions.append(PartitionDecision(
-                    part.name, part.month, True, DROP, "empty: no backup needed", rows=0))
+                plan.partitions.append(
+                    PartitionDecision(part.name, part.month, True, DROP, "empty: no backup needed", rows=0)
+                )
             else:
                 assert last_write is not None  # collected_at is NOT NULL, so a partition with rows has a newest
                 waiting.append((part.name, rows, last_write))
-                plan.partitions.append(PartitionDecision(
-                    part.name, part.month, True, KEEP, "", rows=rows, last_write=last_write))
+                plan.partitions.append(
+                    PartitionDecision(part.name, part.month, True, KEEP, "", rows=rows, last_write=last_write)
+                )
     if waiting:
         decided = _decide_with_backup(plan, store, waiting)
         plan.partitions = [decided.get(p.name, p) for p in plan.partitions]
@@ -236,7 +245,10 @@ def _decide_with_backup(
             covered.append((name, rows, last))
         else:
             decided[name] = _expired(
-                name, rows, last, KEEP,
+                name,
+                rows,
+                last,
+                KEEP,
                 f"the newest backup, {newest.key} ({_when(newest.created)}), is older than its last write "
                 f"({_when(last)})",
             )
@@ -255,7 +267,10 @@ def _decide_with_backup(
             decided[name] = _expired(name, rows, last, DROP, f"{rows} rows held by verified backup {newest.key}")
         else:
             decided[name] = _expired(
-                name, rows, last, KEEP,
+                name,
+                rows,
+                last,
+                KEEP,
                 f"the verified backup {newest.key} holds {held} rows of it, the database {rows} "
                 "(written after the backup began); a later backup will cover it",
             )
@@ -388,8 +403,13 @@ def markdown_table(plan: RetentionPlan, *, applied: RetentionResult | None = Non
     return markdown.table(
         ["partition", "month", "rows", "last write", "decision"],
         [
-            (p.name, p.month or "default", p.rows, _when(p.last_write) if p.last_write else None,
-             decision_label(p, applied=applied, dry_run=dry_run))
+            (
+                p.name,
+                p.month or "default",
+                p.rows,
+                _when(p.last_write) if p.last_write else None,
+                decision_label(p, applied=applied, dry_run=dry_run),
+            )
             for p in plan.partitions
         ],
     )

@@ -111,13 +111,17 @@ def close_orphaned_runs(
             {"open": list(OPEN_RUN_STATUSES), "ended": list(ended_dagster_runs), "before": started_before},
         ).all()
         for run in runs:
-            open_arenas = conn.execute(
-                sa.text(
-                    "SELECT arena FROM collection_tasks WHERE collection_run_id = :run "
-                    "AND status = ANY(CAST(:open AS text[])) ORDER BY arena"
-                ),
-                {"run": run.id, "open": list(OPEN_RUN_STATUSES)},
-            ).scalars().all()
+            open_arenas = (
+                conn.execute(
+                    sa.text(
+                        "SELECT arena FROM collection_tasks WHERE collection_run_id = :run "
+                        "AND status = ANY(CAST(:open AS text[])) ORDER BY arena"
+                    ),
+                    {"run": run.id, "open": list(OPEN_RUN_STATUSES)},
+                )
+                .scalars()
+                .all()
+            )
             month = collection_month(run.partition_key)
             if _collecting(conn, [lock_key(run.slug, month, arena) for arena in open_arenas]):
                 log(f"collection run {run.id} ({run.slug} {month}) is still being collected; left open")
@@ -155,9 +159,17 @@ def close_orphaned_runs(
                 ),
                 {"run": run.id, "reason": reason},
             ).scalar_one()
-            closed.append(ClosedRun(
-                collection_run_id=run.id, design=run.slug, month=month, partition_key=run.partition_key,
-                dagster_run_id=run.dagster_run_id, started_at=run.started_at, arenas=tuple(open_arenas),
-                status=status, reason=reason,
-            ))
+            closed.append(
+                ClosedRun(
+                    collection_run_id=run.id,
+                    design=run.slug,
+                    month=month,
+                    partition_key=run.partition_key,
+                    dagster_run_id=run.dagster_run_id,
+                    started_at=run.started_at,
+                    arenas=tuple(open_arenas),
+                    status=status,
+                    reason=reason,
+                )
+            )
     return closed

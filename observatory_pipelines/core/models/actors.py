@@ -37,9 +37,7 @@ class Actor(TimestampMixin, Base):
     # An open vocabulary (person, organization, media_outlet, ...): arenas keep inventing kinds.
     actor_type: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'unknown'"))
     # Public figures are exempt from pseudonymisation.
-    is_public_figure: Mapped[bool] = mapped_column(
-        Boolean, nullable=False, server_default=text("false")
-    )
+    is_public_figure: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     description: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")

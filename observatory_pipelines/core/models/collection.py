@@ -23,8 +23,17 @@ from observatory_pipelines.core.models.base import TIERS, Base, created_at, one_
 RUN_MODES = ("batch", "live")
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 TASK_STATUSES = (*RUN_STATUSES, "skipped")  # skipped: the design has this arena disabled
-TASK_COUNTERS = ("records_collected", "attempts", "records_new", "records_updated", "records_rejected",
-                 "records_filtered", "api_calls", "credits_reserved", "credits_spent")
+TASK_COUNTERS = (
+    "records_collected",
+    "attempts",
+    "records_new",
+    "records_updated",
+    "records_rejected",
+    "records_filtered",
+    "api_calls",
+    "credits_reserved",
+    "credits_spent",
+)
 TRANSACTION_TYPES = ("reservation", "settlement", "refund")
 
 
@@ -39,12 +48,8 @@ class CollectionRun(Base):
         CheckConstraint(one_of("status", RUN_STATUSES), name="status"),
         CheckConstraint(one_of("tier", TIERS), name="tier"),
         # Windows are [date_from, date_to), as Dagster's time windows are.
-        CheckConstraint(
-            "date_from IS NULL OR date_to IS NULL OR date_from < date_to", name="date_window"
-        ),
-        CheckConstraint(
-            "records_collected >= 0 AND credits_spent >= 0", name="counters_nonnegative"
-        ),
+        CheckConstraint("date_from IS NULL OR date_to IS NULL OR date_from < date_to", name="date_window"),
+        CheckConstraint("records_collected >= 0 AND credits_spent >= 0", name="counters_nonnegative"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -67,9 +72,7 @@ class CollectionRun(Base):
     partition_key: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    records_collected: Mapped[int] = mapped_column(
-        Integer, nullable=False, server_default=text("0")
-    )
+    records_collected: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     credits_spent: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     error_log: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at()
@@ -96,9 +99,7 @@ class CollectionTask(Base):
     arena: Mapped[str] = mapped_column(Text, nullable=False)
     platform: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
-    records_collected: Mapped[int] = mapped_column(
-        Integer, nullable=False, server_default=text("0")
-    )
+    records_collected: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     error_message: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -114,9 +115,7 @@ class CollectionTask(Base):
     credits_reserved: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     credits_spent: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     #: Up to a few dozen {"reason", "source"} objects: why records were rejected.
-    rejection_samples: Mapped[list] = mapped_column(
-        JSONB, nullable=False, server_default=text("'[]'::jsonb")
-    )
+    rejection_samples: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
 
     run: Mapped[CollectionRun] = relationship(back_populates="tasks")
 
@@ -136,9 +135,7 @@ class CreditTransaction(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     # No cascade: the ledger is an audit trail; users are deactivated, not deleted.
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id"), nullable=False
-    )
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id"), nullable=False)
     # Kept when a run is deleted, so spent credits stay accounted for.
     collection_run_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("collection_runs.id", ondelete="SET NULL"), index=True

@@ -36,9 +36,7 @@ from observatory_pipelines.core.models.base import Base
 #: The document that ``idx_content_fulltext`` indexes. A query uses that index only when it repeats
 #: this expression (columns unqualified, 'danish' configuration), e.g.
 #: ``WHERE {FULLTEXT_DOCUMENT_SQL} @@ plainto_tsquery('danish', :q)``.
-FULLTEXT_DOCUMENT_SQL = (
-    "to_tsvector('danish', coalesce(title, '') || ' ' || coalesce(text_content, ''))"
-)
+FULLTEXT_DOCUMENT_SQL = "to_tsvector('danish', coalesce(title, '') || ' ' || coalesce(text_content, ''))"
 
 #: The corpus key that makes writes idempotent (``INSERT ... ON CONFLICT ON CONSTRAINT ...``).
 CORPUS_ITEM_CONSTRAINT = "uq_content_corpus_item"
@@ -49,7 +47,10 @@ class ContentRecord(Base):
     __table_args__ = (
         PrimaryKeyConstraint("id", "published_at"),
         UniqueConstraint(
-            "query_design_id", "platform", "platform_id", "published_at",
+            "query_design_id",
+            "platform",
+            "platform_id",
+            "published_at",
             name=CORPUS_ITEM_CONSTRAINT,
         ),
         Index("idx_content_platform", "platform"),
@@ -69,9 +70,7 @@ class ContentRecord(Base):
         {"postgresql_partition_by": "RANGE (published_at)"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), nullable=False, server_default=text("gen_random_uuid()")
-    )
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, server_default=text("gen_random_uuid()"))
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     platform: Mapped[str] = mapped_column(Text, nullable=False)
     arena: Mapped[str] = mapped_column(Text, nullable=False)
@@ -81,9 +80,7 @@ class ContentRecord(Base):
     text_content: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(Text)
-    collected_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     author_platform_id: Mapped[str | None] = mapped_column(Text)
     author_display_name: Mapped[str | None] = mapped_column(Text)
     author_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -104,15 +101,9 @@ class ContentRecord(Base):
     search_terms_matched: Mapped[list[str]] = mapped_column(
         ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")
     )
-    collection_tier: Mapped[str] = mapped_column(
-        Text, nullable=False, server_default=text("'free'")
-    )
-    raw_metadata: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb")
-    )
-    media_urls: Mapped[list[str]] = mapped_column(
-        ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")
-    )
+    collection_tier: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'free'"))
+    raw_metadata: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    media_urls: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'::text[]"))
     content_hash: Mapped[str | None] = mapped_column(Text)
     # 64-bit SimHash stored as a signed bigint (two's complement of the unsigned value).
     simhash: Mapped[int | None] = mapped_column(BigInteger)

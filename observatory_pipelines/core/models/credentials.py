@@ -40,9 +40,7 @@ class ApiCredential(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     # NULL: the platform imposes no daily quota on this credential.
     daily_quota: Mapped[int | None] = mapped_column(Integer)
-    quota_used_today: Mapped[int] = mapped_column(
-        Integer, nullable=False, server_default=text("0")
-    )
+    quota_used_today: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[uuid.UUID | None] = mapped_column(

@@ -40,9 +40,7 @@ class QueryDesign(TimestampMixin, Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     # No cascade: a user's corpora outlive the account; reassign them before deleting a user.
-    owner_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id"), nullable=False, index=True
-    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id"), nullable=False, index=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     slug: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     description: Mapped[str | None] = mapped_column(Text)
@@ -52,9 +50,7 @@ class QueryDesign(TimestampMixin, Base):
     locale_country: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'dk'"))
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     # Per-arena settings keyed by arena name (added by migration 002).
-    arenas_config: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb")
-    )
+    arenas_config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
 
     search_terms: Mapped[list[SearchTerm]] = relationship(
         back_populates="query_design", cascade="all, delete-orphan", passive_deletes=True
@@ -98,7 +94,4 @@ class ActorList(TimestampMixin, Base):
     )
 
     query_design: Mapped[QueryDesign] = relationship(back_populates="actor_lists")
-    members: Mapped[list[ActorListMember]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True
-    )
-
+    members: Mapped[list[ActorListMember]] = relationship(cascade="all, delete-orphan", passive_deletes=True)

@@ -42,9 +42,7 @@ class CreditAllocation(Base):
     __tablename__ = "credit_allocations"
     __table_args__ = (
         CheckConstraint("credits_amount > 0", name="credits_amount_positive"),
-        CheckConstraint(
-            "valid_until IS NULL OR valid_until >= valid_from", name="validity_period"
-        ),
+        CheckConstraint("valid_until IS NULL OR valid_until >= valid_from", name="validity_period"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -52,9 +50,7 @@ class CreditAllocation(Base):
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
     )
     credits_amount: Mapped[int] = mapped_column(Integer, nullable=False)
-    valid_from: Mapped[date] = mapped_column(
-        Date, nullable=False, server_default=func.current_date()
-    )
+    valid_from: Mapped[date] = mapped_column(Date, nullable=False, server_default=func.current_date())
     # Inclusive last day; NULL means open-ended.
     valid_until: Mapped[date | None] = mapped_column(Date)
     allocated_by: Mapped[uuid.UUID | None] = mapped_column(

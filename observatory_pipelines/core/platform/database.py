@@ -25,9 +25,7 @@ def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
     except Exception:
-        raise ConfigError(
-            "DATABASE_URL is not a URL; expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
-        ) from None
+        raise ConfigError("DATABASE_URL is not a URL; expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME") from None
     if not parsed.drivername.startswith("postgresql"):
         raise ConfigError(
             f"DATABASE_URL uses '{parsed.drivername}', but only PostgreSQL is supported; "
@@ -80,9 +78,7 @@ def resolve_url(start_embedded: bool = True) -> str:
     else:
         server_url = embedded.status().url
         if server_url is None:
-            raise DatabaseUnavailable(
-                "the embedded PostgreSQL is not running; start it with `observatory db up`"
-            )
+            raise DatabaseUnavailable("the embedded PostgreSQL is not running; start it with `observatory db up`")
     url = with_database(server_url, "observatory")
     ensure_database(url)
     return url
@@ -144,9 +140,7 @@ def ensure_database(url: str) -> bool:
         except sa.exc.OperationalError as err:
             raise unavailable(url, err) from None
         with conn:
-            exists = conn.execute(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            ).first()
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first()
             if exists:
                 return False
             # CREATE DATABASE takes no bind parameters; quote the identifier properly instead.

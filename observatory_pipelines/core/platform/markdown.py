@@ -25,8 +25,7 @@ def cell(value: object) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, limit: int | None = None,
-          rest: str = "") -> str:
+def table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, limit: int | None = None, rest: str = "") -> str:
     """A table of ``rows``; past ``limit`` rows, a line saying how many more there are ``rest``
     (e.g. "in collection_runs")."""
     rows = list(rows)

@@ -42,9 +42,7 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
 
 def _config(url: str | None = None) -> Config:
     if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise ConfigError(
-            f"no Alembic migrations at {MIGRATIONS_DIR}; run from a checkout of the project"
-        )
+        raise ConfigError(f"no Alembic migrations at {MIGRATIONS_DIR}; run from a checkout of the project")
     config = Config()
     # ConfigParser interpolates '%' in option values.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))

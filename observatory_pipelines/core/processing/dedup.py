@@ -65,10 +65,25 @@ from observatory_pipelines.core.platform import database, markdown, months
 # URL normalisation
 
 #: Query parameters that say where a click came from, not what page it is (compared lower-cased).
-TRACKING_PARAMETERS = frozenset({
-    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "mc_cid", "mc_eid",
-    "_ga", "_gl", "ref", "ref_src", "source",
-})
+TRACKING_PARAMETERS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "_gl",
+        "ref",
+        "ref_src",
+        "source",
+    }
+)
 TRACKING_PREFIXES = ("utm_",)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -83,8 +98,10 @@ _ALL_SAFE = {
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 # RFC 3986 appendix B, restricted to absolute URLs with an authority and no whitespace or
 # control characters anywhere: scheme, authority, path, query (the fragment is matched, not kept).
-_URL_PARTS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s\x00-\x1f\x7f]*)([^?#\s\x00-\x1f\x7f]*)"
-                        r"(?:\?([^#\s\x00-\x1f\x7f]*))?(?:#[^\s\x00-\x1f\x7f]*)?")
+_URL_PARTS = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s\x00-\x1f\x7f]*)([^?#\s\x00-\x1f\x7f]*)"
+    r"(?:\?([^#\s\x00-\x1f\x7f]*))?(?:#[^\s\x00-\x1f\x7f]*)?"
+)
 _IPV6_AUTHORITY = re.compile(r"\[([^\]]*)\](?::([^:]*))?")
 _HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
@@ -437,9 +454,7 @@ def group_duplicates(corpus: pl.DataFrame, links: pl.DataFrame) -> Grouping:
             .sort_by([pl.col("content_type").fill_null("") != "article", "published_at", "id"])
             .first()
             .over("group"),
-            kind=pl.concat_str(
-                [pl.when(pl.col(k)).then(pl.lit(k)) for k in KINDS], separator="+", ignore_nulls=True
-            ),
+            kind=pl.concat_str([pl.when(pl.col(k)).then(pl.lit(k)) for k in KINDS], separator="+", ignore_nulls=True),
         )
         .select("row", "id", "published_at", "group", "canonical_id", "kind")
         .sort("row")
@@ -508,9 +523,7 @@ class MarkCounts:
     unmarked: int  # rows that lost them, being no longer duplicates
 
 
-def mark_duplicates(
-    engine: sa.Engine, design_id: uuid.UUID | str, month: str, marks: pl.DataFrame
-) -> MarkCounts:
+def mark_duplicates(engine: sa.Engine, design_id: uuid.UUID | str, month: str, marks: pl.DataFrame) -> MarkCounts:
     """Make the corpus's marks exactly ``marks`` (id, published_at, canonical_id, kind), in one
     transaction: set ``raw_metadata.duplicate_of`` / ``duplicate_kind`` where they differ, remove
     them from the corpus's other records. Unchanged rows are not rewritten; other keys are kept.
@@ -574,8 +587,10 @@ class DedupResult:
         return markdown.table(
             ["group", "role", "rules", "platform", "title or text", "url"],
             [
-                [*(markdown.shorten(m[k], 80) for k in ("group", "role", "kind", "platform", "title")),
-                 markdown.shorten(m["url"], 300)]
+                [
+                    *(markdown.shorten(m[k], 80) for k in ("group", "role", "kind", "platform", "title")),
+                    markdown.shorten(m["url"], 300),
+                ]
                 for m in self.sample
             ],
         )

@@ -46,8 +46,9 @@ def _check(network: networks.Network) -> dg.AssetCheckResult:
         check_name="network_has_edges",
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None if passed else
-        f"{network.records} records but no {network.name} edge; see the asset description for how edges are made",
+        description=None
+        if passed
+        else f"{network.records} records but no {network.name} edge; see the asset description for how edges are made",
         metadata={"records": network.records, "edges": network.edges.height},
     )
 
@@ -82,8 +83,9 @@ def corpus_networks(context: dg.AssetExecutionContext, config: NetworkConfig, po
     for name, network in networks.build_networks(analysed, max_links=config.max_links).items():
         paths = networks.write_network(network, corpus.slug, corpus.month)
         context.log.info(f"{name}: {network.nodes.height} nodes, {network.edges.height} edges")
-        yield dg.MaterializeResult(asset_key=asset_keys.NETWORKS[name], metadata=_metadata(network, paths),
-                                   check_results=[_check(network)])
+        yield dg.MaterializeResult(
+            asset_key=asset_keys.NETWORKS[name], metadata=_metadata(network, paths), check_results=[_check(network)]
+        )
 
 
 defs = dg.Definitions(assets=[corpus_networks])

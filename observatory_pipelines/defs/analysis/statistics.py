@@ -29,18 +29,32 @@ def _metadata(figures: stats.Statistics, chart_path, table_dir, chart_png: bytes
         "actors": dg.MetadataValue.int(figures.actors),
         "volume_chart": dg.MetadataValue.md(f"![records per day and week](data:image/png;base64,{chart})"),
         "volume_chart_path": dg.MetadataValue.path(str(chart_path)),
-        "top_actors": dg.MetadataValue.md(stats.markdown_table(
-            figures.top_actors.head(TOP_ROWS), ["rank", "label", "platforms", "records", "engagement"]
-        )),
-        "top_terms": dg.MetadataValue.md(stats.markdown_table(
-            figures.top_terms.head(TOP_ROWS), ["rank", "term", "records", "share", "actors"]
-        )),
+        "top_actors": dg.MetadataValue.md(
+            stats.markdown_table(
+                figures.top_actors.head(TOP_ROWS), ["rank", "label", "platforms", "records", "engagement"]
+            )
+        ),
+        "top_terms": dg.MetadataValue.md(
+            stats.markdown_table(figures.top_terms.head(TOP_ROWS), ["rank", "term", "records", "share", "actors"])
+        ),
         "engagement": dg.MetadataValue.md(stats.markdown_table(figures.engagement)),
-        "run_summary": dg.MetadataValue.md(stats.markdown_table(
-            figures.run_summary,
-            ["arena", "runs", "tasks", "tasks_completed", "tasks_failed", "tasks_skipped", "last_status",
-             "records_stored", "duplicates", "records_analysed"],
-        )),
+        "run_summary": dg.MetadataValue.md(
+            stats.markdown_table(
+                figures.run_summary,
+                [
+                    "arena",
+                    "runs",
+                    "tasks",
+                    "tasks_completed",
+                    "tasks_failed",
+                    "tasks_skipped",
+                    "last_status",
+                    "records_stored",
+                    "duplicates",
+                    "records_analysed",
+                ],
+            )
+        ),
         "tables": dg.MetadataValue.json({name: frame.height for name, frame in figures.tables().items()}),
         "analysis_dir": dg.MetadataValue.path(str(table_dir)),
     }
@@ -73,9 +87,7 @@ def corpus_statistics(context: dg.AssetExecutionContext, postgres: PostgresResou
     chart_png = stats.volume_chart_png(figures, month)
     chart_path = analysis_store.write_image(slug, month, stats.VOLUME_CHART, chart_png)
     counted = figures.records + figures.duplicates
-    context.log.info(
-        f"{slug} {month}: {figures.records} records analysed, {figures.duplicates} duplicates left out"
-    )
+    context.log.info(f"{slug} {month}: {figures.records} records analysed, {figures.duplicates} duplicates left out")
     return dg.MaterializeResult(
         metadata=_metadata(figures, chart_path, analysis_store.corpus_dir(slug, month), chart_png),
         check_results=[
@@ -83,8 +95,9 @@ def corpus_statistics(context: dg.AssetExecutionContext, postgres: PostgresResou
                 check_name="statistics_total_matches_partition",
                 passed=counted == partition_rows,
                 severity=dg.AssetCheckSeverity.WARN,
-                description=None if counted == partition_rows else
-                f"statistics count {counted} rows ({figures.records} analysed + {figures.duplicates} duplicates) "
+                description=None
+                if counted == partition_rows
+                else f"statistics count {counted} rows ({figures.records} analysed + {figures.duplicates} duplicates) "
                 f"but the corpus holds {partition_rows}; re-materialize corpus_statistics",
                 metadata={"counted": counted, "partition_rows": partition_rows},
             )

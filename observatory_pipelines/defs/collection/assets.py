@@ -60,9 +60,7 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
         retry_policy=retry_policy,
         kinds={"python", "postgres"},
         tags={"observatory/arena": arena_name},
-        description=_DESCRIPTION.format(
-            arena=arena_name, platform=arena_cls.platform, about=arena_cls.description
-        ),
+        description=_DESCRIPTION.format(arena=arena_name, platform=arena_cls.platform, about=arena_cls.description),
     )
     def _collect(
         context: dg.AssetExecutionContext, postgres: PostgresResource, collector: CollectionResource

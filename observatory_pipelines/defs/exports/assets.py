@@ -81,8 +81,9 @@ def _file_metadata(stored: StoredExport) -> dict:
     }
 
 
-def _export_asset(fmt: str, deps: list[dg.AssetKey], description: str, filename: str, download: str,
-                  kind: str | None = None):
+def _export_asset(
+    fmt: str, deps: list[dg.AssetKey], description: str, filename: str, download: str, kind: str | None = None
+):
     """The decorator every export asset shares: one corpus partition, stored in the object store."""
     return dg.asset(
         key=asset_keys.export(fmt),
@@ -110,9 +111,14 @@ def _content_export(fmt: str) -> dg.AssetsDefinition:
         context.log.info(
             f"{corpus.slug} {corpus.month}: {stored.file.rows} records → {stored.uri} ({stored.file.size} bytes)"
         )
-        return dg.MaterializeResult(metadata={**_file_metadata(stored), **link,
-                                              "include_duplicates": config.include_duplicates,
-                                              "include_raw_metadata": config.include_raw_metadata})
+        return dg.MaterializeResult(
+            metadata={
+                **_file_metadata(stored),
+                **link,
+                "include_duplicates": config.include_duplicates,
+                "include_raw_metadata": config.include_raw_metadata,
+            }
+        )
 
     return content_export
 
@@ -141,12 +147,14 @@ def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, s
         ["file", "nodes", "edges", "bytes"],
         [(s.key.rsplit("/", 1)[1], s.file.details["nodes"], s.file.details["edges"], s.file.size) for s in stored],
     )
-    return dg.MaterializeResult(metadata={
-        "files": dg.MetadataValue.md(table),
-        "uri": dg.MetadataValue.text(stored[0].uri.rsplit("/", 1)[0] + "/"),
-        "size_bytes": dg.MetadataValue.int(sum(s.file.size for s in stored)),
-        **first_link,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "files": dg.MetadataValue.md(table),
+            "uri": dg.MetadataValue.text(stored[0].uri.rsplit("/", 1)[0] + "/"),
+            "size_bytes": dg.MetadataValue.int(sum(s.file.size for s in stored)),
+            **first_link,
+        }
+    )
 
 
 @_export_asset(
@@ -170,15 +178,17 @@ def export_manifest(context: dg.AssetExecutionContext, postgres: PostgresResourc
         ["file", "rows", "bytes", "sha256"],
         [(f["name"], f["rows"], f["size"], f["sha256"][:16] + "…") for f in document["files"]],
     )
-    return dg.MaterializeResult(metadata={
-        "uri": dg.MetadataValue.text(stored.uri),
-        "size_bytes": dg.MetadataValue.int(stored.file.size),
-        "files": dg.MetadataValue.md(files),
-        "records": dg.MetadataValue.int(document["records"]["without_duplicates"]),
-        "collection_runs": dg.MetadataValue.int(len(document["collection_runs"])),
-        "schema_version": dg.MetadataValue.text(document["schema_version"]),
-        **link,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "uri": dg.MetadataValue.text(stored.uri),
+            "size_bytes": dg.MetadataValue.int(stored.file.size),
+            "files": dg.MetadataValue.md(files),
+            "records": dg.MetadataValue.int(document["records"]["without_duplicates"]),
+            "collection_runs": dg.MetadataValue.int(len(document["collection_runs"])),
+            "schema_version": dg.MetadataValue.text(document["schema_version"]),
+            **link,
+        }
+    )
 
 
 defs = dg.Definitions(assets=[*content_exports, export_gexf, export_manifest])

@@ -52,7 +52,8 @@ def _pruning_check(store: ObjectStore, now: datetime, run_warnings: list[str]) -
     elif left.pruned:
         description = (
             f"{len(left.pruned)} object(s) under {backup.PREFIX} are past the {days}-day retention and were not "
-            f"pruned, e.g. {left.pruned[0]}" + (f": {related[0]}" if related else "")
+            f"pruned, e.g. {left.pruned[0]}"
+            + (f": {related[0]}" if related else "")
             + "; check that the storage credentials may delete"
         )
     else:
@@ -116,28 +117,36 @@ def database_backup(
             "warnings": dg.MetadataValue.json(result.warnings),
         }
         if result.dry_run:
-            context.log_event(dg.AssetObservation(asset_key=BACKUP_ASSET, metadata={
-                "dry_run": True,
-                "would_write": result.key,
-                "would_prune_count": dg.MetadataValue.int(len(result.pruned)),
-                "would_prune": dg.MetadataValue.json(result.pruned),
-                **common,
-            }))
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=BACKUP_ASSET,
+                    metadata={
+                        "dry_run": True,
+                        "would_write": result.key,
+                        "would_prune_count": dg.MetadataValue.int(len(result.pruned)),
+                        "would_prune": dg.MetadataValue.json(result.pruned),
+                        **common,
+                    },
+                )
+            )
             context.log.info(f"dry run: would write {result.key}; would prune {len(result.pruned)} object(s)")
         else:
             assert result.size is not None  # run_backup sets the size of every backup it writes
             with one_line_failures():
                 dumped_with = (store.stat(result.key).metadata or {}).get("pg-dump-version", "")
-            yield dg.MaterializeResult(asset_key=BACKUP_ASSET, metadata={
-                "key": result.key,
-                "uri": store.uri(result.key),
-                "size": dg.MetadataValue.int(result.size),
-                "sha256": result.sha256,
-                "pg_dump_version": dumped_with,
-                "pruned_count": dg.MetadataValue.int(len(result.pruned)),
-                "pruned": dg.MetadataValue.json(result.pruned),
-                **common,
-            })
+            yield dg.MaterializeResult(
+                asset_key=BACKUP_ASSET,
+                metadata={
+                    "key": result.key,
+                    "uri": store.uri(result.key),
+                    "size": dg.MetadataValue.int(result.size),
+                    "sha256": result.sha256,
+                    "pg_dump_version": dumped_with,
+                    "pruned_count": dg.MetadataValue.int(len(result.pruned)),
+                    "pruned": dg.MetadataValue.json(result.pruned),
+                    **common,
+                },
+            )
     if check_wanted and not config.dry_run:
         yield _pruning_check(store, started, result.warnings if result else [])
 

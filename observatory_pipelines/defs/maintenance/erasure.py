@@ -26,9 +26,7 @@ class EraseActorConfig(dg.Config):
 )
 def erase_actor_op(context: dg.OpExecutionContext, config: EraseActorConfig, postgres: PostgresResource) -> dg.Output:
     with postgres.engine() as engine:
-        result = erasure.erase_actor(
-            engine, config.actor_id, performed_by=config.performed_by, reason=config.reason
-        )
+        result = erasure.erase_actor(engine, config.actor_id, performed_by=config.performed_by, reason=config.reason)
     # The summary and metadata hold ids and counts only: run logs are read by everyone with UI access.
     context.log.info(result.summary())
     counts = result.counts()
@@ -42,8 +40,14 @@ def erase_actor_op(context: dg.OpExecutionContext, config: EraseActorConfig, pos
             "corpora_to_re_export": dg.MetadataValue.json(counts["records_by_corpus"]),
             **{
                 key: dg.MetadataValue.int(counts[key])
-                for key in ("duplicates_unmarked", "presences_deleted", "aliases_deleted",
-                            "list_memberships_deleted", "suggestions_deleted", "audit_rows_redacted")
+                for key in (
+                    "duplicates_unmarked",
+                    "presences_deleted",
+                    "aliases_deleted",
+                    "list_memberships_deleted",
+                    "suggestions_deleted",
+                    "audit_rows_redacted",
+                )
             },
             "audit_id": str(result.audit_id),
         },

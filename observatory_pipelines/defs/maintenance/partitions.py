@@ -1,6 +1,5 @@
 """Partition upkeep: the ``content_partitions`` asset, its checks, job and daily schedule."""
 
-
 import dagster as dg
 from pydantic import Field
 
@@ -37,7 +36,8 @@ def content_partitions(
 ) -> dg.MaterializeResult:
     with postgres.engine() as engine:
         result = partitions.ensure_partitions(
-            engine, first_month=config.first_month or retention.default_first_month(),
+            engine,
+            first_month=config.first_month or retention.default_first_month(),
             months_ahead=config.months_ahead,
         )
         with engine.connect() as conn:
@@ -77,16 +77,18 @@ def partition_health_checks(postgres: PostgresResource):
         check_name="next_month_partition_exists",
         passed=health.next_month_exists,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None if health.next_month_exists else
-        f"{months.partition_name(health.next_month)} is missing; materialize content_partitions",
+        description=None
+        if health.next_month_exists
+        else f"{months.partition_name(health.next_month)} is missing; materialize content_partitions",
         metadata={"next_month": health.next_month},
     )
     yield dg.AssetCheckResult(
         check_name="default_partition_empty",
         passed=not parked,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None if not parked else
-        f"{sum(parked.values())} rows wait in the default partition; materialize content_partitions to move them",
+        description=None
+        if not parked
+        else f"{sum(parked.values())} rows wait in the default partition; materialize content_partitions to move them",
         metadata={"rows_by_month": dg.MetadataValue.json(parked)},
     )
 

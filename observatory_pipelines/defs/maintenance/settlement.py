@@ -39,7 +39,7 @@ def ended_dagster_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> dict
     """The runs among ``run_ids`` that ended, or that the instance does not know, with their status."""
     found: dict[str, dg.DagsterRunStatus] = {}
     for start in range(0, len(run_ids), LOOKUP_CHUNK):
-        chunk = run_ids[start:start + LOOKUP_CHUNK]
+        chunk = run_ids[start : start + LOOKUP_CHUNK]
         for run in instance.get_runs(filters=dg.RunsFilter(run_ids=chunk)):
             found[run.run_id] = run.status
     return {
@@ -54,9 +54,9 @@ def closed_runs_markdown(closed: list[ClosedRun]) -> str:
         return "No collection run needed closing."
     return markdown.table(
         ["collection run", "design", "month", "arenas", "status", "reason"],
-        [(run.collection_run_id, run.design, run.month, run.arenas, run.status,
-          run.reason) for run in closed],
-        limit=TABLE_ROWS, rest="in collection_runs.",
+        [(run.collection_run_id, run.design, run.month, run.arenas, run.status, run.reason) for run in closed],
+        limit=TABLE_ROWS,
+        rest="in collection_runs.",
     )
 
 

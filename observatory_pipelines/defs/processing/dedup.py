@@ -51,7 +51,9 @@ def dedup_pass(context: dg.AssetExecutionContext, postgres: PostgresResource) ->
         check_name=MARKED_AT_MOST_HALF,
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None if passed else (
+        description=None
+        if passed
+        else (
             f"{result.duplicates} of {result.records} records ({share:.0%}) were marked as duplicates; "
             "check the sample groups before exporting without duplicates"
         ),

@@ -45,9 +45,7 @@ with warnings.catch_warnings():
     kinds={"python", "postgres"},
     description=DESCRIPTION,
 )
-def actor_match_suggestions(
-    context: dg.AssetExecutionContext, postgres: PostgresResource
-) -> dg.MaterializeResult:
+def actor_match_suggestions(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     with postgres.engine() as engine:
         result = entities.suggest_matches(engine, context.partition_key)
     context.log.info(

@@ -66,8 +66,7 @@ class S3ObjectStore(ObjectStore):
 
         if not _BUCKET.fullmatch(bucket) or ".." in bucket:
             raise ConfigError(
-                f"MINIO_BUCKET {bucket!r} is not a valid bucket name "
-                "(3-63 lowercase letters, digits, dots and hyphens)"
+                f"MINIO_BUCKET {bucket!r} is not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens)"
             )
         self.endpoint = endpoint
         self.bucket = bucket
@@ -96,8 +95,11 @@ class S3ObjectStore(ObjectStore):
         self._link_client = self._client
         if public_endpoint and public_endpoint != endpoint:
             self._link_client = Minio(
-                public_endpoint, access_key=access_key, secret_key=secret_key,
-                secure=secure if public_secure is None else public_secure, region=region or DEFAULT_REGION,
+                public_endpoint,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=secure if public_secure is None else public_secure,
+                region=region or DEFAULT_REGION,
             )
 
     def __repr__(self) -> str:

@@ -78,7 +78,9 @@ class _Presence:
 
     def same_id(self, other: _Presence) -> bool:
         return bool(
-            self.platform == other.platform and self.user_id and other.user_id
+            self.platform == other.platform
+            and self.user_id
+            and other.user_id
             and self.user_id.lower() == other.user_id.lower()
         )
 
@@ -86,8 +88,11 @@ class _Presence:
         """Equal usernames where an id is missing: two different ids under one username are a
         recycled handle, i.e. two accounts."""
         return bool(
-            self.platform == other.platform and not (self.user_id and other.user_id)
-            and self.username and other.username and self.username.lower() == other.username.lower()
+            self.platform == other.platform
+            and not (self.user_id and other.user_id)
+            and self.username
+            and other.username
+            and self.username.lower() == other.username.lower()
         )
 
     def describe(self) -> str:
@@ -131,8 +136,9 @@ class MergeResult:
         )
 
 
-def merge_actors(engine: sa.Engine, canonical_id: object, duplicate_ids: Sequence[object],
-                 performed_by: str) -> MergeResult:
+def merge_actors(
+    engine: sa.Engine, canonical_id: object, duplicate_ids: Sequence[object], performed_by: str
+) -> MergeResult:
     """Fold the duplicate actors into the canonical one, in one transaction.
 
     Refused, with a one-line ``ConfigError`` and nothing changed: an empty list, a malformed or
@@ -180,12 +186,21 @@ def merge_actors(engine: sa.Engine, canonical_id: object, duplicate_ids: Sequenc
             "list_memberships_moved": memberships,
         }
         audit_id = _audit(conn, "merge", canonical, details, performed_by)
-    return MergeResult(canonical, tuple(duplicates), repointed, len(moved),
-                       tuple(p.describe() for p in dropped), tuple(aliases), memberships, audit_id)
+    return MergeResult(
+        canonical,
+        tuple(duplicates),
+        repointed,
+        len(moved),
+        tuple(p.describe() for p in dropped),
+        tuple(aliases),
+        memberships,
+        audit_id,
+    )
 
 
-def _merge_presences(conn: sa.Connection, canonical: uuid.UUID,
-                     duplicates: list[uuid.UUID]) -> tuple[list[_Presence], list[_Presence]]:
+def _merge_presences(
+    conn: sa.Connection, canonical: uuid.UUID, duplicates: list[uuid.UUID]
+) -> tuple[list[_Presence], list[_Presence]]:
     """Move the duplicates' presences; one the canonical actor already has (the same id, else the
     same username) is dropped instead, and its missing id or username folded into the kept one."""
     everything = _presences(conn, [canonical, *duplicates])
@@ -230,8 +245,9 @@ def _merge_presences(conn: sa.Connection, canonical: uuid.UUID,
     return [p for p, _ in dropped], moved
 
 
-def _merge_aliases(conn: sa.Connection, canonical: uuid.UUID, duplicates: list[uuid.UUID],
-                   actors: dict[uuid.UUID, sa.Row[Any]]) -> list[str]:
+def _merge_aliases(
+    conn: sa.Connection, canonical: uuid.UUID, duplicates: list[uuid.UUID], actors: dict[uuid.UUID, sa.Row[Any]]
+) -> list[str]:
     """The duplicates' names and aliases become aliases of the canonical actor."""
     return list(
         conn.execute(
@@ -251,8 +267,12 @@ def _merge_aliases(conn: sa.Connection, canonical: uuid.UUID, duplicates: list[u
                 RETURNING alias
                 """
             ),
-            {"canonical": canonical, "dups": duplicates, "merge": ALIAS_FROM_MERGE,
-             "canonical_name": actors[canonical].canonical_name},
+            {
+                "canonical": canonical,
+                "dups": duplicates,
+                "merge": ALIAS_FROM_MERGE,
+                "canonical_name": actors[canonical].canonical_name,
+            },
         ).scalars()
     )
 
@@ -272,8 +292,9 @@ class SplitResult:
         )
 
 
-def split_actor(engine: sa.Engine, actor_id: object, presence_ids: Sequence[object],
-                new_canonical_name: str, performed_by: str) -> SplitResult:
+def split_actor(
+    engine: sa.Engine, actor_id: object, presence_ids: Sequence[object], new_canonical_name: str, performed_by: str
+) -> SplitResult:
     """Move some of an actor's presences, and the content they posted, to a new actor.
 
     The new actor takes the original's type but is not a public figure: that exemption from
@@ -294,8 +315,7 @@ def split_actor(engine: sa.Engine, actor_id: object, presence_ids: Sequence[obje
         owners: dict[uuid.UUID, uuid.UUID] = dict(
             conn.execute(
                 sa.text(
-                    "SELECT id, actor_id FROM actor_platform_presences "
-                    "WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE"
+                    "SELECT id, actor_id FROM actor_platform_presences WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE"
                 ),
                 {"ids": presences},
             ).all()

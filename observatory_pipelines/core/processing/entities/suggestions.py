@@ -112,6 +112,7 @@ def handle_keys(handle: str) -> tuple[str, str] | None:
         return None
     return strict, _SEPARATORS.sub("", _COUNTRY_SUFFIX.sub("", strict))
 
+
 @dataclass(frozen=True)
 class Side:
     """One side of a suggestion: an actor, or an author account that no actor claims."""
@@ -296,10 +297,17 @@ def _exact_names(named: list[_Evidence], found: _Collector) -> int:
             skipped += 1
             continue
         for i, a in enumerate(group):
-            for b in group[i + 1:]:
+            for b in group[i + 1 :]:
                 if _pairable(a, b):
-                    found.add(_suggestion("exact_name", a.side, b.side, EXACT_SCORE,
-                                          f"same name '{a.value}': {a.where()} and {b.where()}"))
+                    found.add(
+                        _suggestion(
+                            "exact_name",
+                            a.side,
+                            b.side,
+                            EXACT_SCORE,
+                            f"same name '{a.value}': {a.where()} and {b.where()}",
+                        )
+                    )
     return skipped
 
 
@@ -318,18 +326,30 @@ def _shared_usernames(handles: list[_Evidence], found: _Collector) -> int:
             skipped += 1  # "news", "info": a generic handle
             continue
         for i, (strict_a, a) in enumerate(group):
-            for strict_b, b in group[i + 1:]:
+            for strict_b, b in group[i + 1 :]:
                 if not _pairable(a, b):
                     continue
                 if strict_a == strict_b:
-                    found.add(_suggestion("shared_username", a.side, b.side, EXACT_SCORE,
-                                          f"same username '{a.value}' on {a.platform} and {b.platform}"))
+                    found.add(
+                        _suggestion(
+                            "shared_username",
+                            a.side,
+                            b.side,
+                            EXACT_SCORE,
+                            f"same username '{a.value}' on {a.platform} and {b.platform}",
+                        )
+                    )
                 elif len(loose) >= MIN_LOOSE_HANDLE:
-                    found.add(_suggestion(
-                        "shared_username", a.side, b.side, LOOSE_HANDLE_SCORE,
-                        f"usernames '{a.value}' on {a.platform} and '{b.value}' on {b.platform} are equal "
-                        "without '_', '.', '-' and a country suffix",
-                    ))
+                    found.add(
+                        _suggestion(
+                            "shared_username",
+                            a.side,
+                            b.side,
+                            LOOSE_HANDLE_SCORE,
+                            f"usernames '{a.value}' on {a.platform} and '{b.value}' on {b.platform} are equal "
+                            "without '_', '.', '-' and a country suffix",
+                        )
+                    )
     return skipped
 
 
@@ -340,8 +360,11 @@ def _fuzzy_pair(a: _Evidence, b: _Evidence, found: _Collector) -> None:
     written = fuzz.token_sort_ratio(a.written, b.written)
     score = (written + fuzz.token_sort_ratio(a.folded, b.folded)) / 200
     if score >= FUZZY_THRESHOLD:
-        found.add(_suggestion("fuzzy_name", a.side, b.side, score,
-                              f"similar names ({score:.0%}): {a.describe()} and {b.describe()}"))
+        found.add(
+            _suggestion(
+                "fuzzy_name", a.side, b.side, score, f"similar names ({score:.0%}): {a.describe()} and {b.describe()}"
+            )
+        )
 
 
 def _fuzzy_blocks(named: list[_Evidence]) -> Iterator[tuple[list[_Evidence], list[_Evidence]]]:
@@ -368,11 +391,18 @@ def _fuzzy_names(named: list[_Evidence], found: _Collector) -> None:
         choice_folded = [c.folded for c in choices]
         choice_written = [c.written for c in choices]
         for start in range(0, len(queries), CDIST_ROWS):
-            rows = queries[start:start + CDIST_ROWS]
-            folded = process.cdist([q.folded for q in rows], choice_folded, scorer=fuzz.token_sort_ratio,
-                                   score_cutoff=least_folded, dtype=np.uint8, workers=-1)
-            written = process.cdist([q.written for q in rows], choice_written, scorer=fuzz.token_sort_ratio,
-                                    dtype=np.uint8, workers=-1)
+            rows = queries[start : start + CDIST_ROWS]
+            folded = process.cdist(
+                [q.folded for q in rows],
+                choice_folded,
+                scorer=fuzz.token_sort_ratio,
+                score_cutoff=least_folded,
+                dtype=np.uint8,
+                workers=-1,
+            )
+            written = process.cdist(
+                [q.written for q in rows], choice_written, scorer=fuzz.token_sort_ratio, dtype=np.uint8, workers=-1
+            )
             close = (folded > 0) & (folded.astype(np.uint16) + written >= least_sum)
             for i, j in zip(*close.nonzero()):
                 a, b = rows[i], choices[j]
@@ -488,8 +518,9 @@ def suggest_matches(engine: sa.Engine, month: str) -> SuggestionResult:
         inserted, updated, removed = _store(conn, month, suggestions)
         rows = [
             Suggestion(kind, Side(la, lp, lacc, ln), Side(ra, rp, racc, rn), score, reason, status)
-            for kind, la, lp, lacc, ln, ra, rp, racc, rn, score, reason, status
-            in conn.execute(_MONTH_ROWS, {"month": month})
+            for kind, la, lp, lacc, ln, ra, rp, racc, rn, score, reason, status in conn.execute(
+                _MONTH_ROWS, {"month": month}
+            )
         ]
     counts = {kind: 0 for kind in ("exact_name", "shared_username", "fuzzy_name")}
     for s in suggestions:
@@ -502,5 +533,6 @@ def suggestions_markdown(rows: Sequence[Suggestion], limit: int = 25) -> str:
     return markdown.table(
         ["kind", "score", "left", "right", "reason", "status"],
         [(s.kind, s.score, s.left.label(), s.right.label(), s.reason, s.status) for s in rows],
-        limit=limit, rest="in actor_match_suggestions.",
+        limit=limit,
+        rest="in actor_match_suggestions.",
     )

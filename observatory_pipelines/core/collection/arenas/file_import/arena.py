@@ -49,9 +49,7 @@ class FileImportArena(Arena):
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(options) - {"files", "platform"})
         if unknown:
-            raise ValueError(
-                f"arena '{self.name}' has no option '{unknown[0]}'; it takes 'files' and 'platform'"
-            )
+            raise ValueError(f"arena '{self.name}' has no option '{unknown[0]}'; it takes 'files' and 'platform'")
         files = options.get("files", list(DEFAULT_PATTERNS))
         if (
             isinstance(files, str)
@@ -59,9 +57,7 @@ class FileImportArena(Arena):
             or not files
             or not all(isinstance(p, str) and p.strip() for p in files)
         ):
-            raise ValueError(
-                "option 'files' must be a non-empty list of glob patterns, e.g. [\"**/*.ndjson\"]"
-            )
+            raise ValueError("option 'files' must be a non-empty list of glob patterns, e.g. [\"**/*.ndjson\"]")
         for pattern in files:
             if pattern.startswith("/") or ".." in PurePosixPath(pattern).parts:
                 raise ValueError(f"option 'files': pattern '{pattern}' must stay inside the design's folder")
@@ -69,9 +65,7 @@ class FileImportArena(Arena):
         if platform is not None:
             platform = platform_name(platform) if isinstance(platform, str) else None
             if not platform:
-                raise ValueError(
-                    "option 'platform' must be a platform name such as 'instagram' or 'x_twitter'"
-                )
+                raise ValueError("option 'platform' must be a platform name such as 'instagram' or 'x_twitter'")
         return {"files": [p.strip() for p in files], "platform": platform}
 
     def estimate_credits(self, spec: QuerySpec) -> int:
@@ -80,19 +74,13 @@ class FileImportArena(Arena):
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)
         if not ctx.import_dir:
-            yield Rejected(
-                "no import folder is configured; set one and put files in <import_dir>/<design_slug>/"
-            )
+            yield Rejected("no import folder is configured; set one and put files in <import_dir>/<design_slug>/")
             return
         if "://" in ctx.import_dir:
-            raise ArenaError(
-                self.name, "object-store import folders are not supported yet; use a local folder"
-            )
+            raise ArenaError(self.name, "object-store import folders are not supported yet; use a local folder")
         slug = spec.design_slug
         if slug in ("", ".", "..") or PurePosixPath(slug).name != slug or "\\" in slug:
-            raise ArenaError(
-                self.name, f"design slug '{slug}' cannot name a folder; use letters, digits and dashes"
-            )
+            raise ArenaError(self.name, f"design slug '{slug}' cannot name a folder; use letters, digits and dashes")
         folder = Path(ctx.import_dir) / slug
         if not folder.exists():
             yield Rejected(

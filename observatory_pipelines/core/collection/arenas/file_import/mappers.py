@@ -110,9 +110,7 @@ def _html_text(value: Any) -> str | None:
 # Time
 
 
-_TWITTER_TIME = re.compile(
-    r"[A-Za-z]{3} ([A-Za-z]{3}) (\d{1,2}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2}) (\d{4})"
-)
+_TWITTER_TIME = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) (\d{1,2}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2}) (\d{4})")
 _MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
@@ -149,7 +147,12 @@ def _parse_time(value: Any) -> datetime | None:
         try:
             offset = timedelta(hours=int(oh), minutes=int(om)) * (-1 if sign == "-" else 1)
             parsed = datetime(
-                int(year), _MONTHS.get(month.lower(), 0), int(day), int(hh), int(mm), int(ss),
+                int(year),
+                _MONTHS.get(month.lower(), 0),
+                int(day),
+                int(hh),
+                int(mm),
+                int(ss),
                 tzinfo=timezone(offset),
             )
         except (ValueError, OverflowError):
@@ -208,11 +211,7 @@ def _map_x(data: dict[str, Any]) -> _Post:
 
     def user_field(key: str) -> str | None:
         # X moved screen_name and name from user.legacy to user.core in 2025; exports hold both.
-        return (
-            _text(_dig(user, "core", key))
-            or _text(_dig(user, "legacy", key))
-            or _text(adaptive_user.get(key))
-        )
+        return _text(_dig(user, "core", key)) or _text(_dig(user, "legacy", key)) or _text(adaptive_user.get(key))
 
     def full_text(node: dict[str, Any]) -> str | None:
         # Posts over 280 characters keep their whole text in note_tweet; full_text is cut.
@@ -244,9 +243,7 @@ def _map_x(data: dict[str, Any]) -> _Post:
         url=url,
         text=text,
         language=_language(legacy.get("lang")),
-        author_id=(
-            _id(user.get("rest_id")) or _id(legacy.get("user_id_str")) or _id(adaptive_user.get("id_str"))
-        ),
+        author_id=(_id(user.get("rest_id")) or _id(legacy.get("user_id_str")) or _id(adaptive_user.get("id_str"))),
         author_handle=handle,
         author_name=user_field("name"),
         views=_count(_dig(tweet, "views", "count")) or _count(_dig(tweet, "ext_views", "count")),
@@ -261,12 +258,8 @@ def _map_x(data: dict[str, Any]) -> _Post:
                 "in_reply_to": _id(legacy.get("in_reply_to_status_id_str")),
                 "quoted": _id(_dig(tweet, "quoted_status_result", "result", "rest_id")),
                 "quote_count": _count(legacy.get("quote_count")),
-                "hashtags": [
-                    t for tag in _list(entities.get("hashtags")) if (t := _text(_dict(tag).get("text")))
-                ],
-                "links": [
-                    u for link in _list(entities.get("urls")) if (u := _http(_dict(link).get("expanded_url")))
-                ],
+                "hashtags": [t for tag in _list(entities.get("hashtags")) if (t := _text(_dict(tag).get("text")))],
+                "links": [u for link in _list(entities.get("urls")) if (u := _http(_dict(link).get("expanded_url")))],
             }
         ),
     )
@@ -463,9 +456,7 @@ def _map_generic(data: dict[str, Any]) -> _Post:
     def text_of(value: Any) -> str | None:
         return _html_text(value.get("text") if isinstance(value, dict) else value)
 
-    author = next(
-        (a for key in ("author", "user", "account", "owner", "creator") if (a := _dict(data.get(key)))), {}
-    )
+    author = next((a for key in ("author", "user", "account", "owner", "creator") if (a := _dict(data.get(key)))), {})
     handle_keys = ("username", "uniqueId", "unique_id", "acct", "screen_name", "handle")
     time_keys = ("created_at", "createTime", "create_time", "creationTs", "taken_at", "timestamp", "date")
     time = next((data[key] for key in time_keys if data.get(key) not in (None, "")), None)

@@ -76,7 +76,7 @@ def _read_lines(stream: LineStream) -> Iterator[_Line]:
             if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                 raise _Unsupported("file is UTF-16; save it as UTF-8")
             if raw.startswith(codecs.BOM_UTF8):  # Excel writes one
-                raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[len(codecs.BOM_UTF8) :]
         raw = raw.replace(b"\x00", b"")  # as 4CAT does; PostgreSQL text cannot hold NUL
         try:
             line = _Line(number, raw.decode("utf-8"))
@@ -167,9 +167,7 @@ _CSV_REQUIRED = ("id", "body")
 _CSV_TIME = ("timestamp", "unix_timestamp")
 
 
-def _read_csv(
-    name: str, header: _Line, lines: Iterator[_Line], platform_option: str | None
-) -> Iterator[Output]:
+def _read_csv(name: str, header: _Line, lines: Iterator[_Line], platform_option: str | None) -> Iterator[Output]:
     last_line = header.number
     oversized: list[int] = []
     repaired = False
@@ -199,9 +197,7 @@ def _read_csv(
     if not any(c in columns for c in _CSV_TIME):
         missing.append("timestamp (or unix_timestamp)")
     if missing:
-        yield Rejected(
-            f"CSV lacks the column(s) {', '.join(missing)} of a 4CAT export; file skipped", name
-        )
+        yield Rejected(f"CSV lacks the column(s) {', '.join(missing)} of a 4CAT export; file skipped", name)
         return
     platform = _platform_from_filename(name) or platform_option
     if platform is None:
@@ -272,9 +268,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     """``*``, ``?`` and ``**/`` globs, matched case-insensitively (``EXPORT.CSV`` is a CSV too)."""
     parts = []
     for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
-        parts.append(
-            {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token) or re.escape(token)
-        )
+        parts.append({"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token) or re.escape(token))
     return re.compile("".join(parts), re.IGNORECASE)
 
 
@@ -314,4 +308,3 @@ def local_import_files(folder: Path, patterns: Iterable[str]) -> Iterator[Import
             continue
         with stream:
             yield relative, stream
-
