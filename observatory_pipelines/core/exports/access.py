@@ -6,7 +6,7 @@ authorization for operators running the CLI on the researcher's behalf, not auth
 
 Refusals say nothing about what exists: asking for someone else's design and for a design that
 does not exist give the same message, whether or not its exports have been made. Only the
-owner (or an admin) learns that an export is missing, and which asset makes it.
+owner (or an admin) learns that an export is missing, and which export and partition to materialize.
 
 Downloads stream to disk through a temporary file, hashing as they go, and appear under their
 final name only when the SHA-256 recorded at export time matches what arrived.
