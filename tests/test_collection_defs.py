@@ -122,3 +122,21 @@ def test_an_unreachable_database_fails_the_asset_in_one_line(instance):
     (failed,) = report.failed
     assert failed.error.startswith("cannot use PostgreSQL at 127.0.0.1:1/observatory")
     assert "check DATABASE_URL" in failed.error and "\n" not in failed.error
+
+
+def test_an_unreachable_database_skips_the_sensor_and_the_schedule_with_one_line(instance):
+    unreachable = {"postgres": PostgresResource(database_url="postgresql://postgres@127.0.0.1:1/observatory")}
+
+    sensed = sync_query_design_partitions(dg.build_sensor_context(instance=instance, resources=unreachable))
+    (scheduled,) = nightly_collection(
+        dg.build_schedule_context(
+            instance=instance,
+            resources=unreachable,
+            scheduled_execution_time=datetime(2026, 3, 5, 1, tzinfo=timezone.utc),
+        )
+    )
+
+    for skipped in (sensed, scheduled):
+        assert isinstance(skipped, dg.SkipReason)
+        assert "cannot use PostgreSQL at 127.0.0.1:1/observatory" in skipped.skip_message
+        assert "\n" not in skipped.skip_message

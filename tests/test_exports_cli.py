@@ -33,6 +33,10 @@ def seeded(env, people):
     return people
 
 
+#: Karen's download of her klimadebat corpus for March; each test adds the format and destination.
+KARENS_MARCH_DOWNLOAD = ("exports", "download", "--user", KAREN, "--design", "klimadebat", "--month", "2026-03")
+
+
 def run(capsys, *argv):
     status = cli.main(list(argv))
     out, err = capsys.readouterr()
@@ -104,14 +108,7 @@ def test_no_user_is_a_one_line_error(capsys, env):
 def test_download_to_the_current_folder(capsys, seeded, tmp_path):
     status, out, err = run(
         capsys,
-        "exports",
-        "download",
-        "--user",
-        KAREN,
-        "--design",
-        "klimadebat",
-        "--month",
-        "2026-03",
+        *KARENS_MARCH_DOWNLOAD,
         "--format",
         "csv",
     )
@@ -144,14 +141,7 @@ def test_download_a_network_to_a_path(capsys, seeded, tmp_path):
 
     status, _, err = run(
         capsys,
-        "exports",
-        "download",
-        "--user",
-        KAREN,
-        "--design",
-        "klimadebat",
-        "--month",
-        "2026-03",
+        *KARENS_MARCH_DOWNLOAD,
         "--format",
         "gexf",
         "--network",
@@ -197,14 +187,7 @@ def test_link_on_s3_is_presigned(capsys, people, env, s3_server, engine):
 
     status, out, err = run(
         capsys,
-        "exports",
-        "download",
-        "--user",
-        KAREN,
-        "--design",
-        "klimadebat",
-        "--month",
-        "2026-03",
+        *KARENS_MARCH_DOWNLOAD,
         "--format",
         "csv",
         "--link",
@@ -216,14 +199,7 @@ def test_link_on_s3_is_presigned(capsys, people, env, s3_server, engine):
 
     status, out, _ = run(
         capsys,
-        "exports",
-        "download",
-        "--user",
-        KAREN,
-        "--design",
-        "klimadebat",
-        "--month",
-        "2026-03",
+        *KARENS_MARCH_DOWNLOAD,
         "--format",
         "csv",
     )
