@@ -180,17 +180,17 @@ def _int_max(column: pl.Series) -> int:
     return top or 0
 
 
-def _day_bit(corpus_: AnalysisCorpus) -> pl.Expr:
+def _day_bit(corpus: AnalysisCorpus) -> pl.Expr:
     """The record's day as one bit of a month bitmask: sets of days are OR-ed while aggregating,
     which keeps a per-edge list of days as cheap as a count."""
-    offset = (pl.col("day") - pl.lit(corpus_.first_day)).dt.total_days()
+    offset = (pl.col("day") - pl.lit(corpus.first_day)).dt.total_days()
     return pl.lit(2, pl.Int64).pow(offset).alias("day_mask")
 
 
-def _with_days(frame: pl.DataFrame, corpus_: AnalysisCorpus) -> pl.DataFrame:
+def _with_days(frame: pl.DataFrame, corpus: AnalysisCorpus) -> pl.DataFrame:
     """``frame``'s ``day_mask`` replaced by ``days`` (sorted dates), ``first_seen`` and ``last_seen``."""
-    first = corpus_.first_day
-    offsets = range(corpus_.days_in_month)
+    first = corpus.first_day
+    offsets = range(corpus.days_in_month)
     bits = pl.DataFrame({"bit": [1 << i for i in offsets], "day": [first + timedelta(days=i) for i in offsets]})
     # Decoded once per distinct mask, not once per edge: active pairs share their masks.
     decoded = (
@@ -208,10 +208,10 @@ def _with_days(frame: pl.DataFrame, corpus_: AnalysisCorpus) -> pl.DataFrame:
     )
 
 
-def _term_enum(corpus_: AnalysisCorpus) -> pl.Enum:
+def _term_enum(corpus: AnalysisCorpus) -> pl.Enum:
     # Terms as an Enum in sorted order: joins and group-bys work on integers, and sorting a list
     # of terms sorts them alphabetically.
-    terms = corpus_.records["terms"].explode().drop_nulls().unique().sort()
+    terms = corpus.records["terms"].explode().drop_nulls().unique().sort()
     return pl.Enum(terms.to_list())
 
 
@@ -229,9 +229,9 @@ def _actor_nodes(actors: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _term_nodes(corpus_: AnalysisCorpus) -> pl.DataFrame:
+def _term_nodes(corpus: AnalysisCorpus) -> pl.DataFrame:
     return (
-        corpus_.records.select("terms", "platform", "day")
+        corpus.records.select("terms", "platform", "day")
         .explode("terms")
         .drop_nulls("terms")
         .group_by("terms")
@@ -257,7 +257,7 @@ def _term_nodes(corpus_: AnalysisCorpus) -> pl.DataFrame:
 
 def _finish(
     name: str,
-    corpus_: AnalysisCorpus,
+    corpus: AnalysisCorpus,
     nodes: pl.DataFrame,
     edges: pl.DataFrame,
     edge_schema: dict,
@@ -282,17 +282,17 @@ def _finish(
         .cast(NODE_SCHEMA)  # type: ignore[arg-type]  # polars types cast()'s keys invariantly (pola-rs/polars#14468)
         .sort("id")
     )
-    return Network(name=name, nodes=nodes, edges=edges, records=corpus_.records.height, info=info or {})
+    return Network(name=name, nodes=nodes, edges=edges, records=corpus.records.height, info=info or {})
 
 
 # --- the four networks -----------------------------------------------------------------------
 
 
-def _actor_terms(corpus_: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
+def _actor_terms(corpus: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
     """One row per (actor, term): records, day_mask."""
     return (
-        corpus_.records.filter(pl.col("actor").is_not_null())
-        .select("actor", pl.col("terms").cast(pl.List(terms)), _day_bit(corpus_))
+        corpus.records.filter(pl.col("actor").is_not_null())
+        .select("actor", pl.col("terms").cast(pl.List(terms)), _day_bit(corpus))
         .explode("terms")
         .drop_nulls("terms")
         .group_by("actor", "terms")
@@ -300,10 +300,10 @@ def _actor_terms(corpus_: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
     )
 
 
-def actor_cooccurrence(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> Network:
-    terms = _term_enum(corpus_)
-    actor_terms = _actor_terms(corpus_, terms)
-    actors = actor_table(corpus_).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
+def actor_cooccurrence(corpus: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> Network:
+    terms = _term_enum(corpus)
+    actor_terms = _actor_terms(corpus, terms)
+    actors = actor_table(corpus).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
     # Rank the actors, most active first; ranks stand in for ids in the join.
     ranks = actors.select(pl.col("actor_id").alias("actor")).with_row_index("rank")
     ranked = actor_terms.join(ranks, on="actor").sort("rank")
@@ -339,15 +339,15 @@ def actor_cooccurrence(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LIN
         "links_complete": links_complete,
         "max_links": max_links,
     }
-    return _finish(ACTOR_COOCCURRENCE, corpus_, nodes, _with_days(edges, corpus_), ACTOR_EDGE_SCHEMA, info)
+    return _finish(ACTOR_COOCCURRENCE, corpus, nodes, _with_days(edges, corpus), ACTOR_EDGE_SCHEMA, info)
 
 
-def term_cooccurrence(corpus_: AnalysisCorpus) -> Network:
-    terms = _term_enum(corpus_)
+def term_cooccurrence(corpus: AnalysisCorpus) -> Network:
+    terms = _term_enum(corpus)
     # Records with the same terms on the same day contribute identically: count them once per
     # (terms, day) before pairing, so the join works on a few thousand groups, not every record.
     groups = (
-        corpus_.records.filter(pl.col("terms").list.len() >= 2)
+        corpus.records.filter(pl.col("terms").list.len() >= 2)
         .group_by(pl.col("terms").cast(pl.List(terms)), "day")
         .agg(records=pl.len())
         .with_row_index("group")
@@ -368,33 +368,33 @@ def term_cooccurrence(corpus_: AnalysisCorpus) -> Network:
             pl.col("days").list.last().alias("last_seen"),
         )
     )
-    return _finish(TERM_COOCCURRENCE, corpus_, _term_nodes(corpus_), edges, EDGE_SCHEMA)
+    return _finish(TERM_COOCCURRENCE, corpus, _term_nodes(corpus), edges, EDGE_SCHEMA)
 
 
-def actor_term(corpus_: AnalysisCorpus) -> Network:
-    actor_terms = _actor_terms(corpus_, _term_enum(corpus_))
-    actors = actor_table(corpus_).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
+def actor_term(corpus: AnalysisCorpus) -> Network:
+    actor_terms = _actor_terms(corpus, _term_enum(corpus))
+    actors = actor_table(corpus).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
     edges = actor_terms.select(
         pl.col("actor").alias("source"),
         ("term:" + pl.col("terms").cast(pl.Utf8)).alias("target"),
         pl.col("records").alias("weight"),
         "day_mask",
     )
-    nodes = pl.concat([_actor_nodes(actors), _term_nodes(corpus_)], how="vertical_relaxed")
-    return _finish(ACTOR_TERM, corpus_, nodes, _with_days(edges, corpus_), EDGE_SCHEMA)
+    nodes = pl.concat([_actor_nodes(actors), _term_nodes(corpus)], how="vertical_relaxed")
+    return _finish(ACTOR_TERM, corpus, nodes, _with_days(edges, corpus), EDGE_SCHEMA)
 
 
-def cross_platform_actors(corpus_: AnalysisCorpus) -> Network:
-    resolved = corpus_.records.filter(pl.col("resolved"))
+def cross_platform_actors(corpus: AnalysisCorpus) -> Network:
+    resolved = corpus.records.filter(pl.col("resolved"))
     by_platform = (
-        resolved.select("actor", "platform", _day_bit(corpus_))
+        resolved.select("actor", "platform", _day_bit(corpus))
         .group_by("actor", "platform")
         .agg(weight=pl.len(), day_mask=pl.col("day_mask").bitwise_or())
         .filter(pl.len().over("actor") >= 2)
     )
-    actors = actor_table(corpus_).filter(pl.col("actor_id").is_in(by_platform["actor"].unique().implode()))
+    actors = actor_table(corpus).filter(pl.col("actor_id").is_in(by_platform["actor"].unique().implode()))
     platforms = (
-        corpus_.records.filter(pl.col("platform").is_in(by_platform["platform"].unique().implode()))
+        corpus.records.filter(pl.col("platform").is_in(by_platform["platform"].unique().implode()))
         .group_by("platform")
         .agg(records=pl.len(), first_seen=pl.col("day").min(), last_seen=pl.col("day").max())
         .select(
@@ -413,15 +413,15 @@ def cross_platform_actors(corpus_: AnalysisCorpus) -> Network:
         pl.col("actor").alias("source"), ("platform:" + pl.col("platform")).alias("target"), "weight", "day_mask"
     )
     nodes = pl.concat([_actor_nodes(actors), platforms], how="vertical_relaxed")
-    return _finish(CROSS_PLATFORM_ACTORS, corpus_, nodes, _with_days(edges, corpus_), EDGE_SCHEMA)
+    return _finish(CROSS_PLATFORM_ACTORS, corpus, nodes, _with_days(edges, corpus), EDGE_SCHEMA)
 
 
-def build_networks(corpus_: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> dict[str, Network]:
+def build_networks(corpus: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> dict[str, Network]:
     return {
-        ACTOR_COOCCURRENCE: actor_cooccurrence(corpus_, max_links),
-        TERM_COOCCURRENCE: term_cooccurrence(corpus_),
-        ACTOR_TERM: actor_term(corpus_),
-        CROSS_PLATFORM_ACTORS: cross_platform_actors(corpus_),
+        ACTOR_COOCCURRENCE: actor_cooccurrence(corpus, max_links),
+        TERM_COOCCURRENCE: term_cooccurrence(corpus),
+        ACTOR_TERM: actor_term(corpus),
+        CROSS_PLATFORM_ACTORS: cross_platform_actors(corpus),
     }
 
 

@@ -182,13 +182,13 @@ def prepare_corpus(frame: pl.DataFrame, slug: str, month: str, public_names: dic
     )
 
 
-def actor_table(corpus_: AnalysisCorpus) -> pl.DataFrame:
+def actor_table(corpus: AnalysisCorpus) -> pl.DataFrame:
     """One row per actor (``_ACTOR_SCHEMA``), most active first (records, engagement, id)."""
-    by_actor = corpus_.records.filter(pl.col("actor").is_not_null())
+    by_actor = corpus.records.filter(pl.col("actor").is_not_null())
     if by_actor.is_empty():
         return pl.DataFrame(schema=_ACTOR_SCHEMA)
     names = pl.DataFrame(
-        {"actor_id": list(corpus_.public_names), "public_name": list(corpus_.public_names.values())},
+        {"actor_id": list(corpus.public_names), "public_name": list(corpus.public_names.values())},
         schema={"actor_id": pl.Utf8, "public_name": pl.Utf8},
     )
     actors = (
@@ -252,24 +252,24 @@ def load_collection_tasks(engine: sa.Engine, corpus: Corpus) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=_TASK_SCHEMA, orient="row")
 
 
-def compute_statistics(corpus_: AnalysisCorpus, tasks: pl.DataFrame) -> Statistics:
-    records = corpus_.records
+def compute_statistics(corpus: AnalysisCorpus, tasks: pl.DataFrame) -> Statistics:
+    records = corpus.records
     volume_daily = records.group_by("day", "arena").agg(records=pl.len().cast(pl.Int64)).sort("day", "arena")
     volume_weekly = (
         records.group_by(pl.col("day").dt.truncate("1w").alias("week_start"), "arena")
         .agg(records=pl.len().cast(pl.Int64))
         .sort("week_start", "arena")
     )
-    actors = actor_table(corpus_)
+    actors = actor_table(corpus)
     return Statistics(
         volume_daily=volume_daily,
         volume_weekly=volume_weekly,
         top_actors=_ranked(actors.head(TOP_ACTORS).drop("accounts")),
         top_terms=_top_terms(records),
         engagement=_engagement(records),
-        run_summary=_run_summary(records, corpus_.duplicates_by_arena, tasks),
+        run_summary=_run_summary(records, corpus.duplicates_by_arena, tasks),
         records=records.height,
-        duplicates=corpus_.duplicates,
+        duplicates=corpus.duplicates,
         actors=actors.height,
     )
 
