@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -19,7 +20,7 @@ from observatory_pipelines.defs.partitions import corpus_key, query_design_parti
 from observatory_pipelines.defs.resources import PostgresResource, StorageResource
 from tests.factories import MARCH, corpus_of, new_bucket, open_s3_store, read_object
 
-GEXF_XSD = "/work/shared/specs/gexf-1.3/gexf.xsd"
+GEXF_XSD = str(Path(__file__).resolve().parent / "fixtures" / "gexf-1.3" / "gexf.xsd")
 ALL_EXPORTS = [*content_exports, export_gexf, export_manifest]
 
 pytestmark = pytest.mark.usefixtures("analysis_dir")

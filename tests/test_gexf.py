@@ -19,7 +19,8 @@ from observatory_pipelines.core.analysis.corpus import COLUMN_TYPES
 from observatory_pipelines.core.exports import gexf
 from tests.factories import MARCH
 
-SCHEMA_DIR = Path("/work/shared/specs/gexf-1.3")
+#: The GEXF 1.3 schema (gephi/gexf, CC-BY 4.0; see its LICENSE.md), kept beside the tests.
+SCHEMA_DIR = Path(__file__).resolve().parent / "fixtures" / "gexf-1.3"
 EVA, FREDERIK = str(uuid.uuid4()), str(uuid.uuid4())
 
 

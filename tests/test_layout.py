@@ -5,6 +5,7 @@ plain Python that Dagster wraps, and never imports Dagster itself."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,3 +69,16 @@ def test_core_never_imports_dagster():
         if (found := {m for m in imported_modules(p) if m.split(".")[0] == "dagster" or m.startswith("dagster_")})
     }
     assert not offenders, f"observatory_pipelines/core is plain Python; Dagster belongs in defs/: {offenders}"
+
+
+def test_no_code_or_test_reads_a_path_outside_the_repository():
+    # The machine's shared folders (specs, research notes) are copied in, licence included.
+    outside = re.compile(r"""["'](?:/work/shared|(?:\.\./)+shared)/""")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("observatory_pipelines", "tests", "bench", "scripts", "migrations")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if outside.search(line)
+    ]
+    assert offenders == []
