@@ -238,7 +238,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = database.resolve_url()
     if migrate.current(url) != migrate.head():
         raise ObservatoryError(f"the database at {database.describe(url)} is not migrated; run: observatory db migrate")
-    return _run_corpus(args.month, args.design, arenas=args.arena)
+    return _run_corpus(args.month, args.design, arenas=args.arena, salt=_local_salt())
+
+
+def _local_salt() -> str | None:
+    """Without PSEUDONYMIZATION_SALT, the salt this checkout's state keeps (the demo's), said in one
+    line; ``None`` when there is none, and collection then refuses as it always does."""
+    from observatory_pipelines.core.collection import privacy
+    from observatory_pipelines.core.platform import paths
+
+    if settings.current().salt is not None:
+        return None
+    state = paths.state_dir()
+    salt = privacy.kept_salt(state)
+    if salt:
+        print(
+            f"observatory: {SALT_VARIABLE} is unset; pseudonymising with the salt kept in "
+            f"{privacy.kept_salt_path(state)}",
+            file=sys.stderr,
+        )
+    return salt
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -95,7 +95,17 @@ def test_demo_collects_the_bundled_month_once_and_run_reports_failures(tmp_path)
         assert "no query design with slug 'findes-ikke'" in missing.stdout
         assert "asset(s) failed" in missing.stderr and "Traceback" not in missing.stderr.split("observatory: error")[-1]
 
-        # Without the salt a real (non-demo) run refuses to collect, in one line per arena.
+        # The README's next step after the demo: `observatory run` uses the salt the demo kept,
+        # says so in one line, and re-collects the same items under the same pseudonyms.
+        kept = run_cli("run", "--month", "2026-03", "--design", "klimadebat", "--arena", "rss_feeds", env=env)
+        assert kept.returncode == 0, kept.stderr[-3000:]
+        (said,) = [line for line in kept.stderr.splitlines() if "salt" in line]
+        assert said.startswith("observatory: PSEUDONYMIZATION_SALT is unset; pseudonymising with the salt kept in ")
+        rss_line = next(line.split() for line in kept.stdout.splitlines() if line.strip().startswith("collect_rss"))
+        assert rss_line[1:4] == ["0", "0", str(rss_new)]
+
+        # Where no salt exists anywhere, a run refuses to collect, in one line per arena.
+        (tmp_path / "state" / "demo_salt").unlink()
         no_salt = run_cli("run", "--month", "2026-03", "--design", "klimadebat", "--arena", "rss_feeds", env=env)
         assert no_salt.returncode == 1
         assert "PSEUDONYMIZATION_SALT is not set" in no_salt.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.collection import privacy
 from observatory_pipelines.core.platform import settings
 
 DESIGN_SLUG = "klimadebat"
@@ -40,7 +41,7 @@ def demo_salt(state: Path) -> str:
     configured = settings.current().salt
     if configured:
         return configured.reveal()
-    path = state / "demo_salt"
+    path = privacy.kept_salt_path(state)
     if not path.exists():
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 from observatory_pipelines.core.platform import settings
 from observatory_pipelines.core.platform.errors import ConfigError
 
 SALT_VARIABLE = settings.PSEUDONYMIZATION_SALT.name
+#: Where the local state keeps a salt of its own (the demo makes it), for runs on this checkout.
+KEPT_SALT_FILE = "demo_salt"
 MIN_SALT_LENGTH = 16
 
 
@@ -44,3 +47,13 @@ def pseudonymise(platform: str, author_platform_id: str | None, salt: bytes) -> 
         return None
     message = f"{platform}:{author_platform_id}".encode()
     return hmac.new(salt, message, hashlib.sha256).hexdigest()
+
+
+def kept_salt_path(state: Path) -> Path:
+    return state / KEPT_SALT_FILE
+
+
+def kept_salt(state: Path) -> str | None:
+    """The salt the local state keeps (``<state>/demo_salt``), or ``None`` when it keeps none."""
+    path = kept_salt_path(state)
+    return (path.read_text(encoding="utf-8").strip() or None) if path.is_file() else None
