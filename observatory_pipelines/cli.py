@@ -115,6 +115,15 @@ def _month_arg(value: str) -> str:
     return value
 
 
+def _slug_arg(value: str) -> str:
+    from observatory_pipelines.core.collection.designs import InvalidSlug, check_slug
+
+    try:
+        return check_slug(value)
+    except InvalidSlug as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _months_ahead_arg(value: str) -> int:
     try:
         n = int(value)
@@ -475,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "run", cmd_run, "materialize one corpus (month x query design) in this process")
     p.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM")
-    p.add_argument("--design", required=True, metavar="SLUG", help="the query design's slug")
+    p.add_argument("--design", required=True, type=_slug_arg, metavar="SLUG", help="the query design's slug")
     p.add_argument("--arena", action="append", metavar="NAME", help="only this arena (repeatable)")
 
     p = add(sub, "demo", cmd_demo, "seed the offline demo, collect its month, then open the Dagster UI")
@@ -499,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", metavar="EMAIL", help=user_help)
     p = add(exports, "download", cmd_exports_download, "download one export file, or print a link to it")
     p.description = "Download one export file (checksum verified), or print a link to it. " + EXPORTS_HELP
-    p.add_argument("--design", required=True, metavar="SLUG", help="the query design's slug")
+    p.add_argument("--design", required=True, type=_slug_arg, metavar="SLUG", help="the query design's slug")
     p.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM")
     # Checked by the command, not by choices=: the names live in modules too slow to import for
     # every other command.

@@ -107,3 +107,14 @@ def test_embedded_database_lifecycle(tmp_path):
         down = run_cli("db", "down", env_extra=env)
     assert down.returncode == 0 and "stopped" in down.stdout
     assert "stopped" in run_cli("db", "status", env_extra=env).stdout
+
+
+def test_a_malformed_design_slug_is_refused_before_any_database_or_dagster_work():
+    for command in (
+        ("run", "--month", "2026-03", "--design", "Klima Debat!"),
+        ("exports", "download", "--design", "../klimadebat", "--month", "2026-03", "--format", "csv"),
+    ):
+        # An unreachable database proves nothing was opened: the parser refuses first.
+        proc = run_cli(*command, env_extra={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/observatory"})
+        assert proc.returncode == 2, proc.stderr
+        assert "is not a query design slug" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
+from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.defs.collection.assets import build_collection_assets
 from observatory_pipelines.defs.collection.automation import (
     months_to_collect,
@@ -140,3 +142,13 @@ def test_an_unreachable_database_skips_the_sensor_and_the_schedule_with_one_line
         assert isinstance(skipped, dg.SkipReason)
         assert "cannot use PostgreSQL at 127.0.0.1:1/observatory" in skipped.skip_message
         assert "\n" not in skipped.skip_message
+
+
+def test_a_malformed_design_or_unknown_arena_registers_no_partition(instance):
+    for design, arenas, refusal in (
+        ("Klima Debat!", None, "is not a query design slug"),
+        ("klimadebat", ["twitter_v1"], "no collection asset for arena 'twitter_v1'"),
+    ):
+        with pytest.raises(ConfigError, match=refusal):
+            materialize_corpus("2026-03", design, instance=instance, arenas=arenas)
+    assert instance.get_dynamic_partitions(query_design_partitions.name) == []

@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from observatory_pipelines.core.collection.designs import check_slug
 from observatory_pipelines.core.platform import dagster_home, months
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.defs import asset_keys
@@ -120,6 +121,7 @@ def materialize_corpus(
     """Collect one corpus, then bring its processing and analysis up to date, then the month's
     entity-resolution suggestions; each stage is its own Dagster run."""
     months.parse_month(month)
+    check_slug(design)  # before a bad slug could become a Dagster partition
     if defs is None:
         from observatory_pipelines.definitions import defs as project_defs
 

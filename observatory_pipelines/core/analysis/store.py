@@ -18,11 +18,11 @@ from pathlib import Path
 
 import polars as pl
 
+from observatory_pipelines.core.collection.designs import check_slug
 from observatory_pipelines.core.platform import months, paths, settings
 
 # Slugs follow query_designs' CHECK; names are our own table names. Both become path parts, so
 # anything else (a "/", "..") is refused rather than escaped.
-_SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _NAME = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -32,8 +32,7 @@ def base_dir() -> Path:
 
 
 def _corpus_path(slug: str, month: str) -> Path:
-    if not isinstance(slug, str) or not _SLUG.match(slug):
-        raise ValueError(f"'{slug}' is not a query design slug (lowercase letters, digits and single hyphens)")
+    check_slug(slug)
     months.parse_month(month)
     return base_dir() / slug / month
 

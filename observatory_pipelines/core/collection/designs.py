@@ -15,6 +15,7 @@ that names it: a typo must not silently disable collection.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,20 @@ from observatory_pipelines.core.platform import months
 from observatory_pipelines.core.platform.errors import ConfigError
 
 SETTING_KEYS = frozenset({"enabled", "tier", "options"})
+#: A query design's slug, as the database's ck_query_designs_slug_format checks it. Slugs become
+#: partition keys, object keys and folder names, so anything else is refused, never escaped.
+SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+class InvalidSlug(ConfigError, ValueError):
+    """A value that cannot be a query design's slug."""
+
+
+def check_slug(value: object) -> str:
+    """``value`` if it is a slug; ``InvalidSlug`` (one line) otherwise."""
+    if not isinstance(value, str) or not SLUG.fullmatch(value):
+        raise InvalidSlug(f"{value!r} is not a query design slug (lowercase letters, digits and single hyphens)")
+    return value
 
 
 @dataclass(frozen=True)

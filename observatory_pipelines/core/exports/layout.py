@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from observatory_pipelines.core.analysis.networks import NETWORKS
-from observatory_pipelines.core.collection.designs import Corpus
+from observatory_pipelines.core.collection.designs import SLUG, Corpus, check_slug
 from observatory_pipelines.core.platform import months
 
 PREFIX = "exports"
@@ -48,7 +48,6 @@ CONTENT_TYPES = {
 }
 
 _EMAIL_SEGMENT = re.compile(r"[a-z0-9_][a-z0-9_.+-]*@[a-z0-9][a-z0-9.-]*")
-_SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # as ck_query_designs_slug_format
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,7 @@ def owner_folder(email: str, user_id: uuid.UUID | str) -> str:
 
 def corpus_prefix(owner: str, slug: str, month: str) -> str:
     """The folder (ending in ``/``) holding one corpus's exports."""
-    if not _SLUG.fullmatch(slug):
-        raise ValueError(f"{slug!r} is not a design slug")
+    check_slug(slug)
     return f"{owner_prefix(owner)}{slug}/{months.month_key(months.parse_month(month))}/"
 
 
@@ -152,7 +150,7 @@ def parse_key(key: str) -> ParsedKey | None:
         return None
     _, owner, slug, month, filename = parts
     file = ExportFile.from_filename(filename)
-    if file is None or not _SLUG.fullmatch(slug):
+    if file is None or not SLUG.fullmatch(slug):
         return None
     try:
         if months.month_key(months.parse_month(month)) != month:
