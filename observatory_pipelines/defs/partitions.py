@@ -34,8 +34,13 @@ def corpus_key(month: str, design_slug: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"month": month, "design": design_slug})
 
 
+def corpus_partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    """``(design slug, month)`` of the month × design partition this run materializes."""
+    keys = context.partition_key.keys_by_dimension
+    return keys["design"], keys["month"]
+
+
 def corpus_of(context: dg.AssetExecutionContext, engine: sa.Engine) -> Corpus:
     """The corpus (query design × month) whose partition this run materializes."""
-    keys = context.partition_key.keys_by_dimension
     with engine.connect() as conn:
-        return find_corpus(conn, keys["design"], keys["month"])
+        return find_corpus(conn, *corpus_partition(context))

@@ -6,7 +6,7 @@ from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.arenas import registry
 from observatory_pipelines.core.collection.arenas.base import Arena
 from observatory_pipelines.defs import asset_keys
-from observatory_pipelines.defs.partitions import corpus_of, corpus_partitions
+from observatory_pipelines.defs.partitions import corpus_partition, corpus_partitions
 from observatory_pipelines.defs.resources import CONTENT_DB_POOL, CollectionResource, PostgresResource
 
 #: Our HTTP client already retries quickly; these are the slower retries for 429 storms and outages.
@@ -65,12 +65,13 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
     def _collect(
         context: dg.AssetExecutionContext, postgres: PostgresResource, collector: CollectionResource
     ) -> dg.MaterializeResult:
+        # collect_arena loads the design itself; the corpus value would only cost a query more.
+        slug, month = corpus_partition(context)
         with postgres.engine() as engine:
-            corpus = corpus_of(context, engine)
             outcome = collection.collect_arena(
                 engine,
-                design_slug=corpus.slug,
-                month=corpus.month,
+                design_slug=slug,
+                month=month,
                 arena_name=arena_name,
                 dagster_run_id=context.run.run_id,
                 salt=collector.salt,
