@@ -27,6 +27,14 @@ def snapshot(snapshot):
     return snapshot.use_extension(JSONSnapshotExtension)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _own_instance(tmp_path_factory):
+    """Resolving definitions reads the current Dagster instance; this module uses its own, never
+    one an earlier test module left behind."""
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path_factory.mktemp("snapshot-instance"))) as instance:
+        yield instance
+
+
 @pytest.fixture(scope="module")
 def defs() -> dg.Definitions:
     from observatory_pipelines.definitions import defs
