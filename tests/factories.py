@@ -21,7 +21,7 @@ from typing import NamedTuple
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core.collection import privacy
+from observatory_pipelines.core.collection import ingest, privacy
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection import text as text_features
 from observatory_pipelines.core.collection.designs import Corpus, find_corpus
@@ -503,3 +503,15 @@ def seed_exports(store, people: People) -> None:
     # Objects no export writes: a note beside the exports, and a database backup.
     store.put_stream(f"exports/{people.karen_folder}/klimadebat/2026-03/noter.txt", io.BytesIO(b"note"), 4)
     store.put_stream("postgres/2026/03/01/observatory.sql.gz", io.BytesIO(b"\x1f\x8b"), 2)
+
+
+def ingest_in_process(url: str, rows: list[tuple], batch_size: int, start) -> None:
+    """Write ``rows`` through ``ingest.write_batch`` in batches, once ``start`` (a multiprocessing
+    barrier) lets every process go: the body of a separate ingest process."""
+    engine = database.make_engine(url)
+    try:
+        start.wait(timeout=60)
+        for first in range(0, len(rows), batch_size):
+            ingest.write_batch(engine, rows[first : first + batch_size])
+    finally:
+        engine.dispose()

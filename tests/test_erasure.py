@@ -216,6 +216,9 @@ def test_erasure_removes_the_actors_records_everywhere_and_keeps_everyone_elses(
     assert result.suggestions_deleted == 2 and result.duplicates_unmarked == 1
     assert not result.already_erased
     assert _platform_ids(engine) == {"m1", "b1", "a1", "a2", "bo1", "e1"}
+    with engine.connect() as conn:  # her posts' ids are gone from the item registry too
+        registered = conn.execute(sa.text("SELECT platform_id FROM content_items")).scalars().all()
+    assert sorted(registered) == sorted(_platform_ids(engine))
     for table in ("actors", "actor_platform_presences", "actor_aliases", "actor_list_members"):
         assert _count(engine, table, "actor_id = :a" if table != "actors" else "id = :a", a=sofie) == 0, table
     assert _count(engine, "actor_platform_presences", "actor_id = :a", a=mads) == 1

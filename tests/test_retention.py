@@ -31,22 +31,31 @@ pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def insert(engine, design, published: datetime, collected: datetime, n: int, prefix: str) -> None:
+    """``n`` items, each registered in content_items and stored in content_records, as ingest does."""
+    rows = [
+        {
+            "p": published + timedelta(hours=i),
+            "id": f"{prefix}{i}",
+            "c": collected,
+            "d": design,
+            "t": f"Klimadebat {i} fra Ærø: grøn omstilling og vindmøller ved Æbelø",
+        }
+        for i in range(n)
+    ]
     with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO content_items (query_design_id, platform, platform_id, published_at) "
+                "VALUES (:d, 'rss', :id, :p)"
+            ),
+            rows,
+        )
         conn.execute(
             sa.text(
                 "INSERT INTO content_records (published_at, platform, arena, platform_id, text_content, "
                 "collected_at, query_design_id) VALUES (:p, 'rss', 'rss_feeds', :id, :t, :c, :d)"
             ),
-            [
-                {
-                    "p": published + timedelta(hours=i),
-                    "id": f"{prefix}{i}",
-                    "c": collected,
-                    "d": design,
-                    "t": f"Klimadebat {i} fra Ærø: grøn omstilling og vindmøller ved Æbelø",
-                }
-                for i in range(n)
-            ],
+            rows,
         )
 
 
@@ -155,6 +164,13 @@ def test_a_verified_newer_backup_lets_the_old_months_go_and_nothing_else(db_url,
             ).scalar_one()
             == 1
         )
+        # The dropped months' items are forgotten with them; the kept months' stay registered.
+        registered = conn.execute(
+            sa.text(
+                "SELECT to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM'), count(*) FROM content_items GROUP BY 1"
+            )
+        ).all()
+        assert dict(registered) == {"2022-12": 1, "2024-06": 2, "2026-03": 4}
 
     # The next run finds nothing to do, and downloads nothing for it.
     again = retention.plan_retention(engine, store, now=NOW)

@@ -31,6 +31,7 @@ TABLES = [
     "collection_tasks",
     "credit_transactions",
     "content_records",
+    "content_items",
     "actor_match_suggestions",
     "actor_audit_log",
 ]
@@ -191,7 +192,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "005_actor_erasure_audit"
+    assert head == "007_item_identity"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

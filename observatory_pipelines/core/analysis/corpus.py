@@ -13,6 +13,7 @@ import uuid
 import polars as pl
 import sqlalchemy as sa
 
+from observatory_pipelines.core.models import ITEM_COPY_KIND
 from observatory_pipelines.core.platform import database, months
 
 #: Column → (SQL select expression, polars dtype). Only these names can be asked for.
@@ -59,16 +60,25 @@ def load_corpus(
     month: str,
     columns: list[str],
     include_duplicates: bool = True,
+    include_item_copies: bool = True,
 ) -> pl.DataFrame:
-    """The corpus's rows with ``columns`` (names from ``COLUMN_TYPES``), ordered by time and id."""
+    """The corpus's rows with ``columns`` (names from ``COLUMN_TYPES``), ordered by time and id.
+
+    ``include_duplicates=False`` leaves out every record marked ``duplicate_of``;
+    ``include_item_copies=False`` only the further copies of an item (``models.ITEM_COPY_KIND``).
+    """
     unknown = [c for c in columns if c not in COLUMN_TYPES]
     if unknown:
         raise ValueError(f"unknown corpus column '{unknown[0]}'")
     start, end = months.month_bounds(month)
     select = ", ".join(f"{COLUMN_TYPES[c][0]} AS {c}" for c in columns)
     where = "query_design_id = %s AND published_at >= %s AND published_at < %s"
+    params: list = [str(query_design_id), start, end]
     if not include_duplicates:
         where += " AND NOT (raw_metadata ? 'duplicate_of')"
+    elif not include_item_copies:
+        where += " AND raw_metadata ->> 'duplicate_kind' IS DISTINCT FROM %s"
+        params.append(ITEM_COPY_KIND)
     sql = (
         f"COPY (SELECT {select} FROM content_records WHERE {where} ORDER BY published_at, id) "
         "TO STDOUT WITH (FORMAT csv, HEADER true)"
@@ -77,7 +87,7 @@ def load_corpus(
     with database.driver_connection(engine, commit=False) as conn, conn.cursor() as cur:
         # Timestamps are written in the session's time zone: make that UTC.
         cur.execute("SET LOCAL TimeZone = 'UTC'")
-        with cur.copy(sql, (str(query_design_id), start, end)) as copy:
+        with cur.copy(sql, params) as copy:
             for chunk in copy:
                 buffer.write(chunk)
     buffer.seek(0)

@@ -1,17 +1,32 @@
-"""Set-based, idempotent writes into ``content_records``.
+"""Set-based, idempotent writes into ``content_records``: one row per item, whatever its date does.
 
-A batch is COPYed into a temporary staging table and merged with one
-``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE``:
+An item is ``(query_design_id, platform, platform_id)``. A batch is COPYed into a temporary
+staging table, then, in one transaction:
 
-- a new item is inserted;
-- an item already in the corpus has its engagement counts, matched terms and metadata refreshed,
-  but only when something changed (no dead tuples for unchanged rows, and "updated" means it);
-- its first ``collected_at`` and ``collection_run_id`` are kept: they say when the corpus first
-  had it;
-- ``raw_metadata`` is merged (``old || new``), so keys other steps wrote (``duplicate_of``) survive.
+1. each item is registered in ``content_items`` with its ``published_at``
+   (``INSERT ... ON CONFLICT DO NOTHING``); an item already registered keeps the date it has;
+2. the batch is merged into ``content_records`` under the registered date, with
+   ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE``:
+   - a new item is inserted;
+   - an item already in the corpus has its engagement counts, matched terms and metadata
+     refreshed, but only when something changed (no dead tuples for unchanged rows, and "updated"
+     means it);
+   - its first ``collected_at`` and ``collection_run_id`` are kept: they say when the corpus first
+     had it;
+   - ``raw_metadata`` is merged (``old || new``), so keys other steps wrote (``duplicate_of``)
+     survive.
 
-Re-running a collection therefore leaves exactly the same rows. Duplicates within one batch are
-collapsed to the last one first, because ON CONFLICT cannot touch a row twice in one statement.
+So the stored row keeps the first ``published_at`` it was written with, and stays in that month's
+partition. An undated item takes its first collection time (``ingest_notes.published_at_missing``);
+a file-imported one its first capture time. When the platform later reports a different date (an
+edited RSS ``pubDate``, a date for an item that had none), the row keeps its date and records the
+reported one as ``raw_metadata.reported_published_at``. Re-collecting at any clock time leaves the same rows.
+
+Concurrent ingests of overlapping items (two processes) serialise on the item's key in
+``content_items``: the second waits for the first to commit, then updates the row the first wrote.
+Both statements take their row locks in key order, so two batches cannot deadlock. Duplicates
+within one batch are collapsed to the last one first, because ON CONFLICT cannot touch a row twice
+in one statement.
 """
 
 from __future__ import annotations
@@ -24,13 +39,38 @@ import sqlalchemy as sa
 from observatory_pipelines.core.collection.records import COLUMNS
 from observatory_pipelines.core.platform import database
 
-CORPUS_KEY = ("query_design_id", "platform", "platform_id", "published_at")
-_KEY_INDEXES = tuple(COLUMNS.index(c) for c in CORPUS_KEY)
+ITEM_KEY = ("query_design_id", "platform", "platform_id")
+_KEY_INDEXES = tuple(COLUMNS.index(c) for c in ITEM_KEY)
 REFRESHED = ("views_count", "likes_count", "shares_count", "comments_count", "engagement_score", "search_terms_matched")
 
 _COLUMN_LIST = ", ".join(COLUMNS)
+_KEY_LIST = ", ".join(ITEM_KEY)
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS content_staging (LIKE content_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_REGISTER_SQL = f"""
+INSERT INTO content_items ({_KEY_LIST}, published_at)
+SELECT {_KEY_LIST}, published_at FROM content_staging ORDER BY {_KEY_LIST}
+ON CONFLICT DO NOTHING
+"""
+# A date that is not the platform's (the collection clock, a capture time) names its source in
+# published_at_source: at the top of raw_metadata (file imports) or in its ingest_notes (records).
+_DATED_BY_PLATFORM = (
+    "NOT (s.raw_metadata ? 'published_at_source' OR coalesce(s.raw_metadata -> 'ingest_notes' ? "
+    "'published_at_source', false))"
+)
+# The staged row under its registered date. When the platform now reports another date, the row
+# notes it; a staged date that is only this collection's clock is not worth noting.
+_REGISTERED_COLUMNS = ", ".join(
+    "i.published_at"
+    if c == "published_at"
+    else f"CASE WHEN s.published_at <> i.published_at AND {_DATED_BY_PLATFORM} "
+    "THEN s.raw_metadata || jsonb_build_object('reported_published_at', "
+    """to_char(s.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')) """
+    "ELSE s.raw_metadata END"
+    if c == "raw_metadata"
+    else f"s.{c}"
+    for c in COLUMNS
 )
 # New rows keep the id generated in staging; an updated row keeps its old one. Joining the
 # returned ids back to staging therefore tells new from updated (RETURNING xmax is not allowed
@@ -38,7 +78,9 @@ _STAGING_DDL = (
 _MERGE_SQL = f"""
 WITH merged AS (
     INSERT INTO content_records (id, {_COLUMN_LIST})
-    SELECT id, {_COLUMN_LIST} FROM content_staging
+    SELECT s.id, {_REGISTERED_COLUMNS}
+    FROM content_staging s JOIN content_items i USING ({_KEY_LIST})
+    ORDER BY {_KEY_LIST}
     ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in REFRESHED)},
         raw_metadata = content_records.raw_metadata || EXCLUDED.raw_metadata
@@ -85,6 +127,7 @@ def write_batch(engine: sa.Engine, rows: Sequence[Sequence]) -> WriteCounts:
         with cur.copy(f"COPY content_staging ({_COLUMN_LIST}) FROM STDIN") as copy:
             for row in unique_rows:
                 copy.write_row(row)
+        cur.execute(_REGISTER_SQL)
         cur.execute(_MERGE_SQL)
         new, updated = cur.fetchone() or (0, 0)
     return WriteCounts(new=new, updated=updated, unchanged=len(unique_rows) - new - updated)

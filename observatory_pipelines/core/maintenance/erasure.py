@@ -221,10 +221,10 @@ def _delete_content(
     conn.execute(
         sa.text(
             "CREATE TEMP TABLE erased_records (id uuid, query_design_id uuid, published_at timestamptz, "
-            "partition text) ON COMMIT DROP"
+            "partition text, platform text, platform_id text) ON COMMIT DROP"
         )
     )
-    returning = "RETURNING c.id, c.query_design_id, c.published_at, c.tableoid::regclass::text"
+    returning = "RETURNING c.id, c.query_design_id, c.published_at, c.tableoid::regclass::text, c.platform, c.platform_id"
     # Two statements: the first is served by idx_content_author, the second only reads the
     # unlinked records of the actor's platforms.
     conn.execute(
@@ -251,6 +251,13 @@ def _delete_content(
             ),
             {"platforms": platforms, "accounts": names},
         )
+    # The items go too: their ids lead back to the person, and a later collection stores them anew.
+    conn.execute(
+        sa.text(
+            "DELETE FROM content_items i USING erased_records e WHERE i.query_design_id = e.query_design_id "
+            "AND i.platform = e.platform AND i.platform_id = e.platform_id"
+        )
+    )
     by_partition: dict[str, int] = dict(
         conn.execute(sa.text("SELECT partition, count(*) FROM erased_records GROUP BY partition")).all()
     )

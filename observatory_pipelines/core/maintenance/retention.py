@@ -363,6 +363,11 @@ def _drop_one(conn: sa.Connection, plan: RetentionPlan, planned: PartitionDecisi
         )
     conn.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {table}"))
     conn.execute(sa.text(f"DROP TABLE {table}"))
+    start, end = months.month_bounds(month)
+    conn.execute(
+        sa.text("DELETE FROM content_items WHERE published_at >= :start AND published_at < :end"),
+        {"start": start, "end": end},
+    )
     return None
 
 

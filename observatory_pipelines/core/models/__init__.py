@@ -6,7 +6,13 @@ Importing this package registers all models on ``Base.metadata``.
 from observatory_pipelines.core.models.actors import Actor, ActorAlias, ActorListMember, ActorPlatformPresence
 from observatory_pipelines.core.models.base import NAMING_CONVENTION, TIERS, Base, TimestampMixin
 from observatory_pipelines.core.models.collection import CollectionRun, CollectionTask, CreditTransaction
-from observatory_pipelines.core.models.content import CORPUS_ITEM_CONSTRAINT, FULLTEXT_DOCUMENT_SQL, ContentRecord
+from observatory_pipelines.core.models.content import (
+    CORPUS_ITEM_CONSTRAINT,
+    FULLTEXT_DOCUMENT_SQL,
+    ITEM_COPY_KIND,
+    ContentItem,
+    ContentRecord,
+)
 from observatory_pipelines.core.models.credentials import ApiCredential
 from observatory_pipelines.core.models.entities import ActorAuditLog, ActorMatchSuggestion
 from observatory_pipelines.core.models.query_design import ActorList, QueryDesign, SearchTerm
@@ -25,10 +31,12 @@ __all__ = [
     "CORPUS_ITEM_CONSTRAINT",
     "CollectionRun",
     "CollectionTask",
+    "ContentItem",
     "ContentRecord",
     "CreditAllocation",
     "CreditTransaction",
     "FULLTEXT_DOCUMENT_SQL",
+    "ITEM_COPY_KIND",
     "NAMING_CONVENTION",
     "QueryDesign",
     "RefreshToken",

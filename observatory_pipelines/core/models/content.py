@@ -6,6 +6,9 @@ by migration 001), because Alembic cannot express ``PARTITION BY``. This model m
 - ``published_at`` is in the primary key (PostgreSQL requires the partition key in every unique
   constraint), so it is never NULL: records without a publication time take their collection time
   and say so in ``raw_metadata``.
+- An item is ``(query_design_id, platform, platform_id)``, and it has one row. That cannot be a
+  unique constraint here (it lacks the partition key), so ``content_items`` holds it: ingest
+  registers each item there and writes its row under the ``published_at`` registered first.
 - Uniqueness is per corpus: the same post collected by two query designs is kept twice, each with
   its own ``search_terms_matched``.
 """
@@ -37,6 +40,11 @@ from observatory_pipelines.core.models.base import Base
 #: this expression (columns unqualified, 'danish' configuration), e.g.
 #: ``WHERE {FULLTEXT_DOCUMENT_SQL} @@ plainto_tsquery('danish', :q)``.
 FULLTEXT_DOCUMENT_SQL = "to_tsvector('danish', coalesce(title, '') || ' ' || coalesce(text_content, ''))"
+
+#: ``raw_metadata.duplicate_kind`` of the further copies of an item that a database held before
+#: items were registered (migration 007): kept, marked ``duplicate_of`` the first copy, and left
+#: out of the dedup pass, which neither groups nor unmarks them.
+ITEM_COPY_KIND = "same_item"
 
 #: The corpus key that makes writes idempotent (``INSERT ... ON CONFLICT ON CONSTRAINT ...``).
 CORPUS_ITEM_CONSTRAINT = "uq_content_corpus_item"
@@ -107,3 +115,20 @@ class ContentRecord(Base):
     content_hash: Mapped[str | None] = mapped_column(Text)
     # 64-bit SimHash stored as a signed bigint (two's complement of the unsigned value).
     simhash: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ContentItem(Base):
+    """Each corpus item once, with the ``published_at`` its ``content_records`` row keeps.
+
+    Not partitioned, so the item itself can be the primary key; ``core.collection.ingest`` writes
+    here first, in the same transaction as the row.
+    """
+
+    __tablename__ = "content_items"
+
+    query_design_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("query_designs.id", ondelete="CASCADE"), primary_key=True
+    )
+    platform: Mapped[str] = mapped_column(Text, primary_key=True)
+    platform_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

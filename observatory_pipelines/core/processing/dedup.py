@@ -59,6 +59,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from observatory_pipelines.core.analysis.corpus import load_corpus
+from observatory_pipelines.core.models import ITEM_COPY_KIND
 from observatory_pipelines.core.platform import database, markdown, months
 
 # ---------------------------------------------------------------------------------------------
@@ -472,6 +473,7 @@ FROM content_records,
      LATERAL jsonb_array_elements_text(raw_metadata->'links') AS link
 WHERE query_design_id = :design AND published_at >= :start AND published_at < :end
   AND jsonb_typeof(raw_metadata->'links') = 'array'
+  AND raw_metadata->>'duplicate_kind' IS DISTINCT FROM :item_copy
 """
 
 # The key matters: the planner cannot estimate how many rows carry a mark (``?`` has no
@@ -500,6 +502,7 @@ SET raw_metadata = c.raw_metadata - 'duplicate_of' - 'duplicate_kind'
 WHERE {_IN_CORPUS}
   AND jsonb_typeof(c.raw_metadata) = 'object'
   AND (c.raw_metadata ? 'duplicate_of' OR c.raw_metadata ? 'duplicate_kind')
+  AND c.raw_metadata->>'duplicate_kind' IS DISTINCT FROM %(item_copy)s
   AND NOT EXISTS (SELECT 1 FROM dedup_marks m WHERE m.id = c.id AND m.published_at = c.published_at)
 """
 
@@ -508,7 +511,9 @@ def load_links(engine: sa.Engine, design_id: uuid.UUID | str, month: str) -> pl.
     """The corpus's shared links (``raw_metadata.links``): one row per record and link."""
     start, end = months.month_bounds(month)
     with engine.connect() as conn:
-        found = conn.execute(sa.text(_LINKS_SQL), {"design": str(design_id), "start": start, "end": end}).all()
+        found = conn.execute(
+            sa.text(_LINKS_SQL), {"design": str(design_id), "start": start, "end": end, "item_copy": ITEM_COPY_KIND}
+        ).all()
     return pl.DataFrame(found, schema={"id": pl.Utf8, "link": pl.Utf8}, orient="row")
 
 
@@ -529,7 +534,7 @@ def mark_duplicates(engine: sa.Engine, design_id: uuid.UUID | str, month: str, m
     them from the corpus's other records. Unchanged rows are not rewritten; other keys are kept.
     """
     start, end = months.month_bounds(month)
-    params = {"design": str(design_id), "start": start, "end": end}
+    params = {"design": str(design_id), "start": start, "end": end, "item_copy": ITEM_COPY_KIND}
     staged = marks.select(
         "id",
         pl.col("published_at").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00"),
@@ -638,7 +643,7 @@ def _sample(engine: sa.Engine, design_id: uuid.UUID | str, month: str, grouping:
 def run_dedup(engine: sa.Engine, design_id: uuid.UUID | str, month: str) -> DedupResult:
     """The dedup pass over one corpus: load, group, mark (see the module docstring)."""
     started = time.perf_counter()
-    corpus = load_corpus(engine, design_id, month, CORPUS_COLUMNS)
+    corpus = load_corpus(engine, design_id, month, CORPUS_COLUMNS, include_item_copies=False)
     links = load_links(engine, design_id, month)
     loaded = time.perf_counter()
     grouping = group_duplicates(corpus, links)
