@@ -112,7 +112,7 @@ def synthetic_rows(
 
 def truncate_content(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE content_records"))
+        conn.execute(sa.text("TRUNCATE content_records, content_items"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("CHECKPOINT"))
 
