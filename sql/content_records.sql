@@ -6,6 +6,8 @@
 -- the primary key and of the corpus key, and can never be NULL.
 -- Uniqueness is per corpus (query design), so two designs that collect the same post keep a copy
 -- each, with their own search_terms_matched.
+-- The key below includes published_at, so on its own it cannot keep one row per item when an
+-- item's date changes: migration 007 adds content_items, which registers each item once.
 
 CREATE TABLE content_records (
     id                       uuid             NOT NULL DEFAULT gen_random_uuid(),
