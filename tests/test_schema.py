@@ -191,7 +191,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "005_actor_erasure_audit"
+    assert head == "006_export_identity"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

@@ -16,8 +16,9 @@ Every file of one corpus (query design × month) sits under one readable folder:
 sees whose data it is; an address that cannot be a key segment falls back to ``user-<uuid>``.
 Keys are stable: re-materializing a partition replaces its files in place.
 
-Each stored file carries object metadata (``ExportMetadata``): its SHA-256, row count and the
-options it was made with, which the manifest and downloads read back.
+Each stored file carries object metadata (``ExportMetadata``): its SHA-256, row count, the
+options it was made with and its identity level (``core.exports.identity``), which the manifest and
+downloads read back.
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ class ExportMetadata:
     include_duplicates: bool = False
     include_raw_metadata: bool = False
     schema_version: str = SCHEMA_VERSION
+    #: ``pseudonymised`` or ``identified``; empty for a file stored before exports recorded it.
+    identity: str = "pseudonymised"
 
     def to_object_metadata(self) -> dict[str, str]:
         return {
@@ -177,6 +180,7 @@ class ExportMetadata:
             "include-duplicates": "true" if self.include_duplicates else "false",
             "include-raw-metadata": "true" if self.include_raw_metadata else "false",
             "schema-version": self.schema_version,
+            "identity": self.identity,
         }
 
     @classmethod
@@ -191,4 +195,5 @@ class ExportMetadata:
             include_duplicates=found.get("include-duplicates") == "true",
             include_raw_metadata=found.get("include-raw-metadata") == "true",
             schema_version=found.get("schema-version", ""),
+            identity=found.get("identity", ""),
         )
