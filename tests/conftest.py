@@ -225,6 +225,12 @@ def export_corpus(engine):
 
 
 @pytest.fixture
+def people_corpus(engine):
+    """klimadebat, March 2026, with public figures and people who are not (``factories.people_corpus``)."""
+    return factories.people_corpus(engine)
+
+
+@pytest.fixture
 def demo_corpus(engine, tmp_path):
     """The demo's month collected offline (``factories.collect_demo``)."""
     return factories.collect_demo(engine, tmp_path)

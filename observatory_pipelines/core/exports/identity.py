@@ -74,6 +74,10 @@ class Identity:
         return {"level": self.level, "legal_basis": self.legal_basis if self.identified else None}
 
 
+#: The default: pseudonymised.
+DEFAULT = Identity()
+
+
 def for_corpus(conn: sa.Connection, corpus: Corpus, requested: str | None = None) -> Identity:
     """The identity an export of ``corpus`` is made at: ``requested`` when given, else what the design
     records. Identified needs the design's recorded legal basis; without one it is refused in one line."""
@@ -258,4 +262,3 @@ def label_actors(nodes: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
         .with_columns(label=pl.when(is_actor).then(pl.coalesce("actor_label", fallback)).otherwise(pl.col("label")))
         .drop("actor_label")
     )
-

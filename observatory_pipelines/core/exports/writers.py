@@ -129,7 +129,7 @@ class ExportOptions:
     include_duplicates: bool = False
     include_raw_metadata: bool = False
     #: Who the files name (pseudonymised unless the design records a legal basis).
-    identity: Identity = Identity()
+    identity: Identity = export_identity.DEFAULT
 
     def columns(self) -> tuple[Column, ...]:
         """The columns written, each selected as the identity rule says."""
@@ -531,7 +531,7 @@ def export_content(
 
 
 def export_networks(
-    engine: sa.Engine, store: ObjectStore, corpus: Corpus, identity: Identity = Identity()
+    engine: sa.Engine, store: ObjectStore, corpus: Corpus, identity: Identity = export_identity.DEFAULT
 ) -> list[StoredExport]:
     """Write each stored network of a corpus as GEXF 1.3, static and dynamic, and store them; actor
     labels follow the identity rule (``identity.label_actors``)."""
