@@ -268,3 +268,10 @@ def test_no_email_address_leaves_in_an_author_field(engine, shown, exported):
             {"shown": shown},
         ).scalar_one()
     assert value == exported
+
+
+def test_the_docs_table_of_url_rules_is_the_codes(repo_root):
+    text = (repo_root / "docs" / "exports.md").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^  \| `([a-z0-9_]+)` \| (.+?) \|$", text, re.M))
+    assert documented == {platform: rule.rule for platform, rule in export_identity.URL_RULES.items()}
+    assert re.search(rf"^  \| any other \(.*\) \| {re.escape(export_identity.NO_URL)} \|$", text, re.M)

@@ -14,9 +14,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines.core.exports import access
+from observatory_pipelines.core.exports import access, manifest
 from observatory_pipelines.core.exports import layout as export_layout
-from observatory_pipelines.core.exports import manifest
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.exports.access import Viewer
 from observatory_pipelines.core.exports.layout import ExportMetadata

@@ -154,12 +154,12 @@ URL_RULES: dict[str, UrlRule] = {
     "instagram": UrlRule(
         r"^https?://(www\.)?instagram\.com/(p|reel|tv)/([A-Za-z0-9_-]+)/?([?#].*)?$",
         r"https://www.instagram.com/\2/\3/",
-        "kept when it is the post's own `https://www.instagram.com/p/<code>/` (no handle in it)",
+        "kept as the post's own `https://www.instagram.com/p/<code>/` (`/reel/`, `/tv/` alike; no handle in it)",
     ),
     "douyin": UrlRule(
         r"^https?://(www\.)?douyin\.com/video/([0-9]+)([/?#].*)?$",
         r"https://www.douyin.com/video/\2",
-        "kept when it is `https://www.douyin.com/video/<id>` (no handle in it)",
+        "kept as `https://www.douyin.com/video/<id>` (no handle in it)",
     ),
     "youtube": UrlRule(
         r"^https?://((www\.|m\.)?youtube\.com/watch\?(.*&)?v=|youtu\.be/)([A-Za-z0-9_-]{11})([&#/?].*)?$",
