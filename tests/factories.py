@@ -586,7 +586,7 @@ KAREN = "karen.blixen@ku.dk"
 SOEREN = "søren.ørsted@au.dk"
 ADMIN = "admin@observatoriet.dk"
 INACTIVE = "tidligere.forsker@ku.dk"
-FORMER_OWNER_FOLDER = "tidligere.ejer@ku.dk"
+FORMER_OWNER_FOLDER = "user-6b0f3a52-3c1e-4f5e-9a57-0e2d1c4b8a90"
 
 
 @dataclass(frozen=True)
@@ -624,7 +624,7 @@ def seed_people(engine: sa.Engine) -> People:
             {"e": ADMIN},
         ).scalar_one()
         conn.execute(sa.text("INSERT INTO users (email, is_active) VALUES (:e, false)"), {"e": INACTIVE})
-    return People(karen, soeren, admin, owner_folder(KAREN, karen), owner_folder(SOEREN, soeren))
+    return People(karen, soeren, admin, owner_folder(karen), owner_folder(soeren))
 
 
 def put_export(

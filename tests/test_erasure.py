@@ -462,7 +462,7 @@ def test_the_job_withdraws_every_export_holding_the_erased_actor_until_rebuilt(
 def test_erasing_again_withdraws_exports_made_since(engine, db_url, corpus, instance, local_store):
     put_export(
         local_store,
-        "forsker@example.dk",
+        "user-6b0f3a52-3c1e-4f5e-9a57-0e2d1c4b8a90",
         "energi",
         "2026-03",
         export_layout.content_file("csv"),
@@ -477,5 +477,5 @@ def test_erasing_again_withdraws_exports_made_since(engine, db_url, corpus, inst
         "klimadebat 2026-04": 1,
     }
     withdrawn = erasure.withdraw_corpora(local_store, again)
-    assert withdrawn.export_keys == ["exports/forsker@example.dk/energi/2026-03/content.csv"]
+    assert withdrawn.export_keys == ["exports/user-6b0f3a52-3c1e-4f5e-9a57-0e2d1c4b8a90/energi/2026-03/content.csv"]
     assert not list(local_store.list("exports/"))

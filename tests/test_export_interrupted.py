@@ -73,7 +73,7 @@ def big_corpus(engine):
 def _put_networks(engine, store) -> None:
     """GEXF files where the GEXF export puts them (this corpus's networks are not the point here)."""
     corpus = corpus_of(engine, "klimadebat", MARCH)
-    owner = export_layout.owner_folder(corpus.owner_email, corpus.owner_id)
+    owner = export_layout.owner_folder(corpus.owner_id)
     for file in export_layout.gexf_files():
         put_export(store, owner, "klimadebat", MARCH, file, b'<?xml version="1.0"?><gexf/>', 0)
 

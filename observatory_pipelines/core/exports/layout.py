@@ -12,8 +12,8 @@ Every file of one corpus (query design × month) sits under one readable folder:
                                             cross_platform_actors.gexf
                                             manifest.json
 
-``{owner}`` is the design owner's email address, lowercased, so an operator browsing the bucket
-sees whose data it is; an address that cannot be a key segment falls back to ``user-<uuid>``.
+``{owner}`` is ``user-<uuid>``, the design owner's user id: never an e-mail address, which would
+otherwise travel in every key, presigned link and manifest.
 Keys are stable: re-materializing a partition replaces its files in place.
 
 Each stored file carries object metadata (``ExportMetadata``): its SHA-256, row count, the
@@ -23,8 +23,6 @@ downloads read back.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -47,8 +45,6 @@ CONTENT_TYPES = {
     "gexf": "application/gexf+xml",
     "manifest": "application/json",
 }
-
-_EMAIL_SEGMENT = re.compile(r"[a-z0-9_][a-z0-9_.+-]*@[a-z0-9][a-z0-9.-]*")
 
 
 @dataclass(frozen=True)
@@ -107,11 +103,8 @@ def all_files() -> tuple[ExportFile, ...]:
     return (*(ExportFile(f) for f in CONTENT_FORMATS), *gexf_files(), MANIFEST)
 
 
-def owner_folder(email: str, user_id: uuid.UUID | str) -> str:
-    """The owner's folder name: the email address lowercased, else ``user-<uuid>``."""
-    folded = unicodedata.normalize("NFC", email.strip().lower())
-    if _EMAIL_SEGMENT.fullmatch(folded) and ".." not in folded:
-        return folded
+def owner_folder(user_id: uuid.UUID | str) -> str:
+    """The owner's folder name: ``user-<uuid>`` (no e-mail address in keys, links or manifests)."""
     return f"user-{uuid.UUID(str(user_id))}"
 
 
@@ -133,7 +126,7 @@ def export_key(owner: str, slug: str, month: str, file: ExportFile) -> str:
 
 def corpus_export_key(corpus: Corpus, file: ExportFile) -> str:
     """Where ``file`` of ``corpus`` is stored: under its owner's folder."""
-    return export_key(owner_folder(corpus.owner_email, corpus.owner_id), corpus.slug, corpus.month, file)
+    return export_key(owner_folder(corpus.owner_id), corpus.slug, corpus.month, file)
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,7 @@ def build_manifest(
             "design": design,
             "month": corpus.month,
             "period": [_iso(start), _iso(end)],
-            "owner": export_layout.owner_folder(corpus.owner_email, corpus.owner_id),
+            "owner": export_layout.owner_folder(corpus.owner_id),
         },
         "records": counts,
         "collection_runs": runs,
