@@ -5,7 +5,10 @@ json, pyarrow, networkx)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import dagster as dg
 import networkx as nx
@@ -15,6 +18,7 @@ import sqlalchemy as sa
 from observatory_pipelines.core.exports import identity as export_identity
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
+from observatory_pipelines.defs import local_run
 from observatory_pipelines.defs.analysis.networks import corpus_networks
 from observatory_pipelines.defs.exports.assets import content_exports, export_gexf, export_manifest
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
@@ -275,3 +279,43 @@ def test_the_docs_table_of_url_rules_is_the_codes(repo_root):
     documented = dict(re.findall(r"^  \| `([a-z0-9_]+)` \| (.+?) \|$", text, re.M))
     assert documented == {platform: rule.rule for platform, rule in export_identity.URL_RULES.items()}
     assert re.search(rf"^  \| any other \(.*\) \| {re.escape(export_identity.NO_URL)} \|$", text, re.M)
+
+
+def test_the_cli_refuses_an_identified_run_without_a_basis_before_anything_runs(engine, db_url, people_corpus):
+    command = [sys.executable, "-m", "observatory_pipelines.cli", "run", "--month", MARCH, "--design", "klimadebat"]
+    proc = subprocess.run(
+        [*command, "--identity", "identified"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": db_url},
+        timeout=120,
+    )
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "observatory: error: query design 'klimadebat' records no legal basis for identified exports, so none is "
+        "made; record one (query_designs.export_identity = 'identified', identity_legal_basis = '...') or export "
+        "pseudonymised"
+    ]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM collection_runs")).scalar_one() == 0
+
+
+def test_observatory_run_asks_every_export_for_the_identity_it_was_given(
+    engine, db_url, people_corpus, instance, local_store
+):
+    record_identified_basis(engine, "klimadebat")
+    report = local_run.materialize_corpus(
+        MARCH,
+        "klimadebat",
+        instance=instance,
+        defs=dg.Definitions(assets=ASSETS),  # the analysis and export stages, without collection
+        resources={
+            "postgres": PostgresResource(database_url=db_url),
+            "storage": StorageResource(local_dir=str(local_store.root)),
+        },
+        export_identity="pseudonymised",
+    )
+    assert not report.failed, [a.error for a in report.failed]
+    manifest = json.loads(read_object(local_store, _key(engine, export_layout.MANIFEST)))
+    assert manifest["identity"]["level"] == "pseudonymised"  # asked for, though the design allows identified
+    assert {f["identity"] for f in manifest["files"]} == {"pseudonymised"}
