@@ -218,7 +218,7 @@ def _summary(metadata: dict) -> str:
     return ", ".join(numbers[:4]) or "done"
 
 
-def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -> int:
+def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None, identity: str | None = None) -> int:
     from observatory_pipelines.definitions import defs
     from observatory_pipelines.defs import local_run
     from observatory_pipelines.defs.resources import CollectionResource, PostgresResource, StorageResource
@@ -231,7 +231,7 @@ def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None) -
         "storage": StorageResource(),
     }
     report = local_run.materialize_corpus(
-        month, design, instance=instance, defs=defs, resources=resources, arenas=arenas
+        month, design, instance=instance, defs=defs, resources=resources, arenas=arenas, export_identity=identity
     )
     _print_report(report)
     if report.failed:
@@ -247,7 +247,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = database.resolve_url()
     if migrate.current(url) != migrate.head():
         raise ObservatoryError(f"the database at {database.describe(url)} is not migrated; run: observatory db migrate")
-    return _run_corpus(args.month, args.design, arenas=args.arena, salt=_local_salt())
+    if args.identity:
+        _check_export_identity(url, args.design, args.month, args.identity)
+    return _run_corpus(args.month, args.design, arenas=args.arena, salt=_local_salt(), identity=args.identity)
+
+
+def _check_export_identity(url: str, slug: str, month: str, identity: str) -> None:
+    """Refuse, before anything runs, exports the design may not have (identified without a recorded basis)."""
+    from observatory_pipelines.core.collection import designs
+    from observatory_pipelines.core.exports import identity as export_identity
+
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            export_identity.for_corpus(conn, designs.find_corpus(conn, slug, month), identity)
+    finally:
+        engine.dispose()
 
 
 def _local_salt() -> str | None:
@@ -486,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM")
     p.add_argument("--design", required=True, type=_slug_arg, metavar="SLUG", help="the query design's slug")
     p.add_argument("--arena", action="append", metavar="NAME", help="only this arena (repeatable)")
+    p.add_argument(
+        "--identity",
+        choices=("pseudonymised", "identified"),
+        help="who the exports name (default: what the design records, pseudonymised unless it records a legal "
+        "basis); identified is refused without the design's recorded legal basis",
+    )
 
     p = add(sub, "demo", cmd_demo, "seed the offline demo, collect its month, then open the Dagster UI")
     p.add_argument("--no-ui", action="store_true", help="stop after collecting (for scripts)")

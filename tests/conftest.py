@@ -24,7 +24,7 @@ from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.embedded import EmbeddedPostgres
 from observatory_pipelines.core.platform.storage import LocalObjectStore
 from tests import factories
-from tests.factories import LONG_TEXT, at, create_database, drop_database, make_design, record
+from tests.factories import LONG_TEXT, at, create_database, drop_database, make_actor, make_design, record
 
 # The fixtures of the helper modules (``arena_server``, ``s3_server``), for every test module.
 pytest_plugins = ["tests.http_fixtures", "tests.s3_server"]
@@ -170,7 +170,8 @@ def analysis_dir(tmp_path, monkeypatch):
 def export_corpus(engine):
     """Six March records (one a duplicate), an April record and another design's March record, with
     text that tests every export format: quotes, line breaks, a formula, control characters, a text
-    over Excel's cell limit, an empty text and æøå."""
+    over Excel's cell limit, an empty text and æøå. The author of the first ("anna", shown as
+    "Søren Ærø") is an actor flagged as a public figure."""
     design = make_design(engine, terms=("klima", "grøn omstilling", "vindmøller"))
     other = make_design(engine, slug="andet", terms=("klima",))
     ingest.write_batch(
@@ -218,7 +219,15 @@ def export_corpus(engine):
             record(other, "x1", at(1, 10), author="anna", terms=["klima"], likes=99),
         ],
     )
+    # A public figure, so the default (pseudonymised) export shows her name.
+    make_actor(engine, "Søren Ærø", ("x_twitter", "anna"), public_figure=True, claim_records=True)
     return design
+
+
+@pytest.fixture
+def people_corpus(engine):
+    """klimadebat, March 2026, with public figures and people who are not (``factories.people_corpus``)."""
+    return factories.people_corpus(engine)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Test modules import helpers from here, never from one another.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+import openpyxl
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -305,6 +308,153 @@ def make_actor(
     return Actor(actor, presence_ids)
 
 
+# --- a corpus with people in it, for the identity rule of exports -------------------------------------
+
+#: The legal basis a design records for identified exports.
+LEGAL_BASIS = "Aftale med Datatilsynet, j.nr. 2026-31-0042: GDPR art. 6, stk. 1, litra e, og art. 89"
+#: The public figure, and the RSS byline of the public-figure outlet (with the editor's address).
+PUBLIC_NAME = "Mette Frederiksen"
+BYLINE = "redaktion@fjordposten.example.dk (Hanne Krog)"
+#: Names, handles and addresses of people who are not public figures: no pseudonymised export holds any.
+PRIVATE = (
+    "Søren Ærø",
+    "soeren_aeroe",
+    "Åse Kløft",
+    "aase.kloeft",
+    "Bjørn Ågård",
+    "bjoern_aagaard",
+    "Jens Ærtebjerg",
+    "jens@lokalavisen.example.dk",
+    "redaktion@fjordposten.example.dk",
+    "1450001",
+)
+X_STATUS = {"mette": "1769000000000000001", "soeren": "1769000000000000002"}
+
+
+def people_corpus(engine: sa.Engine) -> uuid.UUID:
+    """klimadebat, March 2026: posts by a public figure on X, by people who are not (X, TikTok,
+    Instagram), and articles from an outlet flagged as a public figure (its byline holds an e-mail
+    address) and one that is not."""
+    design = make_design(engine, terms=("klima", "grøn omstilling", "vindmøller"))
+    x_raw = {
+        "raw": {"core": {"user_results": {"result": {"legacy": {"screen_name": "soeren_aeroe", "name": "Søren Ærø"}}}}},
+        "author_user_id": "1450001",
+        "source_platform_url": "https://x.com/soeren_aeroe",
+        "hashtags": ["klima"],
+    }
+    rss = {"platform": "rss", "arena": "rss_feeds", "content_type": "article"}
+    ingest.write_batch(
+        engine,
+        [
+            record(
+                design,
+                X_STATUS["mette"],
+                at(2, 9),
+                text="Vi skal have grøn omstilling nu – klima er årets valgtema",
+                author="mette_f",
+                display_name=PUBLIC_NAME,
+                terms=["klima", "grøn omstilling"],
+                likes=5000,
+            ),
+            record(
+                design,
+                X_STATUS["soeren"],
+                at(3, 14),
+                text="Vindmøller på Ærø? Klima kræver mod.",
+                author="soeren_aeroe",
+                display_name="Søren Ærø",
+                terms=["klima", "vindmøller"],
+                metadata=x_raw,
+                likes=12,
+            ),
+            record(
+                design,
+                "7345000000000000003",
+                at(4, 20),
+                text="Min klima-dans ved fjorden",
+                url="https://www.tiktok.com/@aase.kloeft/video/7345000000000000003",
+                author="aase.kloeft",
+                display_name="Åse Kløft",
+                platform="tiktok",
+                content_type="video",
+                terms=["klima"],
+            ),
+            record(
+                design,
+                "C4xYz_12ab",
+                at(5, 8),
+                text="Solceller på taget – grøn omstilling i praksis",
+                url="https://www.instagram.com/p/C4xYz_12ab/",
+                author="bjoern_aagaard",
+                display_name="Bjørn Ågård",
+                platform="instagram",
+                terms=["grøn omstilling"],
+            ),
+            record(
+                design,
+                "fp-1",
+                at(6, 7),
+                title="Havvind ud for Thyborøn",
+                text="Kommunen vil have flere vindmøller og mere klima-handling.",
+                url="https://fjordposten.example.dk/klima/2026/03/havvind",
+                author="fjordposten-example-dk",
+                display_name=BYLINE,
+                terms=["klima", "vindmøller"],
+                metadata={"feed_url": "https://fjordposten.example.dk/rss", "categories": ["Klima"]},
+                **rss,
+            ),
+            record(
+                design,
+                "la-1",
+                at(7, 7),
+                title="Borgermøde om klima",
+                text="Borgerne i Sønderå diskuterede klima og grøn omstilling.",
+                url="https://lokalavisen.example.dk/artikel/borgermoede",
+                author="lokalavisen-example-dk",
+                display_name="Jens Ærtebjerg <jens@lokalavisen.example.dk>",
+                terms=["klima", "grøn omstilling"],
+                **rss,
+            ),
+        ],
+    )
+    make_actor(engine, PUBLIC_NAME, ("x_twitter", "mette_f"), public_figure=True, claim_records=True)
+    make_actor(engine, "Fjordposten", ("rss", "fjordposten-example-dk"), public_figure=True, claim_records=True)
+    # Resolved, but not a public figure: a name in the registry is no licence to show it.
+    make_actor(engine, "Søren Ærø", ("x_twitter", "soeren_aeroe"), claim_records=True)
+    return design
+
+
+def record_identified_basis(engine: sa.Engine, slug: str, basis: str = LEGAL_BASIS) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE query_designs SET export_identity = 'identified', identity_legal_basis = :b WHERE slug = :s"
+            ),
+            {"b": basis, "s": slug},
+        )
+
+
+def read_export(path, fmt: str) -> list[dict]:
+    """The rows of an export file, read as a researcher's tools read it (csv, openpyxl, json, pyarrow)."""
+    if fmt == "csv":
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
+    if fmt == "ndjson":
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    if fmt == "parquet":
+        return pq.read_table(path).to_pylist()
+    if fmt == "xlsx":
+        workbook = openpyxl.load_workbook(path, read_only=True)
+        rows = []
+        for sheet in workbook.worksheets:
+            values = list(sheet.iter_rows(values_only=True))
+            rows += [dict(zip(values[0], row)) for row in values[1:]]
+        workbook.close()
+        return rows
+    raise ValueError(fmt)
+
+
 # --- the demo corpus -----------------------------------------------------------------------------------
 
 
@@ -436,7 +586,7 @@ KAREN = "karen.blixen@ku.dk"
 SOEREN = "søren.ørsted@au.dk"
 ADMIN = "admin@observatoriet.dk"
 INACTIVE = "tidligere.forsker@ku.dk"
-FORMER_OWNER_FOLDER = "tidligere.ejer@ku.dk"
+FORMER_OWNER_FOLDER = "user-6b0f3a52-3c1e-4f5e-9a57-0e2d1c4b8a90"
 
 
 @dataclass(frozen=True)
@@ -474,7 +624,7 @@ def seed_people(engine: sa.Engine) -> People:
             {"e": ADMIN},
         ).scalar_one()
         conn.execute(sa.text("INSERT INTO users (email, is_active) VALUES (:e, false)"), {"e": INACTIVE})
-    return People(karen, soeren, admin, owner_folder(KAREN, karen), owner_folder(SOEREN, soeren))
+    return People(karen, soeren, admin, owner_folder(karen), owner_folder(soeren))
 
 
 def put_export(

@@ -9,14 +9,34 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.collection import ingest
+from observatory_pipelines.core.exports import access
+from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
+from observatory_pipelines.core.exports.access import Viewer
+from observatory_pipelines.core.exports.identity import IDENTIFIED as IDENTIFIED_LEVEL
+from observatory_pipelines.core.exports.identity import Identity
 from observatory_pipelines.core.maintenance import erasure
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.processing import entities
+from observatory_pipelines.defs.analysis.networks import corpus_networks
+from observatory_pipelines.defs.exports.assets import content_exports, export_gexf, export_manifest
 from observatory_pipelines.defs.maintenance import erasure as erasure_defs
-from observatory_pipelines.defs.resources import PostgresResource
-from tests.factories import at, corpus_of, make_actor, make_design, record
+from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
+from observatory_pipelines.defs.resources import PostgresResource, StorageResource
+from tests.factories import (
+    LEGAL_BASIS,
+    at,
+    corpus_of,
+    make_actor,
+    make_design,
+    owner_of,
+    put_export,
+    read_export,
+    record,
+    record_identified_basis,
+)
 
 #: What identifies Sofie Kjær in the corpus (casefolded): her name, alias, X user id, Bluesky handle and
 #: her own texts. Her old X handle is not here: Mads posts under it now, and his posts stay.
@@ -193,9 +213,13 @@ def _dump(engine, table: str) -> str:
         ).casefold()
 
 
+#: An identified export, so every name the corpus holds would show.
+IDENTIFIED = exports.ExportOptions(identity=Identity(IDENTIFIED_LEVEL, LEGAL_BASIS))
+
+
 def _export(engine, tmp_path, name: str) -> tuple[str, int]:
     path = tmp_path / name
-    written = exports.write_csv(engine, corpus_of(engine, "klimadebat", "2026-03"), path)
+    written = exports.write_csv(engine, corpus_of(engine, "klimadebat", "2026-03"), path, IDENTIFIED)
     return path.read_text(encoding="utf-8-sig"), written.rows
 
 
@@ -321,14 +345,13 @@ def test_earlier_merge_and_split_audit_rows_lose_the_erased_names(engine):
 # --- Dagster -------------------------------------------------------------------------------------
 
 
-def _job(db_url) -> dg.JobDefinition:
-    return dg.Definitions.merge(
-        erasure_defs.defs, dg.Definitions(resources={"postgres": PostgresResource(database_url=db_url)})
-    ).resolve_job_def("erase_actor")
+def _job(db_url, storage_dir) -> dg.JobDefinition:
+    resources = {"postgres": PostgresResource(database_url=db_url), "storage": StorageResource(local_dir=storage_dir)}
+    return dg.Definitions.merge(erasure_defs.defs, dg.Definitions(resources=resources)).resolve_job_def("erase_actor")
 
 
-def _run(db_url, instance, **config) -> dg.ExecuteInProcessResult:
-    return _job(db_url).execute_in_process(
+def _run(db_url, instance, storage_dir, **config) -> dg.ExecuteInProcessResult:
+    return _job(db_url, str(storage_dir)).execute_in_process(
         run_config={
             "ops": {"erase": {"config": {"performed_by": "dpo@observatoriet.dk", "reason": "sag 117", **config}}}
         },
@@ -337,8 +360,8 @@ def _run(db_url, instance, **config) -> dg.ExecuteInProcessResult:
     )
 
 
-def test_the_job_erases_and_shows_counts_only(engine, db_url, corpus, instance):
-    result = _run(db_url, instance, actor_id=f"  {corpus['sofie']}  ")
+def test_the_job_erases_and_shows_counts_only(engine, db_url, corpus, instance, tmp_path):
+    result = _run(db_url, instance, tmp_path / "objects", actor_id=f"  {corpus['sofie']}  ")
 
     assert result.success
     (output,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
@@ -351,11 +374,11 @@ def test_the_job_erases_and_shows_counts_only(engine, db_url, corpus, instance):
     assert not any(hers in shown for hers in HERS) and "sag 117" not in shown
     assert _count(engine, "content_records", "author_id = :a", a=corpus["sofie"]) == 0
 
-    again = _run(db_url, instance, actor_id=str(corpus["sofie"]))
+    again = _run(db_url, instance, tmp_path / "objects", actor_id=str(corpus["sofie"]))
     assert again.success and "was already erased" in again.output_for_node("erase")
 
 
-def test_the_job_fails_in_one_line_on_a_wrong_id(engine, db_url, corpus, instance):
+def test_the_job_fails_in_one_line_on_a_wrong_id(engine, db_url, corpus, instance, tmp_path):
     for actor_id, message in (
         (
             "3f0b5d64-6c3e-4d55-9d0e-2d0c5f3f9a10",
@@ -363,8 +386,99 @@ def test_the_job_fails_in_one_line_on_a_wrong_id(engine, db_url, corpus, instanc
         ),
         ("Sofie Kjær", "'Sofie Kjær' is not a valid actor id; ids are UUIDs"),
     ):
-        result = _run(db_url, instance, actor_id=actor_id)
+        result = _run(db_url, instance, tmp_path / "objects", actor_id=actor_id)
         assert not result.success
         (failure,) = result.get_step_failure_events()
         assert failure.step_failure_data.user_failure_data.description == message
     assert _count(engine, "actors", "id = :a", a=corpus["sofie"]) == 1
+
+
+# --- exports of the affected corpora ------------------------------------------------------------------
+
+EXPORT_ASSETS = [corpus_networks, *content_exports, export_gexf, export_manifest]
+
+
+def _export_corpus(db_url, instance, storage_dir, slug: str, month: str) -> None:
+    instance.add_dynamic_partitions(query_design_partitions.name, [slug])
+    result = dg.materialize(
+        EXPORT_ASSETS,
+        instance=instance,
+        partition_key=corpus_key(month, slug),
+        resources={
+            "postgres": PostgresResource(database_url=db_url),
+            "storage": StorageResource(local_dir=str(storage_dir)),
+        },
+        raise_on_error=False,
+    )
+    assert result.success
+
+
+def _stored_text(store) -> dict[str, str]:
+    """Every stored object's content, casefolded (XLSX and Parquet unpacked into their values)."""
+    found = {}
+    for stored in store.list("exports/"):
+        path = store.root / stored.key
+        if stored.key.endswith((".xlsx", ".parquet")):
+            text = json.dumps(read_export(path, stored.key.rsplit(".", 1)[1]), ensure_ascii=False, default=str)
+        else:
+            text = path.read_text(encoding="utf-8-sig")
+        found[stored.key] = text.casefold()
+    return found
+
+
+@pytest.mark.usefixtures("analysis_dir")
+def test_the_job_withdraws_every_export_holding_the_erased_actor_until_rebuilt(
+    engine, db_url, corpus, instance, local_store
+):
+    record_identified_basis(engine, "klimadebat")  # names everyone: the erased actor is plain to see
+    other = make_design(engine, slug="havvind", terms=("klima",))
+    ingest.write_batch(engine, [post(other, "h1", at(8, month=3), "anna", name="Anna Ærø")])
+    affected = [("klimadebat", "2026-03"), ("klimadebat", "2026-04"), ("energi", "2026-03")]
+    for slug, month in [*affected, ("havvind", "2026-03")]:
+        _export_corpus(db_url, instance, local_store.root, slug, month)
+    before = _stored_text(local_store)
+    assert [key for key, text in before.items() if "sofie kjær" in text]
+    admin = Viewer(owner_of(engine, corpus["klima"]), "admin@observatoriet.dk", is_admin=True)
+
+    result = _run(db_url, instance, local_store.root, actor_id=str(corpus["sofie"]))
+    assert result.success
+
+    after = _stored_text(local_store)
+    assert sorted({key.split("/")[2] for key in after}) == ["havvind"]
+    assert len(after) == len(export_layout.all_files())  # the unaffected corpus keeps all its files
+    for slug, month in affected:
+        assert not (analysis_store.base_dir() / slug / month).exists()
+        for file in (export_layout.content_file("csv"), export_layout.MANIFEST):
+            with pytest.raises(access.ExportMissing):
+                access.download(engine, local_store, admin, slug, month, file, local_store.root.parent)
+    (output,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    assert output.step_output_data.metadata["exports_withdrawn"].value == len(before) - len(after)
+
+    for slug, month in affected:  # made again: complete, and without her
+        _export_corpus(db_url, instance, local_store.root, slug, month)
+    rebuilt = _stored_text(local_store)
+    assert len(rebuilt) == len(before)
+    assert not [key for key, text in rebuilt.items() if any(hers in text for hers in HERS)]
+    assert "anna ærø" in rebuilt[next(k for k in rebuilt if "/klimadebat/2026-03/content.csv" in k)]
+
+
+def test_erasing_again_withdraws_exports_made_since(engine, db_url, corpus, instance, local_store):
+    put_export(
+        local_store,
+        "user-6b0f3a52-3c1e-4f5e-9a57-0e2d1c4b8a90",
+        "energi",
+        "2026-03",
+        export_layout.content_file("csv"),
+        b"Sofie Kj\xc3\xa6r",
+        1,
+    )
+    erasure.erase_actor(engine, corpus["sofie"], performed_by="dpo", reason="sag 117")
+    again = erasure.erase_actor(engine, corpus["sofie"], performed_by="dpo", reason="sag 117")
+    assert again.already_erased and again.corpora == {
+        "energi 2026-03": 1,
+        "klimadebat 2026-03": 3,
+        "klimadebat 2026-04": 1,
+    }
+    withdrawn = erasure.withdraw_corpora(local_store, again)
+    assert withdrawn.export_keys == ["exports/user-6b0f3a52-3c1e-4f5e-9a57-0e2d1c4b8a90/energi/2026-03/content.csv"]
+    assert not list(local_store.list("exports/"))

@@ -59,9 +59,9 @@ def _refusal(call) -> str:
 def test_viewer_is_found_by_address_in_any_case(engine, people):
     karen = _viewer(engine, "  Karen.Blixen@KU.dk ")
     assert (karen.user_id, karen.email, karen.is_admin) == (people.karen, KAREN, False)
-    assert karen.folder == KAREN
+    assert karen.folder == f"user-{people.karen}"  # no e-mail address in keys or links
     soeren = _viewer(engine, SOEREN)
-    assert soeren.folder == f"user-{people.soeren}"  # "ø" cannot be a folder name
+    assert soeren.folder == f"user-{people.soeren}"
     assert _viewer(engine, ADMIN).is_admin
 
 
@@ -92,15 +92,15 @@ def test_researcher_lists_only_their_own_designs(engine, store, seeded, monkeypa
     ]
     csv = found[1]
     assert (csv.owner, csv.size, csv.rows, csv.sha256) == (
-        KAREN,
+        seeded.karen_folder,
         len(KLIMA_CSV),
         2,
         hashlib.sha256(KLIMA_CSV).hexdigest(),
     )
-    assert csv.key == f"exports/{KAREN}/klimadebat/2026-03/content.csv"
+    assert csv.key == f"exports/{seeded.karen_folder}/klimadebat/2026-03/content.csv"
     assert csv.last_modified.tzinfo is not None
     # Other owners' folders are never even listed, not merely filtered out.
-    assert listed_prefixes and all(p.startswith(f"exports/{KAREN}/") for p in listed_prefixes)
+    assert listed_prefixes and all(p.startswith(f"exports/{seeded.karen_folder}/") for p in listed_prefixes)
 
     soeren = export_access.list_exports(engine, store, _viewer(engine, SOEREN))
     assert [(e.design, e.owner, e.rows) for e in soeren] == [("vindmoeller", f"user-{seeded.soeren}", 1)]
@@ -110,12 +110,12 @@ def test_admin_lists_every_export_and_nothing_else(engine, store, seeded):
     found = export_access.list_exports(engine, store, _viewer(engine, ADMIN))
 
     assert [(e.design, e.month, e.file.filename, e.owner) for e in found] == [
-        ("groen-omstilling", "2026-03", "content.parquet", KAREN),
+        ("groen-omstilling", "2026-03", "content.parquet", seeded.karen_folder),
         ("klimadebat", "2026-02", "content.csv", FORMER_OWNER_FOLDER),
-        ("klimadebat", "2026-03", "content.csv", KAREN),
-        ("klimadebat", "2026-03", "actor_cooccurrence.gexf", KAREN),
-        ("klimadebat", "2026-03", "manifest.json", KAREN),
-        ("klimadebat", "2026-04", "content.csv", KAREN),
+        ("klimadebat", "2026-03", "content.csv", seeded.karen_folder),
+        ("klimadebat", "2026-03", "actor_cooccurrence.gexf", seeded.karen_folder),
+        ("klimadebat", "2026-03", "manifest.json", seeded.karen_folder),
+        ("klimadebat", "2026-04", "content.csv", seeded.karen_folder),
         ("vindmoeller", "2026-03", "content.csv", f"user-{seeded.soeren}"),
     ]
 
@@ -127,7 +127,7 @@ def test_nothing_to_list(engine, store, people):
 
 def test_an_object_without_export_metadata_is_listed_without_rows(engine, store, seeded):
     # Copied into place by hand: listed (it is there) but with nothing vouching for it.
-    put_export(store, KAREN, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
+    put_export(store, seeded.karen_folder, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
     found = {
         e.file: e for e in export_access.list_exports(engine, store, _viewer(engine, KAREN)) if e.month == "2026-04"
     }
@@ -227,9 +227,9 @@ def test_download_into_a_missing_folder_is_refused(engine, store, seeded, tmp_pa
 
 def test_a_tampered_export_is_refused_and_leaves_no_file(engine, store, seeded, tmp_path):
     karen = _viewer(engine, KAREN)
-    original = store.stat(export_key(KAREN, "klimadebat", "2026-03", CSV))
+    original = store.stat(export_key(seeded.karen_folder, "klimadebat", "2026-03", CSV))
     tampered = KLIMA_CSV.replace("Ærø".encode(), "Fanø".encode())
-    put_export(store, KAREN, "klimadebat", "2026-03", CSV, tampered, 2, metadata=dict(original.metadata))
+    put_export(store, seeded.karen_folder, "klimadebat", "2026-03", CSV, tampered, 2, metadata=dict(original.metadata))
     folder = tmp_path / "hentet"
     folder.mkdir()
     (folder / "earlier.csv").write_bytes(b"an earlier download")
@@ -237,7 +237,7 @@ def test_a_tampered_export_is_refused_and_leaves_no_file(engine, store, seeded, 
     with pytest.raises(ExportCorrupted) as corrupted:
         export_access.download(engine, store, karen, "klimadebat", "2026-03", CSV, folder)
     assert str(corrupted.value) == (
-        f"download of exports/{KAREN}/klimadebat/2026-03/content.csv was corrupted (checksum mismatch); try again"
+        f"download of exports/{seeded.karen_folder}/klimadebat/2026-03/content.csv was corrupted (checksum mismatch); try again"
     )
     with pytest.raises(ExportCorrupted):
         export_access.download(engine, store, karen, "klimadebat", "2026-03", CSV, folder / "earlier.csv")
@@ -246,7 +246,7 @@ def test_a_tampered_export_is_refused_and_leaves_no_file(engine, store, seeded, 
 
 
 def test_an_export_without_a_recorded_checksum_is_not_downloaded(engine, store, seeded, tmp_path):
-    put_export(store, KAREN, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
+    put_export(store, seeded.karen_folder, "klimadebat", "2026-04", XLSX, b"PK\x03\x04", 0, metadata={})
     folder = tmp_path / "hentet"
     folder.mkdir()
     with pytest.raises(ExportCorrupted, match="no recorded checksum.*the xlsx export.*klimadebat\\|2026-04"):

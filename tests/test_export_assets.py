@@ -61,7 +61,7 @@ def test_every_export_of_a_corpus_lands_in_the_store_with_a_manifest(
     assert result.success
 
     ref = corpus_of(engine, "klimadebat", MARCH)
-    owner = export_layout.owner_folder(ref.owner_email, ref.owner_id)
+    owner = export_layout.owner_folder(ref.owner_id)
     prefix = f"exports/{owner}/klimadebat/2026-03/"
     assert metadata(result, "export_manifest")["uri"] == local_store.uri(prefix + "manifest.json")
     assert sorted(o.key.removeprefix(prefix) for o in local_store.list(prefix)) == sorted(

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "007_item_identity"
-down_revision: str | Sequence[str] | None = "005_actor_erasure_audit"
+down_revision: str | Sequence[str] | None = "006_export_identity"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -85,7 +85,19 @@ def _failure(result, step: str) -> str:
     return data.error.message.strip().splitlines()[0] if data.error else "failed"
 
 
-def _materialize(assets, partition_key, instance, resources) -> tuple[str, list[AssetReport]]:
+def _takes_identity(asset: dg.AssetsDefinition) -> bool:
+    schema = asset.op.config_schema
+    return schema is not None and "identity" in getattr(schema.config_type, "fields", {})
+
+
+def _export_config(assets, identity: str | None) -> dict:
+    """Run config asking the export assets among ``assets`` (those with an ``identity`` setting) for ``identity``."""
+    if identity is None:
+        return {}
+    return {"ops": {a.op.name: {"config": {"identity": identity}} for a in assets if _takes_identity(a)}}
+
+
+def _materialize(assets, partition_key, instance, resources, identity=None) -> tuple[str, list[AssetReport]]:
     result = dg.materialize(
         assets,
         instance=instance,
@@ -94,7 +106,7 @@ def _materialize(assets, partition_key, instance, resources) -> tuple[str, list[
         raise_on_error=False,
         tags={"observatory/launched_by": "cli"},
         # Progress at INFO (each step says what it read and wrote); Dagster's step events are DEBUG.
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, **_export_config(assets, identity)},
     )
     reports = []
     for asset in assets:
@@ -117,9 +129,11 @@ def materialize_corpus(
     defs: dg.Definitions | None = None,
     resources: Mapping[str, Any] | None = None,
     arenas: Sequence[str] | None = None,
+    export_identity: str | None = None,
 ) -> CorpusRunReport:
     """Collect one corpus, then bring its processing and analysis up to date, then the month's
-    entity-resolution suggestions; each stage is its own Dagster run."""
+    entity-resolution suggestions; each stage is its own Dagster run. ``export_identity`` asks the
+    exports for that identity level (default: what the design records)."""
     months.parse_month(month)
     check_slug(design)  # before a bad slug could become a Dagster partition
     if defs is None:
@@ -139,7 +153,9 @@ def materialize_corpus(
     for groups in STAGES:
         assets = stage_assets(defs, groups, arenas, dg.MultiPartitionsDefinition)
         if assets:
-            run_id, stage_reports = _materialize(assets, corpus_key(month, design), instance, resources)
+            run_id, stage_reports = _materialize(
+                assets, corpus_key(month, design), instance, resources, export_identity
+            )
             run_ids.append(run_id)
             reports += stage_reports
     monthly = stage_assets(defs, ("processing", "analysis"), None, dg.TimeWindowPartitionsDefinition)

@@ -13,6 +13,7 @@ import uuid
 import polars as pl
 import sqlalchemy as sa
 
+from observatory_pipelines.core.collection import privacy
 from observatory_pipelines.core.models import ITEM_COPY_KIND
 from observatory_pipelines.core.platform import database, months
 
@@ -46,10 +47,7 @@ COLUMN_TYPES: dict[str, tuple[str, pl.DataType]] = {
     "content_hash": ("content_hash", pl.Utf8()),
     "simhash": ("simhash", pl.Int64()),
     "duplicate_of": ("raw_metadata->>'duplicate_of'", pl.Utf8()),
-    "is_public_figure": (
-        "EXISTS (SELECT 1 FROM actors a WHERE a.id = content_records.author_id AND a.is_public_figure)",
-        pl.Boolean(),
-    ),
+    "is_public_figure": (privacy.PUBLIC_FIGURE_SQL, pl.Boolean()),
 }
 _JSON_LISTS = ("search_terms_matched", "media_urls")
 

@@ -4,15 +4,17 @@ Layout: ``<base>/<design-slug>/<YYYY-MM>/<name>.parquet`` (and ``.png`` for char
 is ``$OBSERVATORY_ANALYSIS_DIR`` or ``<state dir>/analysis``, read at every call so tests and
 deployments can point it elsewhere without a restart.
 
-Every file access of the analysis steps goes through this module, so moving the store to object
-storage changes this file only. Writes are atomic (a temporary file in the same folder, then a
-rename): a reader never sees half a table, and a failed write leaves the previous version.
+Every file access of the analysis steps goes through this module (erasure removes a corpus's folder
+through it too, ``remove_corpus``), so moving the store to object storage changes this file only.
+Writes are atomic (a temporary file in the same folder, then a rename): a reader never sees half a
+table, and a failed write leaves the previous version.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -83,3 +85,13 @@ def read_table(slug: str, month: str, name: str) -> pl.DataFrame:
 def write_image(slug: str, month: str, name: str, png: bytes) -> Path:
     target = corpus_dir(slug, month) / f"{_checked_name(name)}.png"
     return _atomic_write(target, lambda path: path.write_bytes(png))
+
+
+def remove_corpus(slug: str, month: str) -> bool:
+    """Delete the corpus's tables and charts (after an erasure, until analysis runs again);
+    whether there were any."""
+    path = _corpus_path(slug, month)
+    if not path.is_dir():
+        return False
+    shutil.rmtree(path)
+    return True

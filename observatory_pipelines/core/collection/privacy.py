@@ -9,7 +9,9 @@ Where names are shown: the database keeps what the platform published (the autho
 and display name), because per-actor erasure (GDPR Art. 17) and entity resolution need them.
 Everything that leaves the database for analysis (statistics, networks, exports) identifies
 authors by the pseudonymised id and shows a display name only for actors flagged as public
-figures.
+figures. Who is one is ``PUBLIC_FIGURE_SQL``: the record's author is an actor (entity resolution
+linked it) flagged ``is_public_figure``. Statistics, networks and exports all ask it;
+``core.exports.identity`` applies the rule to every export file.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ SALT_VARIABLE = settings.PSEUDONYMIZATION_SALT.name
 #: Where the local state keeps a salt of its own (the demo makes it), for runs on this checkout.
 KEPT_SALT_FILE = "demo_salt"
 MIN_SALT_LENGTH = 16
+#: Whether a ``content_records`` row's author is a public figure: the one rule for showing a name.
+PUBLIC_FIGURE_SQL = "EXISTS (SELECT 1 FROM actors a WHERE a.id = content_records.author_id AND a.is_public_figure)"
 
 
 def load_salt(explicit: str | None = None) -> bytes:

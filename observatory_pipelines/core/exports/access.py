@@ -57,7 +57,7 @@ class Viewer:
     @property
     def folder(self) -> str:
         """The folder this person's own designs' exports live in."""
-        return export_layout.owner_folder(self.email, self.user_id)
+        return export_layout.owner_folder(self.user_id)
 
 
 @dataclass(frozen=True)

@@ -12,18 +12,17 @@ Every file of one corpus (query design × month) sits under one readable folder:
                                             cross_platform_actors.gexf
                                             manifest.json
 
-``{owner}`` is the design owner's email address, lowercased, so an operator browsing the bucket
-sees whose data it is; an address that cannot be a key segment falls back to ``user-<uuid>``.
+``{owner}`` is ``user-<uuid>``, the design owner's user id: never an e-mail address, which would
+otherwise travel in every key, presigned link and manifest.
 Keys are stable: re-materializing a partition replaces its files in place.
 
-Each stored file carries object metadata (``ExportMetadata``): its SHA-256, row count and the
-options it was made with, which the manifest and downloads read back.
+Each stored file carries object metadata (``ExportMetadata``): its SHA-256, row count, the
+options it was made with and its identity level (``core.exports.identity``), which the manifest and
+downloads read back.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -46,8 +45,6 @@ CONTENT_TYPES = {
     "gexf": "application/gexf+xml",
     "manifest": "application/json",
 }
-
-_EMAIL_SEGMENT = re.compile(r"[a-z0-9_][a-z0-9_.+-]*@[a-z0-9][a-z0-9.-]*")
 
 
 @dataclass(frozen=True)
@@ -106,11 +103,8 @@ def all_files() -> tuple[ExportFile, ...]:
     return (*(ExportFile(f) for f in CONTENT_FORMATS), *gexf_files(), MANIFEST)
 
 
-def owner_folder(email: str, user_id: uuid.UUID | str) -> str:
-    """The owner's folder name: the email address lowercased, else ``user-<uuid>``."""
-    folded = unicodedata.normalize("NFC", email.strip().lower())
-    if _EMAIL_SEGMENT.fullmatch(folded) and ".." not in folded:
-        return folded
+def owner_folder(user_id: uuid.UUID | str) -> str:
+    """The owner's folder name: ``user-<uuid>`` (no e-mail address in keys, links or manifests)."""
     return f"user-{uuid.UUID(str(user_id))}"
 
 
@@ -132,7 +126,7 @@ def export_key(owner: str, slug: str, month: str, file: ExportFile) -> str:
 
 def corpus_export_key(corpus: Corpus, file: ExportFile) -> str:
     """Where ``file`` of ``corpus`` is stored: under its owner's folder."""
-    return export_key(owner_folder(corpus.owner_email, corpus.owner_id), corpus.slug, corpus.month, file)
+    return export_key(owner_folder(corpus.owner_id), corpus.slug, corpus.month, file)
 
 
 @dataclass(frozen=True)
@@ -169,6 +163,8 @@ class ExportMetadata:
     include_duplicates: bool = False
     include_raw_metadata: bool = False
     schema_version: str = SCHEMA_VERSION
+    #: ``pseudonymised`` or ``identified``; empty for a file stored before exports recorded it.
+    identity: str = "pseudonymised"
 
     def to_object_metadata(self) -> dict[str, str]:
         return {
@@ -177,6 +173,7 @@ class ExportMetadata:
             "include-duplicates": "true" if self.include_duplicates else "false",
             "include-raw-metadata": "true" if self.include_raw_metadata else "false",
             "schema-version": self.schema_version,
+            "identity": self.identity,
         }
 
     @classmethod
@@ -191,4 +188,5 @@ class ExportMetadata:
             include_duplicates=found.get("include-duplicates") == "true",
             include_raw_metadata=found.get("include-raw-metadata") == "true",
             schema_version=found.get("schema-version", ""),
+            identity=found.get("identity", ""),
         )

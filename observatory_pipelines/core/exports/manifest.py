@@ -4,7 +4,13 @@ It records the query design as it stood when the manifest was made (search terms
 arenas with their tiers and options), the month, the collection runs and tasks behind the corpus,
 record counts, every export file's size, row count, SHA-256 and options (read back from the
 object store, so it describes the stored files, not intentions), the column schema, and the
-software and PostgreSQL versions. It is written last, after every other file of the corpus.
+software and PostgreSQL versions. It is written last, after every other file of the corpus
+(writing any other file withdraws it first, ``writers.store_file``).
+
+It names the exports' identity level (``core.exports.identity``): ``identified`` when any file is,
+with the legal basis the design records (a manifest of identified files whose design no longer
+records one is refused). In a pseudonymised manifest, the design's actor lists name only public
+figures; other actors appear by actor id, type and platforms.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sqlalchemy as sa
 from observatory_pipelines.core.collection import designs
 from observatory_pipelines.core.collection.arenas import get_arena, registry
 from observatory_pipelines.core.collection.designs import Corpus
+from observatory_pipelines.core.exports import identity as export_identity
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.exports.layout import ExportMetadata
@@ -39,7 +46,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value else None
 
 
-def _design(conn: sa.Connection, slug: str) -> dict[str, Any]:
+def _design(conn: sa.Connection, slug: str, identity: export_identity.Identity) -> dict[str, Any]:
     design = designs.load_design(conn, slug)
     extra = conn.execute(
         sa.text("SELECT description, visibility FROM query_designs WHERE id = :id"), {"id": design.id}
@@ -54,7 +61,8 @@ def _design(conn: sa.Connection, slug: str) -> dict[str, Any]:
     lists = conn.execute(
         sa.text(
             """
-            SELECT l.name, a.canonical_name, a.actor_type,
+            SELECT l.name, a.id AS actor_id, a.canonical_name, a.actor_type, a.is_public_figure,
+                   coalesce(array_agg(DISTINCT p.platform) FILTER (WHERE p.id IS NOT NULL), '{}') AS platforms,
                    coalesce(array_agg(p.platform || ':' || coalesce(p.platform_username, p.platform_user_id))
                             FILTER (WHERE p.id IS NOT NULL), '{}') AS accounts
             FROM actor_lists l
@@ -62,7 +70,7 @@ def _design(conn: sa.Connection, slug: str) -> dict[str, Any]:
             JOIN actors a ON a.id = m.actor_id
             LEFT JOIN actor_platform_presences p ON p.actor_id = a.id
             WHERE l.query_design_id = :id
-            GROUP BY l.name, a.id, a.canonical_name, a.actor_type
+            GROUP BY l.name, a.id, a.canonical_name, a.actor_type, a.is_public_figure
             ORDER BY l.name, a.canonical_name
             """
         ),
@@ -70,9 +78,11 @@ def _design(conn: sa.Connection, slug: str) -> dict[str, Any]:
     ).all()
     actor_lists: dict[str, list] = {}
     for row in lists:
-        actor_lists.setdefault(row.name, []).append(
-            {"name": row.canonical_name, "type": row.actor_type, "accounts": sorted(row.accounts)}
-        )
+        if identity.identified or row.is_public_figure:
+            actor = {"name": row.canonical_name, "type": row.actor_type, "accounts": sorted(row.accounts)}
+        else:  # the same rule as the files: no name or handle of anyone but a public figure
+            actor = {"actor_id": str(row.actor_id), "type": row.actor_type, "platforms": sorted(row.platforms)}
+        actor_lists.setdefault(row.name, []).append(actor)
     arenas = []
     for name in registry():
         arena = get_arena(name)
@@ -184,7 +194,8 @@ def _files(store: ObjectStore, corpus: Corpus) -> list[dict[str, Any]]:
             missing.append(file)
             continue
         recorded = ExportMetadata.from_object_metadata(stored.metadata)
-        if recorded is None:
+        # A file stored before exports recorded their identity level named every author: make it again.
+        if recorded is None or recorded.identity not in export_identity.LEVELS:
             missing.append(file)
             continue
         files.append(
@@ -200,6 +211,7 @@ def _files(store: ObjectStore, corpus: Corpus) -> list[dict[str, Any]]:
                 "include_duplicates": recorded.include_duplicates,
                 "include_raw_metadata": recorded.include_raw_metadata,
                 "schema_version": recorded.schema_version,
+                "identity": recorded.identity,
                 "stored_at": _iso(stored.last_modified),
             }
         )
@@ -228,12 +240,27 @@ def _software(conn: sa.Connection) -> dict[str, str]:
     }
 
 
+def _identity(conn: sa.Connection, corpus: Corpus, files: list[dict[str, Any]]) -> export_identity.Identity:
+    """The files' identity: identified when any file is, with the basis the design records now."""
+    if not any(f["identity"] == export_identity.IDENTIFIED for f in files):
+        return export_identity.Identity()
+    try:
+        return export_identity.for_corpus(conn, corpus, export_identity.IDENTIFIED)
+    except export_identity.IdentityRefused:
+        raise export_identity.IdentityRefused(
+            f"identified exports of '{corpus.slug}' {corpus.month} are stored, but the design records no legal "
+            "basis for them any more; export them again (pseudonymised) before the manifest"
+        ) from None
+
+
 def build_manifest(
     engine: sa.Engine, store: ObjectStore, corpus: Corpus, now: datetime | None = None
 ) -> dict[str, Any]:
     start, end = months.month_bounds(corpus.month)
+    files = _files(store, corpus)
     with engine.connect() as conn:
-        design = _design(conn, corpus.slug)
+        identity = _identity(conn, corpus, files)
+        design = _design(conn, corpus.slug, identity)
         runs = _collection_runs(conn, corpus.design_id, corpus.month)
         counts = _record_counts(conn, corpus.design_id, corpus.month)
         software = _software(conn)
@@ -242,15 +269,16 @@ def build_manifest(
         "manifest_version": MANIFEST_VERSION,
         "schema_version": export_layout.SCHEMA_VERSION,
         "generated_at": _iso(now or datetime.now(timezone.utc)),
+        "identity": identity.describe(),
         "corpus": {
             "design": design,
             "month": corpus.month,
             "period": [_iso(start), _iso(end)],
-            "owner": export_layout.owner_folder(corpus.owner_email, corpus.owner_id),
+            "owner": export_layout.owner_folder(corpus.owner_id),
         },
         "records": counts,
         "collection_runs": runs,
-        "files": _files(store, corpus),
+        "files": files,
         "columns": columns,
         "optional_columns": [
             {"name": exports.DUPLICATE_OF.name, "type": "string", "when": "include_duplicates"},
@@ -263,11 +291,13 @@ def build_manifest(
 def export_manifest(engine: sa.Engine, store: ObjectStore, corpus: Corpus) -> tuple[exports.StoredExport, dict]:
     """Build and store the corpus's ``manifest.json``; the stored object and the manifest."""
     manifest = build_manifest(engine, store, corpus)
+    identity = export_identity.Identity(**manifest["identity"])
     with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
         path = Path(folder) / export_layout.MANIFEST.filename
         path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         written = exports.WrittenFile(
             path=path, rows=len(manifest["files"]), size=path.stat().st_size, sha256=exports.sha256_of(path)
         )
-        stored = exports.store_file(store, corpus, export_layout.MANIFEST, written, exports.ExportOptions())
+        options = exports.ExportOptions(identity=identity)
+        stored = exports.store_file(store, corpus, export_layout.MANIFEST, written, options)
     return stored, manifest

@@ -24,10 +24,15 @@ Times are ISO 8601 in UTC everywhere (``2026-03-01T12:00:00+00:00``); ``search_t
 a JSON array in CSV and XLSX. Records the dedup pass marked as duplicates are left out unless
 ``include_duplicates`` (then a ``duplicate_of`` column says which record each copies);
 ``raw_metadata`` is added only when asked. No export is ever held whole in memory.
+
+Who the files name follows ``core.exports.identity`` (``ExportOptions.identity``, pseudonymised
+unless the design records a legal basis for identified exports): the writers select the
+expressions it gives for ``author_display_name``, ``url`` and ``raw_metadata``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -51,7 +56,9 @@ import sqlalchemy as sa
 
 from observatory_pipelines.core.analysis.networks import NETWORKS
 from observatory_pipelines.core.collection.designs import Corpus
+from observatory_pipelines.core.exports import identity as export_identity
 from observatory_pipelines.core.exports import layout as export_layout
+from observatory_pipelines.core.exports.identity import Identity
 from observatory_pipelines.core.exports.layout import ExportFile, ExportMetadata
 from observatory_pipelines.core.platform import database, months
 from observatory_pipelines.core.platform.errors import ConfigError
@@ -121,12 +128,23 @@ _LIST_COLUMNS = {"search_terms_matched"}
 class ExportOptions:
     include_duplicates: bool = False
     include_raw_metadata: bool = False
+    #: Who the files name (pseudonymised unless the design records a legal basis).
+    identity: Identity = export_identity.DEFAULT
 
     def columns(self) -> tuple[Column, ...]:
+        """The columns written, each selected as the identity rule says."""
         extra = ((DUPLICATE_OF,) if self.include_duplicates else ()) + (
             (RAW_METADATA,) if self.include_raw_metadata else ()
         )
-        return COLUMNS + extra
+        return tuple(self._with_identity(column) for column in COLUMNS + extra)
+
+    def _with_identity(self, column: Column) -> Column:
+        expression = export_identity.column_sql(column.name, self.identity)
+        if expression is None:
+            return column
+        if column.name == RAW_METADATA.name:  # jsonb: text for CSV, XLSX and Parquet, JSON for NDJSON
+            return dataclasses.replace(column, sql=f"({expression})::text", json=expression)
+        return dataclasses.replace(column, sql=expression, json="")
 
 
 @dataclass(frozen=True)
@@ -485,14 +503,19 @@ class StoredExport:
 def store_file(
     store: ObjectStore, corpus: Corpus, file: ExportFile, written: WrittenFile, options: ExportOptions
 ) -> StoredExport:
-    """Upload ``written`` under the corpus's key for ``file``, recording its checksum and options."""
+    """Upload ``written`` under the corpus's key for ``file``, recording its checksum, options and
+    identity level. Any other file first withdraws the corpus's manifest, which is written again
+    last (``manifest.export_manifest``): a manifest never describes a file since replaced."""
     key = export_layout.corpus_export_key(corpus, file)
     metadata = ExportMetadata(
         sha256=written.sha256,
         rows=written.rows,
         include_duplicates=options.include_duplicates,
         include_raw_metadata=options.include_raw_metadata,
+        identity=options.identity.level,
     )
+    if file != export_layout.MANIFEST:
+        store.delete(export_layout.corpus_export_key(corpus, export_layout.MANIFEST))
     stored = store.put_file(key, written.path, file.content_type, metadata.to_object_metadata())
     return StoredExport(key=key, uri=store.uri(key), stored=stored, file=written)
 
@@ -507,11 +530,16 @@ def export_content(
         return store_file(store, corpus, file, written, options)
 
 
-def export_networks(store: ObjectStore, corpus: Corpus) -> list[StoredExport]:
-    """Write each stored network of a corpus as GEXF 1.3, static and dynamic, and store them."""
+def export_networks(
+    engine: sa.Engine, store: ObjectStore, corpus: Corpus, identity: Identity = export_identity.DEFAULT
+) -> list[StoredExport]:
+    """Write each stored network of a corpus as GEXF 1.3, static and dynamic, and store them; actor
+    labels follow the identity rule (``identity.label_actors``)."""
     from observatory_pipelines.core.exports import gexf
 
     slug, month = corpus.slug, corpus.month
+    options = ExportOptions(identity=identity)
+    labels = export_identity.actor_labels(engine, corpus, identity)
     stored = []
     with tempfile.TemporaryDirectory(prefix="observatory-export-") as folder:
         for name in NETWORKS:
@@ -522,6 +550,7 @@ def export_networks(store: ObjectStore, corpus: Corpus) -> list[StoredExport]:
                     f"the {name} network of '{slug}' {month} has not been built: materialize the corpus's "
                     "networks for that partition first"
                 ) from None
+            network = dataclasses.replace(network, nodes=export_identity.label_actors(network.nodes, labels))
             for file in (ExportFile("gexf", name, False), ExportFile("gexf", name, True)):
                 path = Path(folder) / file.filename
                 summary = gexf.write_gexf(
@@ -537,6 +566,6 @@ def export_networks(store: ObjectStore, corpus: Corpus) -> list[StoredExport]:
                     sha256=sha256_of(path),
                     details={"nodes": summary.nodes, "edges": summary.edges},
                 )
-                stored.append(store_file(store, corpus, file, written, ExportOptions()))
+                stored.append(store_file(store, corpus, file, written, options))
                 path.unlink()
     return stored

@@ -18,10 +18,14 @@ What else an erasure touches, so that nothing names the person afterwards:
   and the ``split`` alias that kept that name on the actor it was split from is deleted.
 
 Everything happens in one transaction, after the actor row is locked. The ``erase`` audit row
-keeps the actor id, counts, who erased and why; never a name, a handle or a text. Exports, network
-files and statistics written before the erasure still hold the records: re-run the affected
-corpora (``ErasureResult.corpora``). Collection keeps no list of erased accounts, so a later
-collection of the same terms can collect the person's new posts again.
+keeps the actor id, counts (records per corpus among them), who erased and why; never a name, a
+handle or a text. Exports, network files and statistics written before the erasure still hold the
+records: ``withdraw_corpora`` then deletes the stored exports (manifest first) and the analysis
+tables of every affected corpus (``ErasureResult.corpora``), so no download serves them; the export
+and analysis assets make them again when re-run. An erasure run again for an actor already erased
+reports the corpora its audit row recorded, so a withdrawal that failed can be repeated. Collection
+keeps no list of erased accounts, so a later collection of the same terms can collect the person's
+new posts again.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.analysis import store as analysis_store
+from observatory_pipelines.core.exports import withdrawal
 from observatory_pipelines.core.platform.errors import ConfigError
+from observatory_pipelines.core.platform.storage import ObjectStore
 
 ACTION = "erase"
 #: What a name or handle in an earlier audit row becomes.
@@ -167,20 +174,46 @@ def erase_actor(engine: sa.Engine, actor_id: object, *, performed_by: str, reaso
     return dataclasses.replace(result, audit_id=audit_id, erased_at=erased_at)
 
 
+@dataclass(frozen=True)
+class Withdrawal:
+    """What ``withdraw_corpora`` removed: export object keys, and corpora whose analysis was removed."""
+
+    export_keys: list[str]
+    analysis_removed: list[str]
+
+
+def corpus_parts(corpus: str) -> tuple[str, str]:
+    """``"slug YYYY-MM"`` (an ``ErasureResult.corpora`` key) as ``(slug, month)``."""
+    slug, month = corpus.split(" ")
+    return slug, month
+
+
+def withdraw_corpora(store: ObjectStore, result: ErasureResult) -> Withdrawal:
+    """Delete the stored exports (manifest first) and the analysis tables of every corpus that held
+    the erased actor's records, so nothing served or exported afterwards still holds them; the
+    export and analysis assets make them again when re-run."""
+    corpora = sorted(corpus_parts(corpus) for corpus in result.corpora)
+    keys = withdrawal.withdraw(store, corpora)
+    removed = [f"{slug} {month}" for slug, month in corpora if analysis_store.remove_corpus(slug, month)]
+    return Withdrawal(export_keys=keys, analysis_removed=removed)
+
+
 def _earlier_erasure(conn: sa.Connection, actor: uuid.UUID) -> ErasureResult:
     earlier = conn.execute(
         sa.text(
-            "SELECT id, performed_at, performed_by FROM actor_audit_log "
+            "SELECT id, performed_at, performed_by, details FROM actor_audit_log "
             "WHERE action = :action AND actor_id = :actor ORDER BY performed_at DESC LIMIT 1"
         ),
         {"action": ACTION, "actor": actor},
     ).first()
     if earlier is None:
         raise ActorNotFound(f"no actor with id {actor}; nothing was erased")
+    recorded = (earlier.details or {}).get("records_by_corpus")
     return ErasureResult(
         actor_id=actor,
         records_deleted={},
-        corpora={},
+        # What the erasure recorded, so its exports can be withdrawn again.
+        corpora=dict(recorded) if isinstance(recorded, dict) else {},
         duplicates_unmarked=0,
         presences_deleted=0,
         aliases_deleted=0,
@@ -224,7 +257,9 @@ def _delete_content(
             "partition text, platform text, platform_id text) ON COMMIT DROP"
         )
     )
-    returning = "RETURNING c.id, c.query_design_id, c.published_at, c.tableoid::regclass::text, c.platform, c.platform_id"
+    returning = (
+        "RETURNING c.id, c.query_design_id, c.published_at, c.tableoid::regclass::text, c.platform, c.platform_id"
+    )
     # Two statements: the first is served by idx_content_author, the second only reads the
     # unlinked records of the actor's platforms.
     conn.execute(

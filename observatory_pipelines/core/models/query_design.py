@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 VISIBILITIES = ("private", "shared", "public")
 TERM_TYPES = ("keyword", "phrase", "hashtag", "url")
+#: Who a design's exports name (``core.exports.identity``); 'identified' needs a recorded legal basis.
+EXPORT_IDENTITIES = ("pseudonymised", "identified")
 
 #: The slug becomes a Dagster dynamic-partition key and part of export file names, so it is kept to
 #: lowercase ASCII words joined by single hyphens.
@@ -36,6 +38,11 @@ class QueryDesign(TimestampMixin, Base):
         CheckConstraint(f"slug ~ '{SLUG_PATTERN}'", name="slug_format"),
         CheckConstraint(one_of("visibility", VISIBILITIES), name="visibility"),
         CheckConstraint(one_of("default_tier", TIERS), name="default_tier"),
+        CheckConstraint(one_of("export_identity", EXPORT_IDENTITIES), name="export_identity"),
+        CheckConstraint(
+            "export_identity <> 'identified' OR length(btrim(coalesce(identity_legal_basis, ''))) > 0",
+            name="identity_legal_basis",
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -51,6 +58,9 @@ class QueryDesign(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     # Per-arena settings keyed by arena name (added by migration 002).
     arenas_config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    # Who the design's exports name, and why identified exports are lawful (added by migration 006).
+    export_identity: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pseudonymised'"))
+    identity_legal_basis: Mapped[str | None] = mapped_column(Text)
 
     search_terms: Mapped[list[SearchTerm]] = relationship(
         back_populates="query_design", cascade="all, delete-orphan", passive_deletes=True

@@ -3,7 +3,8 @@
 Each asset writes its files to the object store under
 ``exports/{owner}/{design}/{YYYY-MM}/`` and shows the object's URI, size, rows, checksum and a
 presigned download link (valid an hour) in its metadata. ``export_manifest`` runs last and
-describes them all.
+describes them all. Who the files name follows ``core.exports.identity``: pseudonymised unless the
+design records a legal basis for identified exports (run config ``identity`` asks for a level).
 """
 
 from datetime import timedelta
@@ -11,6 +12,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
+from observatory_pipelines.core.exports import identity as export_identity
 from observatory_pipelines.core.exports import layout as export_layout
 from observatory_pipelines.core.exports import manifest
 from observatory_pipelines.core.exports import writers as exports
@@ -48,9 +50,31 @@ _COLUMNS_NOTE = (
     "dedup pass are left out unless include_duplicates (then a duplicate_of column is added); raw_metadata "
     "is added with include_raw_metadata."
 )
+_IDENTITY_NOTE = (
+    "\n\nPseudonymised unless the query design records a legal basis for identified exports: authors by "
+    "pseudonymized_author_id, author_display_name only for public figures, social-platform URLs without the "
+    "author's handle (the id-only form, else none), raw_metadata without the author's fields; no e-mail "
+    "address in an author field. Identified exports (every name) need the design's recorded legal basis, "
+    "which the manifest names; asked for without one, the run fails in one line."
+)
+_GEXF_IDENTITY_NOTE = (
+    "\n\nActor labels: a public figure's name, otherwise the first hex characters of the pseudonymised id; "
+    "names for every actor only in an identified export, which needs the design's recorded legal basis."
+)
+
+_IDENTITY_FIELD = Field(
+    default=None,
+    description="'pseudonymised' or 'identified'; unset: what the query design records (pseudonymised unless "
+    "it records a legal basis). 'identified' is refused without the design's recorded legal basis.",
+)
+
+
+class IdentityConfig(dg.Config):
+    identity: str | None = _IDENTITY_FIELD
 
 
 class ExportConfig(dg.Config):
+    identity: str | None = _IDENTITY_FIELD
     include_duplicates: bool = Field(
         default=False, description="Keep records the dedup pass marked as duplicates (adds a duplicate_of column)."
     )
@@ -58,8 +82,17 @@ class ExportConfig(dg.Config):
         default=False, description="Add each record's raw_metadata (the platform's own fields) as JSON text."
     )
 
-    def options(self) -> ExportOptions:
-        return ExportOptions(include_duplicates=self.include_duplicates, include_raw_metadata=self.include_raw_metadata)
+    def options(self, identity: export_identity.Identity) -> ExportOptions:
+        return ExportOptions(
+            include_duplicates=self.include_duplicates,
+            include_raw_metadata=self.include_raw_metadata,
+            identity=identity,
+        )
+
+
+def _identity(engine, corpus, requested: str | None) -> export_identity.Identity:
+    with engine.connect() as conn:
+        return export_identity.for_corpus(conn, corpus, requested)
 
 
 def _link(store: ObjectStore, key: str, log) -> dict:
@@ -99,14 +132,17 @@ def _export_asset(
 def _content_export(fmt: str) -> dg.AssetsDefinition:
     file = export_layout.content_file(fmt)
 
-    @_export_asset(fmt, [asset_keys.DEDUP], _CONTENT_DESCRIPTIONS[fmt] + _COLUMNS_NOTE, file.filename, fmt)
+    @_export_asset(
+        fmt, [asset_keys.DEDUP], _CONTENT_DESCRIPTIONS[fmt] + _COLUMNS_NOTE + _IDENTITY_NOTE, file.filename, fmt
+    )
     def content_export(
         context: dg.AssetExecutionContext, config: ExportConfig, postgres: PostgresResource, storage: StorageResource
     ) -> dg.MaterializeResult:
         with postgres.engine() as engine:
             corpus = corpus_of(context, engine)
+            identity = _identity(engine, corpus, config.identity)
             store = storage.store()
-            stored = exports.export_content(engine, store, corpus, fmt, config.options())
+            stored = exports.export_content(engine, store, corpus, fmt, config.options(identity))
             link = _link(store, stored.key, context.log)
         context.log.info(
             f"{corpus.slug} {corpus.month}: {stored.file.rows} records → {stored.uri} ({stored.file.size} bytes)"
@@ -117,6 +153,7 @@ def _content_export(fmt: str) -> dg.AssetsDefinition:
                 **link,
                 "include_duplicates": config.include_duplicates,
                 "include_raw_metadata": config.include_raw_metadata,
+                "identity": identity.level,
             }
         )
 
@@ -133,15 +170,18 @@ content_exports = [_content_export(fmt) for fmt in export_layout.CONTENT_FORMATS
     "cross-platform actors; see each network asset for how nodes and edges are made) as GEXF 1.3 files for "
     "Gephi, valid against the GEXF 1.3 schema: <network>.gexf (static, with node and edge attributes) and "
     "<network>.dynamic.gexf (each edge active on the days its records were published, one spell per day, "
-    "for Gephi's timeline).",
+    "for Gephi's timeline)." + _GEXF_IDENTITY_NOTE,
     "<network>.gexf and <network>.dynamic.gexf",
     "gexf --network NAME [--dynamic]",
 )
-def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, storage: StorageResource):
+def export_gexf(
+    context: dg.AssetExecutionContext, config: IdentityConfig, postgres: PostgresResource, storage: StorageResource
+):
     with postgres.engine() as engine:
         corpus = corpus_of(context, engine)
+        identity = _identity(engine, corpus, config.identity)
         store = storage.store()
-        stored = exports.export_networks(store, corpus)
+        stored = exports.export_networks(engine, store, corpus, identity)
         first_link = _link(store, stored[0].key, context.log)
     table = markdown.table(
         ["file", "nodes", "edges", "bytes"],
@@ -152,6 +192,7 @@ def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, s
             "files": dg.MetadataValue.md(table),
             "uri": dg.MetadataValue.text(stored[0].uri.rsplit("/", 1)[0] + "/"),
             "size_bytes": dg.MetadataValue.int(sum(s.file.size for s in stored)),
+            "identity": identity.level,
             **first_link,
         }
     )
@@ -162,8 +203,10 @@ def export_gexf(context: dg.AssetExecutionContext, postgres: PostgresResource, s
     [*(asset_keys.export(fmt) for fmt in export_layout.CONTENT_FORMATS), asset_keys.export("gexf")],
     "manifest.json: what the corpus's exports are, for citing exactly what was analysed: the query "
     "design (search terms, actor lists, arenas with tiers and options), the month, the collection runs and "
-    "tasks behind it, record counts, each file's size, rows, SHA-256 and options (read back from the object "
-    "store), the column schema, the schema version and the software and PostgreSQL versions.",
+    "tasks behind it, record counts, each file's size, rows, SHA-256, options and identity level (read back "
+    "from the object store), the exports' identity level and, when identified, the design's legal basis, the "
+    "column schema, the schema version and the software and PostgreSQL versions. Written last: replacing any "
+    "other file of the corpus withdraws it until it is written again.",
     "manifest.json",
     "manifest",
     kind="json",
@@ -186,6 +229,7 @@ def export_manifest(context: dg.AssetExecutionContext, postgres: PostgresResourc
             "records": dg.MetadataValue.int(document["records"]["without_duplicates"]),
             "collection_runs": dg.MetadataValue.int(len(document["collection_runs"])),
             "schema_version": dg.MetadataValue.text(document["schema_version"]),
+            "identity": dg.MetadataValue.text(document["identity"]["level"]),
             **link,
         }
     )
