@@ -12,11 +12,16 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import NamedTuple
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -88,6 +93,63 @@ PASSWORD = "Hemmelig-Kode-4711"
 def with_password(url: str) -> str:
     """The same database with a password in the URL (the test servers trust, so it is ignored)."""
     return sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+
+
+# --- the observatory command, as a user runs it ----------------------------------------------------
+
+#: The installed console script (``[project.scripts]``), beside this interpreter.
+OBSERVATORY = str(Path(sys.executable).parent / "observatory")
+#: Settings of the developer's shell that would point a subprocess at their own state.
+_LEAKY = ("DATABASE_URL", "DAGSTER", "MINIO_", "OBSERVATORY_", "PSEUDONYMIZATION_SALT", "PGPASSWORD")
+
+
+def cli_environment(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a fresh shell, with state under ``home`` and these settings only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY)}
+    env["OBSERVATORY_HOME"] = str(home)
+    env.update(settings)
+    return env
+
+
+def observatory(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run ``observatory ARGS`` through the installed entry point."""
+    return subprocess.run([OBSERVATORY, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a failed command (asserting there is exactly one, and no traceback)."""
+    assert proc.returncode != 0, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something true; return that. Fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def lock_held(engine: sa.Engine, key: int) -> bool:
+    """Whether any session holds the advisory lock ``key`` (a collection lock, ``run.lock_key``)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND ((classid::bigint << 32) | objid::bigint) = :k)"
+            ),
+            {"k": key},
+        ).scalar_one()
 
 
 # --- query designs and what collection wrote ---------------------------------------------------------
@@ -324,6 +386,55 @@ def collect_demo(engine: sa.Engine, import_dir) -> demo.DemoSeed:
         )
         assert outcome.status == "completed", outcome.message
     return seeded
+
+
+# --- import files --------------------------------------------------------------------------------------
+
+
+def write_zeeschuimer_x_export(path, count: int, month: str = MARCH) -> None:
+    """A Zeeschuimer export of ``count`` X posts (NDJSON, one envelope per line), spread over ``month``,
+    each post with its own id, a Danish text and an author among a hundred."""
+    year, number = (int(part) for part in month.split("-"))
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(count):
+            when = datetime(year, number, 1 + i % 28, i % 24, i % 60, tzinfo=timezone.utc)
+            post_id = str(2_040_000_000_000_000_000 + i)
+            author = f"{1_480_000_000_000_000_000 + i % 100}"
+            data = {
+                "__typename": "Tweet",
+                "rest_id": post_id,
+                "core": {
+                    "user_results": {
+                        "result": {
+                            "__typename": "User",
+                            "rest_id": author,
+                            "core": {"name": f"Skribent {i % 100}", "screen_name": f"skribent_{i % 100}"},
+                        }
+                    }
+                },
+                "views": {"count": str(i % 5000)},
+                "legacy": {
+                    "created_at": when.strftime("%a %b %d %H:%M:%S +0000 %Y"),
+                    "full_text": f"Indlæg {i} om klima og grøn omstilling på Ærø",
+                    "id_str": post_id,
+                    "user_id_str": author,
+                    "lang": "da",
+                    "favorite_count": i % 50,
+                    "retweet_count": i % 7,
+                    "reply_count": i % 3,
+                    "quote_count": 0,
+                },
+            }
+            envelope = {
+                "id": i + 1,
+                "nav_index": f"1:1:{i}",
+                "item_id": post_id,
+                "timestamp_collected": 1_775_000_000_000,
+                "source_platform": "twitter.com",
+                "source_platform_url": "https://x.com/search?q=klima",
+                "data": data,
+            }
+            out.write(json.dumps(envelope, ensure_ascii=False) + "\n")
 
 
 # --- RSS feeds -----------------------------------------------------------------------------------------
