@@ -12,8 +12,10 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -150,6 +152,76 @@ def lock_held(engine: sa.Engine, key: int) -> bool:
             ),
             {"k": key},
         ).scalar_one()
+
+
+class ThrottlingProxy:
+    """A TCP proxy in front of ``upstream`` (``host:port``) that forwards what clients send at about
+    ``rate`` bytes a second and counts it (``sent``), so a test can kill a client mid-upload. From the
+    first piece of a request that contains ``hold`` on, it forwards nothing more on that connection
+    and sets ``holding``: the client waits there until the test kills it. What the server answers
+    passes unthrottled. When a client dies, the bytes it had already written still arrive (its kernel
+    sends them), then its server connection is cut, as a direct one would be. Use as a context manager."""
+
+    def __init__(self, upstream: str, rate: int, hold: bytes | None = None):
+        host, port = upstream.rsplit(":", 1)
+        self._upstream = (host, int(port))
+        self._rate = rate
+        self._hold = hold
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self.sent = 0
+        self.holding = threading.Event()
+        self._closed = threading.Event()
+        self._count = threading.Lock()
+        self._pumps: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self._upstream)
+            for pump in (
+                threading.Thread(target=self._pump, args=(client, server, True), daemon=True),
+                threading.Thread(target=self._pump, args=(server, client, False), daemon=True),
+            ):
+                self._pumps.append(pump)
+                pump.start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, upload: bool) -> None:
+        try:
+            while chunk := source.recv(16 * 1024):
+                if upload and self._hold and self._hold in chunk:
+                    self.holding.set()
+                    self._closed.wait()
+                    return
+                target.sendall(chunk)
+                if upload:
+                    with self._count:
+                        self.sent += len(chunk)
+                    time.sleep(len(chunk) / self._rate)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+    def __enter__(self) -> ThrottlingProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Stop accepting, drop what is held, and wait until every connection has ended: what a
+        killed client had already handed to its kernel is delivered first, as it would be directly."""
+        self._closed.set()
+        self._listener.close()
+        for pump in self._pumps:
+            pump.join(timeout=120)
 
 
 # --- query designs and what collection wrote ---------------------------------------------------------

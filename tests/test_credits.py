@@ -555,12 +555,13 @@ def test_two_simultaneous_reservations_for_the_same_run_and_arena_make_one(db_ur
             run = make_run(engine, user)
             barrier = threading.Barrier(2)
 
-            def attempt(_: int) -> uuid.UUID:
+            def attempt(user: uuid.UUID, run: uuid.UUID, barrier: threading.Barrier) -> uuid.UUID:
                 barrier.wait()
                 return credits.reserve(user, run, 30, arena="rss_feeds", platform="rss").id
 
             with ThreadPoolExecutor(2) as pool:
-                first, second = pool.map(attempt, range(2))
+                first, second = (pool.submit(attempt, user, run, barrier) for _ in range(2))
+                first, second = first.result(timeout=60), second.result(timeout=60)
 
             assert first == second
             assert ledger(engine, run) == [("reservation", "rss_feeds", 30)]
