@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from sqlalchemy import exc as sa_exc
 
@@ -457,8 +458,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
 # --- wiring -----------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Refuses bad arguments in one line on stderr, naming the help to read (argparse's own way
+    prints the whole usage first). Subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see: {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="observatory",
         description="Run and look after the observatory's pipelines. "
         "Uses DATABASE_URL when set, otherwise an embedded PostgreSQL in .observatory/.",

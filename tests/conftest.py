@@ -79,6 +79,15 @@ def db_url(pg_server_url, _migrated_template):
 
 
 @pytest.fixture
+def dagster_storage_url(pg_server_url):
+    """A fresh, empty database for a Dagster instance's storage (``DAGSTER_POSTGRES_URL``), so that
+    commands run in a subprocess never create the shared ``dagster`` database on a test server."""
+    url = create_database(pg_server_url)
+    yield database.psycopg2_url(url)
+    drop_database(url)
+
+
+@pytest.fixture
 def engine(db_url):
     eng = database.make_engine(db_url)
     yield eng

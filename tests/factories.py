@@ -13,11 +13,18 @@ import io
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import NamedTuple
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import openpyxl
 import pyarrow.parquet as pq
@@ -91,6 +98,133 @@ PASSWORD = "Hemmelig-Kode-4711"
 def with_password(url: str) -> str:
     """The same database with a password in the URL (the test servers trust, so it is ignored)."""
     return sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+
+
+# --- the observatory command, as a user runs it ----------------------------------------------------
+
+#: The installed console script (``[project.scripts]``), beside this interpreter.
+OBSERVATORY = str(Path(sys.executable).parent / "observatory")
+#: Settings of the developer's shell that would point a subprocess at their own state.
+_LEAKY = ("DATABASE_URL", "DAGSTER", "MINIO_", "OBSERVATORY_", "PSEUDONYMIZATION_SALT", "PGPASSWORD")
+
+
+def cli_environment(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a fresh shell, with state under ``home`` and these settings only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY)}
+    env["OBSERVATORY_HOME"] = str(home)
+    env.update(settings)
+    return env
+
+
+def observatory(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run ``observatory ARGS`` through the installed entry point."""
+    return subprocess.run([OBSERVATORY, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a failed command (asserting there is exactly one, and no traceback)."""
+    assert proc.returncode != 0, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something true; return that. Fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def lock_held(engine: sa.Engine, key: int) -> bool:
+    """Whether any session holds the advisory lock ``key`` (a collection lock, ``run.lock_key``)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND ((classid::bigint << 32) | objid::bigint) = :k)"
+            ),
+            {"k": key},
+        ).scalar_one()
+
+
+class ThrottlingProxy:
+    """A TCP proxy in front of ``upstream`` (``host:port``) that forwards what clients send at about
+    ``rate`` bytes a second and counts it (``sent``), so a test can kill a client mid-upload. From the
+    first piece of a request that contains ``hold`` on, it forwards nothing more on that connection
+    and sets ``holding``: the client waits there until the test kills it. What the server answers
+    passes unthrottled. When a client dies, the bytes it had already written still arrive (its kernel
+    sends them), then its server connection is cut, as a direct one would be. Use as a context manager."""
+
+    def __init__(self, upstream: str, rate: int, hold: bytes | None = None):
+        host, port = upstream.rsplit(":", 1)
+        self._upstream = (host, int(port))
+        self._rate = rate
+        self._hold = hold
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self.sent = 0
+        self.holding = threading.Event()
+        self._closed = threading.Event()
+        self._count = threading.Lock()
+        self._pumps: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self._upstream)
+            for pump in (
+                threading.Thread(target=self._pump, args=(client, server, True), daemon=True),
+                threading.Thread(target=self._pump, args=(server, client, False), daemon=True),
+            ):
+                self._pumps.append(pump)
+                pump.start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, upload: bool) -> None:
+        try:
+            while chunk := source.recv(16 * 1024):
+                if upload and self._hold and self._hold in chunk:
+                    self.holding.set()
+                    self._closed.wait()
+                    return
+                target.sendall(chunk)
+                if upload:
+                    with self._count:
+                        self.sent += len(chunk)
+                    time.sleep(len(chunk) / self._rate)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+    def __enter__(self) -> ThrottlingProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Stop accepting, drop what is held, and wait until every connection has ended: what a
+        killed client had already handed to its kernel is delivered first, as it would be directly."""
+        self._closed.set()
+        self._listener.close()
+        for pump in self._pumps:
+            pump.join(timeout=120)
 
 
 # --- query designs and what collection wrote ---------------------------------------------------------
@@ -474,6 +608,55 @@ def collect_demo(engine: sa.Engine, import_dir) -> demo.DemoSeed:
         )
         assert outcome.status == "completed", outcome.message
     return seeded
+
+
+# --- import files --------------------------------------------------------------------------------------
+
+
+def write_zeeschuimer_x_export(path, count: int, month: str = MARCH) -> None:
+    """A Zeeschuimer export of ``count`` X posts (NDJSON, one envelope per line), spread over ``month``,
+    each post with its own id, a Danish text and an author among a hundred."""
+    year, number = (int(part) for part in month.split("-"))
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(count):
+            when = datetime(year, number, 1 + i % 28, i % 24, i % 60, tzinfo=timezone.utc)
+            post_id = str(2_040_000_000_000_000_000 + i)
+            author = f"{1_480_000_000_000_000_000 + i % 100}"
+            data = {
+                "__typename": "Tweet",
+                "rest_id": post_id,
+                "core": {
+                    "user_results": {
+                        "result": {
+                            "__typename": "User",
+                            "rest_id": author,
+                            "core": {"name": f"Skribent {i % 100}", "screen_name": f"skribent_{i % 100}"},
+                        }
+                    }
+                },
+                "views": {"count": str(i % 5000)},
+                "legacy": {
+                    "created_at": when.strftime("%a %b %d %H:%M:%S +0000 %Y"),
+                    "full_text": f"Indlæg {i} om klima og grøn omstilling på Ærø",
+                    "id_str": post_id,
+                    "user_id_str": author,
+                    "lang": "da",
+                    "favorite_count": i % 50,
+                    "retweet_count": i % 7,
+                    "reply_count": i % 3,
+                    "quote_count": 0,
+                },
+            }
+            envelope = {
+                "id": i + 1,
+                "nav_index": f"1:1:{i}",
+                "item_id": post_id,
+                "timestamp_collected": 1_775_000_000_000,
+                "source_platform": "twitter.com",
+                "source_platform_url": "https://x.com/search?q=klima",
+                "data": data,
+            }
+            out.write(json.dumps(envelope, ensure_ascii=False) + "\n")
 
 
 # --- RSS feeds -----------------------------------------------------------------------------------------

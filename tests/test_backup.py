@@ -3,7 +3,6 @@ and real stores (a local folder and an S3 server)."""
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -13,19 +12,21 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from observatory_pipelines import cli_backup
 from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.core.maintenance import backup, partitions
 from observatory_pipelines.core.maintenance.backup import BackupCorrupted, BackupError, PgToolMissing
 from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.embedded import bin_dir
-from observatory_pipelines.core.platform.errors import ConfigError, ObservatoryError
+from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.storage import LocalObjectStore, StorageError
 from tests.factories import (
     PASSWORD,
+    cli_environment,
     create_database,
     drop_database,
     make_design,
+    observatory,
+    one_line_error,
     read_object,
     record,
     with_password,
@@ -406,56 +407,43 @@ def test_the_password_goes_to_the_environment_never_the_command_line():
 # --- command line ---------------------------------------------------------------------------------
 
 
-def run(*argv: str) -> int:
-    """The commands through a parser built as ``cli.build_parser`` builds it."""
-    parser = argparse.ArgumentParser(prog="observatory")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(group, name, func, help):
-        p = group.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        return p
-
-    cli_backup.register(sub, add)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_cli_backs_up_lists_verifies_and_restores_without_showing_the_password(
-    db_url, corpus, empty_db_url, tmp_path, monkeypatch, capsys
-):
-    monkeypatch.setenv("DATABASE_URL", with_password(db_url))
-    monkeypatch.setenv("OBSERVATORY_STORAGE_DIR", str(tmp_path / "objects"))
+def test_cli_backs_up_lists_verifies_and_restores_without_showing_the_password(db_url, corpus, empty_db_url, tmp_path):
+    """``observatory backup`` and ``observatory restore`` as a user runs them: the installed entry
+    point, in a subprocess, with the password in DATABASE_URL."""
+    env = cli_environment(
+        tmp_path / "home", DATABASE_URL=with_password(db_url), OBSERVATORY_STORAGE_DIR=str(tmp_path / "objects")
+    )
     outputs = []
 
     def cli(*argv):
-        status = run(*argv)
-        outputs.append(capsys.readouterr())
-        return status
+        proc = observatory(*argv, env=env, timeout=300)
+        outputs.append(proc)
+        return proc
 
-    assert cli("backup", "--dry-run") == 0
-    assert "dry run: would dump" in outputs[-1].out and "would prune 0 object(s)" in outputs[-1].out
+    dry = cli("backup", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: would dump" in dry.stdout and "would prune 0 object(s)" in dry.stdout
     assert not list(LocalObjectStore(tmp_path / "objects").list())
 
-    assert cli("backup") == 0
-    key = outputs[-1].out.split(" to ", 1)[1].split(" in ", 1)[0]
-    assert key.startswith("postgres/") and "sha256" in outputs[-1].out
+    made = cli("backup")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.split(" to ", 1)[1].split(" in ", 1)[0]
+    assert key.startswith("postgres/") and "sha256" in made.stdout
 
-    assert cli("restore", "--list") == 0
-    assert outputs[-1].out.startswith(f"{key}\t") and "PostgreSQL" in outputs[-1].out
-    assert cli("restore", "--verify", key) == 0 and f"{key}: OK" in outputs[-1].out
+    listed = cli("restore", "--list")
+    assert listed.returncode == 0 and listed.stdout.startswith(f"{key}\t") and "PostgreSQL" in listed.stdout
+    verified = cli("restore", "--verify", key)
+    assert verified.returncode == 0 and f"{key}: OK" in verified.stdout
 
-    assert cli("restore", "--restore", key, "--target-url", with_password(empty_db_url)) == 0
-    assert outputs[-1].out.startswith(f"restored {key} (sha256 verified) into")
-    assert outputs[-1].err.splitlines()[-1].startswith("restore: 100%")
+    restored = cli("restore", "--restore", key, "--target-url", with_password(empty_db_url))
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.startswith(f"restored {key} (sha256 verified) into")
+    assert restored.stderr.splitlines()[-1].startswith("restore: 100%")
     assert snapshot(empty_db_url) == snapshot(db_url)
 
-    with pytest.raises(ObservatoryError) as err:
-        run("restore", "--restore", key, "--target-url", with_password(empty_db_url))
-    assert "is not empty" in str(err.value) and "\n" not in str(err.value)
-    outputs.append(capsys.readouterr())
-    with pytest.raises(ObservatoryError, match="go with --restore"):
-        run("restore", "--list", "--force")
+    again = one_line_error(cli("restore", "--restore", key, "--target-url", with_password(empty_db_url)))
+    assert "is not empty" in again and "--force" in again
+    assert "go with --restore" in one_line_error(cli("restore", "--list", "--force"))
 
-    everything = "".join(o.out + o.err for o in outputs) + str(err.value)
+    everything = "".join(o.stdout + o.stderr for o in outputs)
     assert PASSWORD not in everything

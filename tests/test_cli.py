@@ -4,9 +4,13 @@ import os
 import subprocess
 import sys
 
+import dagster as dg
 import sqlalchemy as sa
 
 from observatory_pipelines.core.platform import database, migrate
+from observatory_pipelines.core.platform.storage import LocalObjectStore
+from observatory_pipelines.defs.partitions import QUERY_DESIGN_PARTITIONS
+from tests.factories import KAREN, SALT, cli_environment, make_design, observatory, one_line_error, seed_exports
 
 
 def run_cli(*args, env_extra=None, drop=("DATABASE_URL",), timeout=120):
@@ -118,3 +122,74 @@ def test_a_malformed_design_slug_is_refused_before_any_database_or_dagster_work(
         proc = run_cli(*command, env_extra={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/observatory"})
         assert proc.returncode == 2, proc.stderr
         assert "is not a query design slug" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- error paths, through the installed entry point -----------------------------------------------------
+
+
+def test_an_unknown_arena_and_a_malformed_design_are_one_line_and_register_no_partition(
+    db_url, engine, dagster_storage_url, tmp_path, monkeypatch
+):
+    make_design(engine, slug="klimadebat")
+    env = cli_environment(
+        tmp_path / "home", DATABASE_URL=db_url, DAGSTER_POSTGRES_URL=dagster_storage_url, PSEUDONYMIZATION_SALT=SALT
+    )
+
+    unknown = one_line_error(
+        observatory("run", "--month", "2026-03", "--design", "klimadebat", "--arena", "tiktok_live", env=env)
+    )
+    assert "tiktok_live" in unknown and "file_import, gdelt, rss_feeds" in unknown
+    malformed = observatory("run", "--month", "2026-03", "--design", "Klima Debat!", env=env)
+    assert malformed.returncode == 2
+    line = one_line_error(malformed)
+    assert "is not a query design slug" in line and "observatory run --help" in line
+
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_storage_url)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster_home")) as instance:
+        assert instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS) == []
+        assert not instance.get_runs()
+
+
+def test_an_unwritable_to_is_one_line(db_url, engine, people, tmp_path):
+    objects = tmp_path / "objects"
+    seed_exports(LocalObjectStore(objects), people)
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("not a folder")
+    env = cli_environment(tmp_path / "home", DATABASE_URL=db_url, OBSERVATORY_STORAGE_DIR=str(objects))
+    download = ("exports", "download", "--user", KAREN, "--design", "klimadebat", "--month", "2026-03")
+
+    for to in (not_a_folder / "inside", not_a_folder / "inside" / "x.csv"):
+        line = one_line_error(observatory(*download, "--format", "csv", "--to", str(to), env=env))
+        assert line.startswith("observatory: error: cannot save to ") and str(not_a_folder) in line
+    assert not_a_folder.read_text() == "not a folder"
+
+
+def test_backup_and_restore_with_a_bad_key_or_an_unreachable_store_are_one_line(db_url, tmp_path):
+    local = cli_environment(tmp_path / "home", DATABASE_URL=db_url, OBSERVATORY_STORAGE_DIR=str(tmp_path / "objects"))
+    for action, key, said in (
+        ("--verify", "postgres/latest.sql.gz", "is not a backup key"),
+        ("--restore", "../../etc/observatory.sql.gz", "is not a backup key"),
+        ("--verify", "postgres/2026/05/15/observatory_20260515_020007.sql.gz", "no backup postgres/2026/05/15/"),
+        ("--restore", "postgres/2026/05/15/observatory_20260515_020007.sql.gz", "no backup postgres/2026/05/15/"),
+    ):
+        line = one_line_error(observatory("restore", action, key, env=local))
+        assert said in line and "observatory restore --list" in line, line
+
+    unreachable = cli_environment(
+        tmp_path / "home",
+        DATABASE_URL=db_url,
+        MINIO_ENDPOINT="127.0.0.1:1",
+        MINIO_ACCESS_KEY="observatory",
+        MINIO_SECRET_KEY="Hemmelig-S3-Kode-4711",
+    )
+    for command in (
+        ("backup",),
+        ("backup", "--dry-run"),
+        ("restore", "--list"),
+        ("restore", "--verify", "postgres/2026/05/15/observatory_20260515_020007.sql.gz"),
+    ):
+        proc = observatory(*command, env=unreachable)
+        line = one_line_error(proc)
+        assert "cannot reach S3 at 127.0.0.1:1" in line and "MINIO_ENDPOINT" in line, (command, line)
+        assert "Hemmelig-S3-Kode-4711" not in proc.stdout + proc.stderr

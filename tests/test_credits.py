@@ -538,3 +538,33 @@ def test_concurrent_reservations_never_overspend(db_url):
             assert [kind for kind, _, _ in ledger(engine, run)] == ["reservation"] * 9
     finally:
         engine.dispose()
+
+
+def test_two_simultaneous_reservations_for_the_same_run_and_arena_make_one(db_url):
+    """Two workers of one run and arena (a double submit, a retry racing its original) reserve at
+    the same moment: both get the same reservation, and the ledger holds it once."""
+    engine = database.make_engine(db_url, pool_size=2, max_overflow=0)
+    try:
+        warm = [engine.connect() for _ in range(2)]
+        for conn in warm:
+            conn.close()
+        credits = CreditService(engine)
+        for _ in range(ROUNDS * 4):
+            user = make_user(engine)
+            allocate(engine, user, 100)
+            run = make_run(engine, user)
+            barrier = threading.Barrier(2)
+
+            def attempt(user: uuid.UUID, run: uuid.UUID, barrier: threading.Barrier) -> uuid.UUID:
+                barrier.wait()
+                return credits.reserve(user, run, 30, arena="rss_feeds", platform="rss").id
+
+            with ThreadPoolExecutor(2) as pool:
+                first, second = (pool.submit(attempt, user, run, barrier) for _ in range(2))
+                first, second = first.result(timeout=60), second.result(timeout=60)
+
+            assert first == second
+            assert ledger(engine, run) == [("reservation", "rss_feeds", 30)]
+            assert credits.balance(user).reserved == 30
+    finally:
+        engine.dispose()

@@ -60,6 +60,19 @@ def test_dg_check_defs_with_the_project_instance_on_postgres(repo_root, tmp_path
     assert {"runs", "event_logs"} <= tables
 
 
+def test_a_configured_dagster_storage_is_what_local_runs_use(tmp_path, monkeypatch):
+    """`observatory run` and `observatory ui` keep DAGSTER_POSTGRES_URL when it is set, and then create
+    no `dagster` database beside the content database (the content server here is unreachable)."""
+    from observatory_pipelines.core.platform import dagster_home
+
+    configured = "postgresql+psycopg2://dagster@storage.example.dk:5432/dagster_runs"
+    monkeypatch.setenv("OBSERVATORY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", configured)
+    environment = dagster_home.prepare("postgresql://postgres@127.0.0.1:1/observatory")
+    assert environment["DAGSTER_POSTGRES_URL"] == configured
+    assert dagster_home.storage_url() == configured
+
+
 def test_every_asset_is_described_and_grouped():
     from observatory_pipelines.definitions import defs
 

@@ -2,9 +2,10 @@
 on a fresh embedded database holding the offline demo, driven only through GraphQL and the CLI.
 
 It lets the sensor give the demo design its partition, collects one corpus (klimadebat × 2026-03)
-as a run of the `collect_corpus` job, backfills dedup, statistics, networks and exports over three
-months while that collection is still running (the one-run-per-partition limit must hold the March
-run back), dry-runs every schedule's tick, then lists and downloads the exports as the demo
+as a run of the `collect_corpus` job submitted twice at once (the one-run-per-partition limit must
+be seen holding the second run QUEUED while the first runs; it then completes and changes no row),
+backfills dedup, statistics, networks and exports over three months while that collection is still
+running, dry-runs every schedule's tick, then lists and downloads the exports as the demo
 researcher. The UI runs in its own process group, stopped by that group whatever happens.
 """
 
@@ -177,21 +178,32 @@ def test_demo_corpus_through_the_live_ui(tmp_path):
         # --- the sensor gives the demo design its partition -----------------------------------
         wait_for_design_partition(stack, timeout=120)
 
-        # --- a collection run; the backfill joins the queue while it runs ---------------------
+        # --- the same partition's collection submitted twice at once: the second is QUEUED ------
         collect_id = launch_run(stack, "collect_corpus", partition_tags(MONTH))
+        double_id = launch_run(stack, "collect_corpus", partition_tags(MONTH))
         maintenance_id = launch_run(stack, "ensure_partitions")
-        wait_for_run(stack, collect_id, until={"STARTING", "STARTED"}, timeout=90)
+        see_queued_while_running(stack, running=collect_id, queued=double_id, timeout=120)
         selection = backfill_selection(stack)
         backfill_id = launch_backfill(stack, selection)
 
         collection = wait_for_run(stack, collect_id, until=set(), timeout=240)
         assert collection["status"] == "SUCCESS", stack.log_tail()
+        rows = collected_rows(content_url)
         collected = {m["assetKey"]["path"][0]: metadata(m) for m in collection["assetMaterializations"]}
         for arena in ("collect_rss_feeds", "collect_file_import"):
             assert collected[arena]["status"] == "completed", collected[arena]
             assert collected[arena]["records_new"] > 0, collected[arena]
         assert {m["partition"] for m in collection["assetMaterializations"]} == {corpus_key(MONTH)}
         assert wait_for_run(stack, maintenance_id, until=set(), timeout=60)["status"] == "SUCCESS"
+
+        double = wait_for_run(stack, double_id, until=set(), timeout=240)
+        assert double["status"] == "SUCCESS", stack.log_tail()
+        assert double["startTime"] >= collection["endTime"]
+        again = {m["assetKey"]["path"][0]: metadata(m) for m in double["assetMaterializations"]}
+        for arena in ("collect_rss_feeds", "collect_file_import"):
+            counts = (again[arena]["records_new"], again[arena]["records_updated"], again[arena]["records_unchanged"])
+            assert counts == (0, 0, collected[arena]["records_new"]), again[arena]
+        assert collected_rows(content_url) == rows
 
         runs = wait_for_backfill(stack, backfill_id, timeout=300)
         by_partition = {tags_of(run)["dagster/partition"]: run for run in runs}
@@ -201,8 +213,6 @@ def test_demo_corpus_through_the_live_ui(tmp_path):
             assert run["status"] == "SUCCESS", (key, stack.log_tail())
             assert {m["assetKey"]["path"][0] for m in run["assetMaterializations"]} == selected, key
             assert {m["partition"] for m in run["assetMaterializations"]} == {key}
-        # One run per partition: March's backfill run may start only once its collection ended.
-        assert by_partition[corpus_key(MONTH)]["startTime"] >= collection["endTime"]
 
         # --- every schedule's tick, evaluated at fixed times ----------------------------------
         check_schedules(stack)
@@ -215,6 +225,49 @@ def test_demo_corpus_through_the_live_ui(tmp_path):
 
         stack.stop_ui()
         check_run_storage(content_url, collect_id)
+
+
+def see_queued_while_running(stack: LiveStack, running: str, queued: str, timeout: float) -> None:
+    """Watch two runs of one partition until the first is seen STARTED while the second is QUEUED.
+
+    The daemon dequeues every run that fits in one pass, and a run is STARTED only once its worker
+    process is up, seconds after that pass: a second run still QUEUED then was held back by the
+    one-run-per-partition limit, not merely not reached yet."""
+    deadline = time.monotonic() + timeout
+    seen: list[tuple[str, str]] = []
+    while time.monotonic() < deadline:
+        now = (get_run(stack, running)["status"], get_run(stack, queued)["status"])
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        if now == ("STARTED", "QUEUED"):
+            return
+        if now[0] in TERMINAL or now[1] not in ("QUEUED", "NOT_STARTED"):
+            break
+        time.sleep(0.25)
+    raise StackError(
+        f"never saw the second run QUEUED while the first ran; (first, second) went {seen}{stack.log_tail()}"
+    )
+
+
+def collected_rows(content_url: str) -> str:
+    """A digest of what collection wrote to the content records (not what dedup adds to them)."""
+    engine = database.make_engine(content_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    """
+                    SELECT count(*) || ':' || md5(coalesce(string_agg(
+                        concat_ws('|', id, platform, platform_id, published_at, text_content, url,
+                                  pseudonymized_author_id, collected_at, collection_run_id, views_count,
+                                  likes_count, shares_count, comments_count, search_terms_matched),
+                        E'\\n' ORDER BY id), ''))
+                    FROM content_records
+                    """
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def wait_for_design_partition(stack: LiveStack, timeout: float) -> None:

@@ -133,7 +133,16 @@ def test_a_run_whose_dagster_run_failed_is_closed_and_its_credits_refunded(engin
     assert credits.available(owner) == 1_000 - 65
     assert _run(engine, stuck)["status"] == "running"
 
-    result = _settle(db_url, instance)
+    with engine.connect() as worker:  # the live run's worker holds its collection lock, as collect_arena does
+        worker.execute(
+            sa.text("SELECT pg_advisory_lock(:k)"), {"k": collection.lock_key("groen-omstilling", MARCH, "bluesky")}
+        )
+        worker.commit()
+        try:
+            result = _settle(db_url, instance)
+        finally:
+            worker.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+            worker.commit()
 
     reason = f"run ended without finishing (Dagster run {crashed.run_id} FAILURE)"
     assert _tasks(engine, stuck) == {"gdelt": ("failed", reason, True), "rss_feeds": ("failed", reason, True)}
@@ -153,23 +162,35 @@ def test_a_run_whose_dagster_run_failed_is_closed_and_its_credits_refunded(engin
     assert metadata["credits_refunded"] == 65
     assert f"| {stuck} | klimadebat | {MARCH} | gdelt, rss_feeds | failed | {reason} |" in metadata["closed_runs"]
 
-    # Nothing is left to do, so a second pass changes nothing.
-    again = _metadata(_settle(db_url, instance))
+    # Nothing is left to do, so a second pass changes nothing (the live run's worker still collects).
+    with engine.connect() as worker:
+        worker.execute(
+            sa.text("SELECT pg_advisory_lock(:k)"), {"k": collection.lock_key("groen-omstilling", MARCH, "bluesky")}
+        )
+        worker.commit()
+        try:
+            again = _metadata(_settle(db_url, instance))
+        finally:
+            worker.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+            worker.commit()
     assert (again["runs_closed"], again["credits_refunded"]) == (0, 0)
     assert again["closed_runs"] == "No collection run needed closing."
     assert credits.available(owner) == 1_000
 
 
 def test_gone_and_overdue_runs_are_closed_unless_a_worker_still_collects(engine, db_url, instance):
-    for slug in ("klimadebat", "vindmoeller", "landbrug", "tom"):
+    for slug in ("klimadebat", "vindmoeller", "landbrug", "tom", "havvind"):
         make_design(engine, slug=slug)
-    started = [_dagster_run(instance, dg.DagsterRunStatus.STARTED) for _ in range(2)]
+    started = [_dagster_run(instance, dg.DagsterRunStatus.STARTED) for _ in range(3)]
     # Dagster's run was deleted (or lived in another instance): it will never finish the collection.
     gone = _open_collection(engine, "klimadebat", "f3b1c0de-0000-4000-8000-000000000000", {"rss_feeds": 10})
     # Dagster still says STARTED after 30 hours, and no worker holds the collection lock.
     overdue = _open_collection(engine, "vindmoeller", started[0], {"gdelt": 5}, started_hours_ago=30)
     # Just as old, but a worker is collecting it: its collection lock is held.
     busy = _open_collection(engine, "landbrug", started[1], {"gdelt": 7}, started_hours_ago=30)
+    # Dagster says STARTED and it began just now, but no worker holds its lock: the worker died
+    # without Dagster hearing of it (a SIGKILLed `observatory run`).
+    dead = _open_collection(engine, "havvind", started[2], {"rss_feeds": 4})
     # A run that never got a task (an old pending run).
     with engine.begin() as conn:
         empty = collection._start_run(conn, load_design(conn, "tom"), MARCH, "", months.month_bounds(MARCH))
@@ -203,9 +224,16 @@ def test_gone_and_overdue_runs_are_closed_unless_a_worker_still_collects(engine,
     assert _tasks(engine, busy) == {"gdelt": ("running", None, False)}
     empty_run = _run(engine, empty)
     assert empty_run["status"] == "failed" and empty_run["error_log"].startswith("run abandoned: still open since ")
-    assert metadata["runs_closed"] == 3
+    assert _tasks(engine, dead) == {
+        "rss_feeds": (
+            "failed",
+            f"worker gone: no process holds its collection lock, so it died mid-collection (Dagster run {started[2]})",
+            True,
+        )
+    }
+    assert metadata["runs_closed"] == 4
     # The closed runs' reservations came back; the busy run's (made recently) still holds.
-    assert metadata["credits_refunded"] == 10 + 5
+    assert metadata["credits_refunded"] == 10 + 5 + 4
     assert CreditService(engine).balance(_owner(engine, "landbrug")).reserved == 7
 
 

@@ -146,7 +146,8 @@ def materialize_corpus(
         known = {asset_keys.arena_of(a.key) for a in collection_assets}
         unknown = sorted(set(arenas) - known)
         if unknown:
-            raise ConfigError(f"no collection asset for arena '{unknown[0]}'")
+            choices = ", ".join(sorted(name for name in known if name))
+            raise ConfigError(f"no collection asset for arena '{unknown[0]}'; choose from {choices}")
     if design not in instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS):
         instance.add_dynamic_partitions(QUERY_DESIGN_PARTITIONS, [design])
     run_ids, reports = [], []

@@ -4,8 +4,15 @@ A collection run whose worker died (killed, out of memory, a lost node) stays ``
 in ``collection.run`` would ever close it. This is upkeep, not collection, so it lives with the
 other maintenance: the ``settle_stale_collections`` job (``defs.maintenance.settlement``) asks
 Dagster which of ``open_dagster_run_ids`` ended and hands them to ``close_orphaned_runs``. It shares
-two things with collection itself: the advisory lock key of a (design, month, arena), so that a run
-a worker is still collecting is left alone, and the derivation of a run's status from its tasks.
+two things with collection itself: the advisory lock key of a (design, month, arena), and the
+derivation of a run's status from its tasks.
+
+The lock is the worker's pulse. A worker takes it before it opens its task and releases it only
+after closing the task, on a session of its own; PostgreSQL releases it when that session dies with
+its process. So a run one of whose tasks' locks is held is being collected and is left alone,
+whatever Dagster says; and an open task whose lock nobody holds has lost its worker, even when
+Dagster never heard of the death (an ``observatory run`` killed with SIGKILL leaves its Dagster run
+``STARTED`` for good).
 """
 
 from __future__ import annotations
@@ -83,13 +90,14 @@ def close_orphaned_runs(
     """Close the pending or running collection runs that no worker will finish.
 
     Those are the runs whose Dagster run ended (``ended_dagster_runs``: Dagster run id → what
-    became of it, e.g. ``FAILURE`` or ``not found``; the caller asks Dagster) and those that started
-    before ``started_before``. Their open tasks fail with the reason, and the run's status and
-    error log are derived from its tasks again (a run without tasks fails outright). A run that
-    another transaction is updating, or one of whose tasks' collection lock is still held (a
-    worker is collecting it now, whatever Dagster says), is left for the next pass. Credits are
-    not touched here: ``CreditService.release_stale`` refunds the reservations of runs once they
-    are finished.
+    became of it, e.g. ``FAILURE`` or ``not found``; the caller asks Dagster), those that started
+    before ``started_before``, and those with open tasks whose collection lock no session holds
+    (the worker died, whatever Dagster believes). Their open tasks fail with the reason, and the
+    run's status and error log are derived from its tasks again (a run without tasks fails
+    outright). A run that another transaction is updating, or one of whose tasks' collection lock
+    is still held (a worker is collecting it now, whatever Dagster says), is left for the next
+    pass. Credits are not touched here: ``CreditService.release_stale`` refunds the reservations
+    of runs once they are finished.
     """
     if started_before.tzinfo is None:
         raise ValueError("started_before must be timezone-aware")
@@ -99,11 +107,15 @@ def close_orphaned_runs(
             sa.text(
                 """
                 SELECT r.id, r.dagster_run_id, r.partition_key, coalesce(r.started_at, r.created_at) AS started_at,
-                       d.slug
+                       d.slug,
+                       coalesce(r.dagster_run_id = ANY(CAST(:ended AS text[])), false) AS ended,
+                       coalesce(r.started_at, r.created_at) < :before AS overdue
                 FROM collection_runs r JOIN query_designs d ON d.id = r.query_design_id
                 WHERE r.status = ANY(CAST(:open AS text[]))
                   AND (r.dagster_run_id = ANY(CAST(:ended AS text[]))
-                       OR coalesce(r.started_at, r.created_at) < :before)
+                       OR coalesce(r.started_at, r.created_at) < :before
+                       OR EXISTS (SELECT 1 FROM collection_tasks t WHERE t.collection_run_id = r.id
+                                  AND t.status = ANY(CAST(:open AS text[]))))
                 ORDER BY 4, r.id
                 FOR UPDATE OF r SKIP LOCKED
                 """
@@ -124,18 +136,26 @@ def close_orphaned_runs(
             )
             month = collection_month(run.partition_key)
             if _collecting(conn, [lock_key(run.slug, month, arena) for arena in open_arenas]):
-                log(f"collection run {run.id} ({run.slug} {month}) is still being collected; left open")
+                if run.ended or run.overdue:
+                    log(f"collection run {run.id} ({run.slug} {month}) is still being collected; left open")
                 continue
-            if run.dagster_run_id in ended_dagster_runs:
+            if run.ended:
                 reason = (
                     f"run ended without finishing (Dagster run {run.dagster_run_id} "
                     f"{ended_dagster_runs[run.dagster_run_id]})"
                 )
-            else:
+            elif run.overdue:
                 reason = (
                     f"run abandoned: still open since {run.started_at.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z "
                     f"(Dagster run {run.dagster_run_id or 'none'})"
                 )
+            elif open_arenas:
+                reason = (
+                    "worker gone: no process holds its collection lock, so it died mid-collection "
+                    f"(Dagster run {run.dagster_run_id or 'none'})"
+                )
+            else:
+                continue  # its last task closed since the query above: nothing to do
             conn.execute(
                 sa.text(
                     "UPDATE collection_tasks SET status = 'failed', completed_at = now(), error_message = :reason "

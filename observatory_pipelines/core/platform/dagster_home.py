@@ -19,16 +19,25 @@ from observatory_pipelines.core.platform.paths import project_root, state_dir
 
 
 def prepare(content_url: str) -> dict[str, str]:
-    """Create the Dagster home and its database; return the environment Dagster processes need."""
+    """Create the Dagster home and its database; return the environment Dagster processes need.
+
+    Dagster's storage is ``storage_url``'s: ``DAGSTER_POSTGRES_URL`` when set, else the ``dagster``
+    database beside ``content_url`` (created here when missing)."""
     home = state_dir() / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     source = project_root() / "dagster.yaml"
     if source.is_file():
         shutil.copyfile(source, home / "dagster.yaml")
-    _ensure_storage_database(content_url)
+    configured = settings.current().dagster_storage_url
+    if configured:
+        storage = configured.reveal()
+    else:
+        _ensure_storage_database(content_url)
+        storage = database.dagster_storage_url(content_url)
     return {
         "DAGSTER_HOME": str(home),
-        "DAGSTER_POSTGRES_URL": database.dagster_storage_url(content_url),
+        # A configured DAGSTER_POSTGRES_URL stands (README): never replaced by the default beside the content database.
+        "DAGSTER_POSTGRES_URL": storage,
         "DATABASE_URL": content_url,
     }
 

@@ -2,8 +2,9 @@
 
 A collection run whose worker died (killed, out of memory, a lost node) stays ``running`` and keeps
 its credits reserved: nothing else would ever close it. Every 6 hours this job asks the Dagster
-instance which of the open collection runs' Dagster runs have ended, closes those runs (and any
-open longer than ``stale_after_hours``), then refunds the reservations of finished runs.
+instance which of the open collection runs' Dagster runs have ended, closes those runs, the runs
+whose collection locks no process holds any more (a worker Dagster never heard die) and any open
+longer than ``stale_after_hours``, then refunds the reservations of finished runs.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -63,8 +64,9 @@ def closed_runs_markdown(closed: list[ClosedRun]) -> str:
 @dg.op(
     name="settle_stale",
     pool=CONTENT_DB_POOL,
-    description="Close collection runs whose Dagster run ended (or that have been open too long): their open "
-    "tasks fail with the reason and the run's status follows; then refund the credit reservations of "
+    description="Close collection runs whose Dagster run ended, whose worker is gone (no process holds their "
+    "collection lock) or that have been open too long: their open tasks fail with the reason and the run's "
+    "status follows; then refund the credit reservations of "
     "finished runs and of reservations older than stale_after_hours.",
 )
 def settle_stale_op(context: dg.OpExecutionContext, config: SettleConfig, postgres: PostgresResource) -> dg.Output:
@@ -93,9 +95,9 @@ def settle_stale_op(context: dg.OpExecutionContext, config: SettleConfig, postgr
 
 @dg.job(
     name="settle_stale_collections",
-    description="Close collection runs left 'running' by Dagster runs that ended (failed, canceled, or gone) "
-    "or that have been open longer than stale_after_hours (default 24), and refund the credits their "
-    "reservations still hold. Runs every 6 hours.",
+    description="Close collection runs left 'running' by Dagster runs that ended (failed, canceled, or gone), "
+    "by workers that died (no process holds their collection lock) or that have been open longer than "
+    "stale_after_hours (default 24), and refund the credits their reservations still hold. Runs every 6 hours.",
 )
 def settle_stale_collections_job():
     settle_stale_op()
@@ -105,7 +107,7 @@ settle_stale_collections_schedule = on_schedule(
     settle_stale_collections_job,
     "settle_stale_collections_every_6_hours",
     "0 */6 * * *",
-    description="Every 6 hours: close collection runs whose Dagster run ended and refund their credit reservations.",
+    description="Every 6 hours: close collection runs whose worker is gone and refund their credit reservations.",
 )
 
 defs = dg.Definitions(jobs=[settle_stale_collections_job], schedules=[settle_stale_collections_schedule])
