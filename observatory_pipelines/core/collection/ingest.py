@@ -4,17 +4,19 @@ An item is ``(query_design_id, platform, platform_id)``. A batch is COPYed into 
 staging table, then, in one transaction:
 
 1. each item is registered in ``content_items`` with its ``published_at``
-   (``INSERT ... ON CONFLICT DO NOTHING``); an item already registered keeps the date it has;
-2. the batch is merged into ``content_records`` under the registered date, with
+   (``INSERT ... ON CONFLICT DO NOTHING``); an item already registered keeps the date it has. The
+   items that were new go into ``content_records`` in the same statement, by a plain ``INSERT``:
+   a first load pays no conflict arbitration;
+2. when the batch held items registered before, it is merged under their registered dates with
    ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE``:
-   - a new item is inserted;
    - an item already in the corpus has its engagement counts, matched terms and metadata
      refreshed, but only when something changed (no dead tuples for unchanged rows, and "updated"
      means it);
    - its first ``collected_at`` and ``collection_run_id`` are kept: they say when the corpus first
      had it;
    - ``raw_metadata`` is merged (``old || new``), so keys other steps wrote (``duplicate_of``)
-     survive.
+     survive;
+   - a registered item whose row is gone is inserted again.
 
 So the stored row keeps the first ``published_at`` it was written with, and stays in that month's
 partition. An undated item takes its first collection time (``ingest_notes.published_at_missing``);
@@ -48,10 +50,17 @@ _KEY_LIST = ", ".join(ITEM_KEY)
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS content_staging (LIKE content_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-_REGISTER_SQL = f"""
-INSERT INTO content_items ({_KEY_LIST}, published_at)
-SELECT {_KEY_LIST}, published_at FROM content_staging ORDER BY {_KEY_LIST}
-ON CONFLICT DO NOTHING
+# Registers the batch's items; those new to the corpus go straight in with a plain INSERT (no
+# conflict to arbitrate: the registration just proved them new), which is most of a first load.
+_INSERT_NEW_SQL = f"""
+WITH registered AS (
+    INSERT INTO content_items ({_KEY_LIST}, published_at)
+    SELECT {_KEY_LIST}, published_at FROM content_staging ORDER BY {_KEY_LIST}
+    ON CONFLICT DO NOTHING
+    RETURNING {_KEY_LIST}
+)
+INSERT INTO content_records (id, {_COLUMN_LIST})
+SELECT s.id, {", ".join(f"s.{c}" for c in COLUMNS)} FROM content_staging s JOIN registered USING ({_KEY_LIST})
 """
 # A date that is not the platform's (the collection clock, a capture time) names its source in
 # published_at_source: at the top of raw_metadata (file imports) or in its ingest_notes (records).
@@ -127,7 +136,12 @@ def write_batch(engine: sa.Engine, rows: Sequence[Sequence]) -> WriteCounts:
         with cur.copy(f"COPY content_staging ({_COLUMN_LIST}) FROM STDIN") as copy:
             for row in unique_rows:
                 copy.write_row(row)
-        cur.execute(_REGISTER_SQL)
-        cur.execute(_MERGE_SQL)
-        new, updated = cur.fetchone() or (0, 0)
+        cur.execute(_INSERT_NEW_SQL)
+        new, updated = cur.rowcount, 0
+        if new < len(unique_rows):
+            # The items registered before: merged under their registered date. The rows just
+            # inserted meet themselves here and stay as they are.
+            cur.execute(_MERGE_SQL)
+            restored, updated = cur.fetchone() or (0, 0)
+            new += restored
     return WriteCounts(new=new, updated=updated, unchanged=len(unique_rows) - new - updated)
