@@ -262,3 +262,23 @@ def test_migrating_a_database_with_copies_keeps_every_row_and_marks_the_later_co
         assert len(rows) == 6 and rows[first]["likes_count"] == 3
     finally:
         engine.dispose()
+
+
+def test_a_row_written_around_ingest_is_taken_as_the_items_row(engine):
+    design = make_design(engine, "uden-om")
+    with engine.begin() as conn:
+        written_by_hand = _insert_raw(conn, design, "h1", at(3, 9), at(3, 9), "Klima i Tønder")
+
+    counts = ingest.write_batch(
+        engine,
+        [
+            record(design, "h1", at(3, 9), platform="rss", arena="rss_feeds", likes=4),
+            record(design, "h2", at(4, 9), platform="rss", arena="rss_feeds"),
+        ],
+    )
+
+    assert (counts.new, counts.updated) == (1, 1)
+    rows = {r["platform_id"]: r for r in content_rows(engine, design)}
+    assert sorted(rows) == ["h1", "h2"] and str(rows["h1"]["id"]) == written_by_hand
+    assert rows["h1"]["likes_count"] == 4
+    assert [pid for pid, _ in items_registered(engine, design)] == ["h1", "h2"]

@@ -18,6 +18,9 @@ staging table, then, in one transaction:
      survive;
    - a registered item whose row is gone is inserted again.
 
+A row that no registration knows of (written by SQL that bypassed ingest) makes the plain INSERT
+fail; the batch is then written again through the merge alone, which takes that row as the item's.
+
 So the stored row keeps the first ``published_at`` it was written with, and stays in that month's
 partition. An undated item takes its first collection time (``ingest_notes.published_at_missing``);
 a file-imported one its first capture time. When the platform later reports a different date (an
@@ -36,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import psycopg
 import sqlalchemy as sa
 
 from observatory_pipelines.core.collection.records import COLUMNS
@@ -50,6 +54,11 @@ _KEY_LIST = ", ".join(ITEM_KEY)
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS content_staging (LIKE content_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+_REGISTER_SQL = f"""
+INSERT INTO content_items ({_KEY_LIST}, published_at)
+SELECT {_KEY_LIST}, published_at FROM content_staging ORDER BY {_KEY_LIST}
+ON CONFLICT DO NOTHING
+"""
 # Registers the batch's items; those new to the corpus go straight in with a plain INSERT (no
 # conflict to arbitrate: the registration just proved them new), which is most of a first load.
 _INSERT_NEW_SQL = f"""
@@ -131,17 +140,31 @@ def write_batch(engine: sa.Engine, rows: Sequence[Sequence]) -> WriteCounts:
     unique_rows = _collapse(rows)
     if not unique_rows:
         return WriteCounts()
+    try:
+        new, updated = _write(engine, unique_rows, insert_new=True)
+    except psycopg.errors.UniqueViolation:
+        # A row no registration knows of (written by hand, or by SQL that bypassed ingest) stood
+        # in the way of the plain INSERT; the merge takes it as it is.
+        new, updated = _write(engine, unique_rows, insert_new=False)
+    return WriteCounts(new=new, updated=updated, unchanged=len(unique_rows) - new - updated)
+
+
+def _write(engine: sa.Engine, unique_rows: list[Sequence], insert_new: bool) -> tuple[int, int]:
     with database.driver_connection(engine, commit=True) as conn, conn.cursor() as cur:
         cur.execute(_STAGING_DDL)
         with cur.copy(f"COPY content_staging ({_COLUMN_LIST}) FROM STDIN") as copy:
             for row in unique_rows:
                 copy.write_row(row)
-        cur.execute(_INSERT_NEW_SQL)
-        new, updated = cur.rowcount, 0
-        if new < len(unique_rows):
-            # The items registered before: merged under their registered date. The rows just
-            # inserted meet themselves here and stay as they are.
-            cur.execute(_MERGE_SQL)
-            restored, updated = cur.fetchone() or (0, 0)
-            new += restored
-    return WriteCounts(new=new, updated=updated, unchanged=len(unique_rows) - new - updated)
+        new = 0
+        if insert_new:
+            cur.execute(_INSERT_NEW_SQL)
+            new = cur.rowcount
+        else:
+            cur.execute(_REGISTER_SQL)
+        if new == len(unique_rows):
+            return new, 0
+        # Items registered before: merged under their registered date. Rows just inserted meet
+        # themselves here and stay as they are.
+        cur.execute(_MERGE_SQL)
+        restored, updated = cur.fetchone() or (0, 0)
+        return new + restored, updated
