@@ -162,6 +162,7 @@ def test_an_unwritable_to_is_one_line(db_url, engine, people, tmp_path):
     for to in (not_a_folder / "inside", not_a_folder / "inside" / "x.csv"):
         line = one_line_error(observatory(*download, "--format", "csv", "--to", str(to), env=env))
         assert line.startswith("observatory: error: cannot save to ") and str(not_a_folder) in line
+        assert "--to" in line.split(";")[-1]  # and says what to do
     assert not_a_folder.read_text() == "not a folder"
 
 

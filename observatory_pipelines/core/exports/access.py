@@ -189,7 +189,9 @@ def download(
     try:
         handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
     except OSError as exc:
-        raise ObservatoryError(f"cannot save to {target}: {exc.strerror or exc}") from None
+        raise ObservatoryError(
+            f"cannot save to {target}: {exc.strerror or exc}; give --to a folder or file path you can write to"
+        ) from None
     try:
         with handle:
             digest = _copy_hashing(store, stored.key, handle, target)
@@ -245,7 +247,10 @@ def _target_path(destination: Path, slug: str, month: str, file: ExportFile) -> 
         # Named for the corpus, so downloading several months into one folder overwrites nothing.
         return destination / f"{slug}_{month}_{file.filename}"
     if not destination.parent.is_dir():
-        raise ObservatoryError(f"cannot save to {destination}: folder {destination.parent} does not exist")
+        raise ObservatoryError(
+            f"cannot save to {destination}: folder {destination.parent} does not exist; create it or give --to "
+            "an existing folder"
+        )
     return destination
 
 
