@@ -478,8 +478,8 @@ def test_history_pages_through_everything_once(engine, credits):
     [
         "not a cursor",
         base64.urlsafe_b64encode(b"2026-03-01T00:00:00+00:00").decode(),
-        base64.urlsafe_b64encode(b"yesterday|" + str(uuid.uuid4()).encode()).decode(),
-        base64.urlsafe_b64encode(b"2026-03-01T00:00:00|" + str(uuid.uuid4()).encode()).decode(),
+        base64.urlsafe_b64encode(b"yesterday|0b5e0000-0000-4000-8000-000000000001").decode(),
+        base64.urlsafe_b64encode(b"2026-03-01T00:00:00|0b5e0000-0000-4000-8000-000000000002").decode(),
         base64.urlsafe_b64encode(b"2026-03-01T00:00:00+00:00|nope").decode(),
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
     ],

@@ -41,7 +41,7 @@ from typing import IO
 import sqlalchemy as sa
 
 from observatory_pipelines.core.maintenance.dumps import CHUNK, GZIP_WBITS, StoredDump
-from observatory_pipelines.core.platform import database, settings
+from observatory_pipelines.core.platform import database, months, settings
 from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.core.platform.storage import ObjectNotFound, ObjectStore, StorageError
 
@@ -122,7 +122,7 @@ class PruneResult:
 
 
 def backup_key(when: datetime) -> str:
-    when = _utc(when)
+    when = months.utc(when, "backup times")
     return f"{PREFIX}{when:%Y/%m/%d}/observatory_{when:%Y%m%d_%H%M%S}.sql.gz"
 
 
@@ -149,12 +149,6 @@ def _dump_time(key: str) -> datetime:
 
 def _is_dump_key(key: str) -> bool:
     return _backup_time(key) is not None and not key.endswith(CHECKSUM_SUFFIX)
-
-
-def _utc(when: datetime) -> datetime:
-    if when.tzinfo is None:
-        raise ValueError("backup times must be timezone-aware (UTC)")
-    return when.astimezone(timezone.utc)
 
 
 def resolve_retention_days(value: int | str | None = None) -> int:
@@ -338,7 +332,7 @@ def run_backup(
     """
     say = log or logger.info
     warn = log or logger.warning
-    started = _utc(now or datetime.now(timezone.utc))
+    started = months.utc(now, "backup times")
     days = resolve_retention_days(retention_days)
     major, version = server_version(url)
     pg_dump = find_pg_tool("pg_dump", major)
@@ -428,7 +422,7 @@ def prune_backups(
     modification dates), or the modification date for any other object under the prefix.
     """
     days = resolve_retention_days(retention_days)
-    return _prune(store, retention_cutoff(_utc(now or datetime.now(timezone.utc)), days), dry_run=dry_run)
+    return _prune(store, retention_cutoff(months.utc(now, "backup times"), days), dry_run=dry_run)
 
 
 def _prune(store: ObjectStore, cutoff: datetime, *, dry_run: bool, newest: str | None = None) -> PruneResult:

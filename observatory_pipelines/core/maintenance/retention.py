@@ -70,7 +70,9 @@ retention_cutoff = backup.retention_cutoff
 def first_retained_month(*, retention_days: int | str | None = None, now: datetime | None = None) -> str:
     """The oldest month retention keeps (``YYYY-MM``): creating partitions for earlier months
     would only give retention empty tables to drop again."""
-    return months.month_key(retention_cutoff(_utc(now), resolve_retention_days(retention_days)))
+    return months.month_key(
+        retention_cutoff(months.utc(now, "retention times"), resolve_retention_days(retention_days))
+    )
 
 
 def default_first_month() -> str:
@@ -133,13 +135,6 @@ class RetentionResult:
         return [f"{p.name} was not dropped: {p.reason}" for p in self.skipped]
 
 
-def _utc(when: datetime | None) -> datetime:
-    when = when or datetime.now(timezone.utc)
-    if when.tzinfo is None:
-        raise ValueError("retention times must be timezone-aware (UTC)")
-    return when.astimezone(timezone.utc)
-
-
 def _when(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -171,7 +166,7 @@ def plan_retention(
     downloaded and verified only when one of them could be dropped with it.
     """
     days = resolve_retention_days(retention_days)
-    now = _utc(now)
+    now = months.utc(now, "retention times")
     cutoff = retention_cutoff(now, days)
     plan = RetentionPlan(now=now, retention_days=days, cutoff=cutoff, store=store.describe())
     current = months.current_month(now)

@@ -66,5 +66,13 @@ def month_of_partition(name: str) -> str | None:
     return f"{match.group(1)}-{match.group(2)}" if match else None
 
 
+def utc(when: datetime | None = None, what: str = "times") -> datetime:
+    """``when`` (now when None) in UTC; a naive time is refused, since its zone would be a guess."""
+    when = when or datetime.now(timezone.utc)
+    if when.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC)")
+    return when.astimezone(timezone.utc)
+
+
 def current_month(now: datetime | None = None) -> str:
     return month_key(now or datetime.now(timezone.utc))
