@@ -45,6 +45,11 @@ def rss_design(engine, arena_server, slug: str, *feeds: bytes) -> uuid.UUID:
     return make_design(engine, slug, arenas_config=config)
 
 
+def one_item_feeds(guid: str, title: str, body: str, *pub_dates: str) -> list[bytes]:
+    """The same item's feed once per ``pub_dates``: an article whose date the outlet edits."""
+    return [rss_feed(rss_item(guid, title, body, pub, f"https://e.dk/{guid}")) for pub in pub_dates]
+
+
 def items_registered(engine, design) -> list[tuple]:
     with engine.connect() as conn:
         return [
@@ -77,16 +82,14 @@ def test_an_undated_item_recollected_as_the_clock_moves_keeps_one_row_and_its_fi
 
 
 def test_an_edited_pubdate_keeps_the_first_date_and_records_the_reported_one(engine, arena_server):
-    def feed(pub: str) -> bytes:
-        return rss_feed(rss_item("e1", "Vindmøller på Østerbro", "Klima-debat i København", pub, "https://e.dk/1"))
-
-    design = rss_design(
-        engine,
-        arena_server,
-        "redigeret",
-        feed("Tue, 10 Mar 2026 08:00:00 +0000"),
-        feed("Thu, 12 Mar 2026 09:30:00 +0100"),
+    feeds = one_item_feeds(
+        "e1",
+        "Vindmøller på Østerbro",
+        "Klima-debat i København",
+        "Tue, 10 Mar 2026 08:00:00 +0000",
+        "Thu, 12 Mar 2026 09:30:00 +0100",
     )
+    design = rss_design(engine, arena_server, "redigeret", *feeds)
 
     first = collect(engine, "redigeret", "rss_feeds", "2026-03", at(11, 6))
     edited = collect(engine, "redigeret", "rss_feeds", "2026-03", at(12, 20))
@@ -100,16 +103,14 @@ def test_an_edited_pubdate_keeps_the_first_date_and_records_the_reported_one(eng
 
 
 def test_a_date_moved_into_the_next_month_keeps_the_row_in_its_first_month(engine, arena_server):
-    def feed(pub: str) -> bytes:
-        return rss_feed(rss_item("m1", "Klimaloven ved midnat", "Klima i Folketinget", pub, "https://e.dk/m"))
-
-    design = rss_design(
-        engine,
-        arena_server,
-        "maanedsskifte",
-        feed("Tue, 31 Mar 2026 23:50:00 +0000"),
-        feed("Wed, 01 Apr 2026 00:20:00 +0000"),
+    feeds = one_item_feeds(
+        "m1",
+        "Klimaloven ved midnat",
+        "Klima i Folketinget",
+        "Tue, 31 Mar 2026 23:50:00 +0000",
+        "Wed, 01 Apr 2026 00:20:00 +0000",
     )
+    design = rss_design(engine, arena_server, "maanedsskifte", *feeds)
 
     march = collect(engine, "maanedsskifte", "rss_feeds", "2026-03", at(1, 0, 5, month=4))
     april = collect(engine, "maanedsskifte", "rss_feeds", "2026-04", at(2, 3, month=4))

@@ -54,20 +54,14 @@ _KEY_LIST = ", ".join(ITEM_KEY)
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS content_staging (LIKE content_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-_REGISTER_SQL = f"""
-INSERT INTO content_items ({_KEY_LIST}, published_at)
-SELECT {_KEY_LIST}, published_at FROM content_staging ORDER BY {_KEY_LIST}
-ON CONFLICT DO NOTHING
-"""
+_REGISTER_SQL = (
+    f"INSERT INTO content_items ({_KEY_LIST}, published_at) "
+    f"SELECT {_KEY_LIST}, published_at FROM content_staging ORDER BY {_KEY_LIST} ON CONFLICT DO NOTHING"
+)
 # Registers the batch's items; those new to the corpus go straight in with a plain INSERT (no
 # conflict to arbitrate: the registration just proved them new), which is most of a first load.
 _INSERT_NEW_SQL = f"""
-WITH registered AS (
-    INSERT INTO content_items ({_KEY_LIST}, published_at)
-    SELECT {_KEY_LIST}, published_at FROM content_staging ORDER BY {_KEY_LIST}
-    ON CONFLICT DO NOTHING
-    RETURNING {_KEY_LIST}
-)
+WITH registered AS ({_REGISTER_SQL} RETURNING {_KEY_LIST})
 INSERT INTO content_records (id, {_COLUMN_LIST})
 SELECT s.id, {", ".join(f"s.{c}" for c in COLUMNS)} FROM content_staging s JOIN registered USING ({_KEY_LIST})
 """
