@@ -34,6 +34,7 @@ TABLES = [
     "content_items",
     "actor_match_suggestions",
     "actor_audit_log",
+    "design_changes",
 ]
 
 CONTENT_INDEXES = {
@@ -192,7 +193,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "007_item_identity"
+    assert head == "008_designs_and_credentials"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

@@ -15,7 +15,7 @@ from observatory_pipelines.core.models.content import (
 )
 from observatory_pipelines.core.models.credentials import ApiCredential
 from observatory_pipelines.core.models.entities import ActorAuditLog, ActorMatchSuggestion
-from observatory_pipelines.core.models.query_design import ActorList, QueryDesign, SearchTerm
+from observatory_pipelines.core.models.query_design import ActorList, DesignChange, QueryDesign, SearchTerm
 from observatory_pipelines.core.models.users import CreditAllocation, RefreshToken, User
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ContentRecord",
     "CreditAllocation",
     "CreditTransaction",
+    "DesignChange",
     "FULLTEXT_DOCUMENT_SQL",
     "ITEM_COPY_KIND",
     "NAMING_CONVENTION",

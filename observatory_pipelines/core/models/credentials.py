@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Integer,
@@ -41,6 +42,10 @@ class ApiCredential(TimestampMixin, Base):
     # NULL: the platform imposes no daily quota on this credential.
     daily_quota: Mapped[int | None] = mapped_column(Integer)
     quota_used_today: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # The UTC day quota_used_today counts; use on a later day starts again from 0 (migration 008).
+    quota_date: Mapped[date | None] = mapped_column(Date)
+    # Set when the platform said "no more" (HTTP 429, a spent quota): the pool skips it until then.
+    exhausted_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[uuid.UUID | None] = mapped_column(

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    DateTime,
     ForeignKey,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
     from observatory_pipelines.core.models.actors import ActorListMember
 
 VISIBILITIES = ("private", "shared", "public")
-TERM_TYPES = ("keyword", "phrase", "hashtag", "url")
+#: How a term reads (``core.collection.terms``); 'boolean' has groups, OR or exclusions.
+TERM_TYPES = ("keyword", "phrase", "hashtag", "url", "boolean")
+DESIGN_CHANGES = ("created", "updated", "deactivated")
 #: Who a design's exports name (``core.exports.identity``); 'identified' needs a recorded legal basis.
 EXPORT_IDENTITIES = ("pseudonymised", "identified")
 
@@ -61,6 +65,9 @@ class QueryDesign(TimestampMixin, Base):
     # Who the design's exports name, and why identified exports are lawful (added by migration 006).
     export_identity: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pseudonymised'"))
     identity_legal_basis: Mapped[str | None] = mapped_column(Text)
+    # The design file (name inside the designs folder) it was last applied from; NULL when made
+    # another way. Only file-made designs are deactivated when their file goes (migration 008).
+    source_file: Mapped[str | None] = mapped_column(Text)
 
     search_terms: Mapped[list[SearchTerm]] = relationship(
         back_populates="query_design", cascade="all, delete-orphan", passive_deletes=True
@@ -105,3 +112,26 @@ class ActorList(TimestampMixin, Base):
 
     query_design: Mapped[QueryDesign] = relationship(back_populates="actor_lists")
     members: Mapped[list[ActorListMember]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class DesignChange(Base):
+    """One design an apply of the design files changed: who or what applied it, when, and the diff.
+
+    Designs are never deleted (a removed file deactivates its design), so the foreign key has no cascade.
+    """
+
+    __tablename__ = "design_changes"
+    __table_args__ = (CheckConstraint(one_of("change", DESIGN_CHANGES), name="change"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    query_design_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("query_designs.id"), nullable=False, index=True
+    )
+    slug: Mapped[str] = mapped_column(Text, nullable=False)
+    change: Mapped[str] = mapped_column(Text, nullable=False)
+    # Field by field: {"field": {"before": ..., "after": ...}}; terms and actors as added/removed lists.
+    diff: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    source_file: Mapped[str | None] = mapped_column(Text)
+    # "cli:<os user>" or "sensor:<sensor name>"; never a secret.
+    applied_by: Mapped[str] = mapped_column(Text, nullable=False)
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

@@ -29,3 +29,12 @@ def import_dir() -> Path:
     path = settings.current().import_dir or state_dir() / "imports"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def designs_dir() -> Path:
+    """``$OBSERVATORY_DESIGNS_DIR`` or ``<project>/designs``: query design files, one YAML file per design.
+
+    Not created when missing: a designs folder that is not there is a mistake to report, not an
+    empty folder whose apply would deactivate every file-made design.
+    """
+    return (settings.current().designs_dir or project_root() / "designs").resolve()

@@ -50,6 +50,8 @@ BACKUP_RETENTION_DAYS = Variable("BACKUP_RETENTION_DAYS")
 CONTENT_RETENTION_DAYS = Variable("CONTENT_RETENTION_DAYS")
 OBSERVATORY_PG_BIN = Variable("OBSERVATORY_PG_BIN")
 DAGSTER_POSTGRES_URL = Variable("DAGSTER_POSTGRES_URL", secret=True)
+OBSERVATORY_DESIGNS_DIR = Variable("OBSERVATORY_DESIGNS_DIR")
+OBSERVATORY_CREDENTIAL_KEY = Variable("OBSERVATORY_CREDENTIAL_KEY", secret=True)
 
 VARIABLES = (
     DATABASE_URL,
@@ -73,6 +75,8 @@ VARIABLES = (
     CONTENT_RETENTION_DAYS,
     OBSERVATORY_PG_BIN,
     DAGSTER_POSTGRES_URL,
+    OBSERVATORY_DESIGNS_DIR,
+    OBSERVATORY_CREDENTIAL_KEY,
 )
 
 DEFAULT_BACKUP_RETENTION_DAYS = 30
@@ -232,6 +236,14 @@ class Settings:
     @property
     def dagster_storage_url(self) -> Secret | None:
         return self._secret(DAGSTER_POSTGRES_URL)
+
+    @property
+    def designs_dir(self) -> Path | None:
+        return self._path(OBSERVATORY_DESIGNS_DIR)
+
+    @property
+    def credential_key(self) -> Secret | None:
+        return self._secret(OBSERVATORY_CREDENTIAL_KEY)
 
 
 def current() -> Settings:
