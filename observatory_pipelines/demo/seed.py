@@ -1,5 +1,8 @@
 """The offline demo: a researcher, a credit allocation, a query design and bundled sample data.
 
+The design is ``designs/klimadebat.yaml``, applied like any design file; its feeds are named in the
+``package:`` form, so the file works wherever the package is installed.
+
 Everything is idempotent, so ``observatory demo`` can be run again and again. The sample feeds
 and import files (``observatory_pipelines/demo/data``) are fictional Danish content written for
 the project; ``demo/data/README.md`` lists the duplicates and cross-platform authors planted in them.
@@ -7,7 +10,6 @@ the project; ``demo/data/README.md`` lists the duplicates and cross-platform aut
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -16,20 +18,29 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core.collection import privacy
-from observatory_pipelines.core.platform import settings
+from observatory_pipelines.core.collection import design_files, privacy
+from observatory_pipelines.core.platform import paths, settings
 
 DESIGN_SLUG = "klimadebat"
 DEMO_MONTH = "2026-03"
 DEMO_EMAIL = "demo@observatory.local"
+#: What the design's terms mean (its file writes the phrase quoted, as the term grammar reads phrases).
 TERMS = ("klima", "klimaet", "grøn omstilling", "CO2-afgift", "vindmøller", "havvind", "landbruget")
-#: A fictional minister, flagged as a public figure, so outputs may show his name.
+#: A fictional minister, flagged as a public figure, so outputs may show his name (the design file's actor list).
 PUBLIC_FIGURE = {"name": "Henrik Dalsgaard", "platform": "x_twitter", "username": "hdalsgaard"}
 ALLOCATION_CREDITS = 5_000
 
 
 def data_dir() -> Path:
     return Path(str(resources.files("observatory_pipelines.demo") / "data"))
+
+
+def design_file() -> Path:
+    """The demo design's file, shipped in the checkout's designs folder (the example of docs/designs.md).
+
+    Read from the checkout, not from ``OBSERVATORY_DESIGNS_DIR``: the demo is the same wherever a
+    deployment keeps its own designs."""
+    return paths.project_root() / "designs" / f"{DESIGN_SLUG}.yaml"
 
 
 def feed_urls() -> list[str]:
@@ -56,11 +67,7 @@ class DemoSeed:
 
 
 def seed(engine: sa.Engine, import_dir: Path) -> DemoSeed:
-    arenas_config = {
-        "rss_feeds": {"enabled": True, "options": {"feeds": feed_urls()}},
-        "gdelt": {"enabled": False},  # the demo runs offline
-        "file_import": {"enabled": True},
-    }
+    """The demo researcher and allocation, then the demo design applied from its file (as any design is)."""
     with engine.begin() as conn:
         user_id = conn.execute(
             sa.text(
@@ -82,31 +89,11 @@ def seed(engine: sa.Engine, import_dir: Path) -> DemoSeed:
                 ),
                 {"u": user_id, "c": ALLOCATION_CREDITS},
             )
+    design_files.apply_design_files(engine, design_file(), design_files.cli_actor())
+    with engine.connect() as conn:
         design_id = conn.execute(
-            sa.text(
-                """
-                INSERT INTO query_designs (owner_id, name, slug, description, arenas_config)
-                VALUES (:owner, 'Klimadebat i Danmark', :slug,
-                        'Demo: Danish public debate on climate policy, March 2026 (fictional sample data).',
-                        CAST(:config AS jsonb))
-                ON CONFLICT (slug) DO UPDATE SET arenas_config = EXCLUDED.arenas_config, is_active = true
-                RETURNING id
-                """
-            ),
-            {"owner": user_id, "slug": DESIGN_SLUG, "config": json.dumps(arenas_config)},
+            sa.text("SELECT id FROM query_designs WHERE slug = :slug"), {"slug": DESIGN_SLUG}
         ).scalar_one()
-        for term in TERMS:
-            conn.execute(
-                sa.text(
-                    """
-                    INSERT INTO search_terms (query_design_id, term, term_type)
-                    VALUES (:d, :t, CASE WHEN :t LIKE '% %' THEN 'phrase' ELSE 'keyword' END)
-                    ON CONFLICT (query_design_id, term) DO NOTHING
-                    """
-                ),
-                {"d": design_id, "t": term},
-            )
-        _seed_public_figure(conn, design_id)
 
     folder = import_dir / DESIGN_SLUG
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,43 +101,3 @@ def seed(engine: sa.Engine, import_dir: Path) -> DemoSeed:
         if source.is_file():
             shutil.copyfile(source, folder / source.name)
     return DemoSeed(user_id=user_id, design_id=design_id, import_folder=folder)
-
-
-def _seed_public_figure(conn: sa.Connection, design_id) -> None:
-    actor_id = conn.execute(
-        sa.text(
-            """
-            SELECT a.id FROM actors a JOIN actor_platform_presences p ON p.actor_id = a.id
-            WHERE p.platform = :platform AND p.platform_username = :username
-            """
-        ),
-        PUBLIC_FIGURE,
-    ).scalar()
-    if actor_id is None:
-        actor_id = conn.execute(
-            sa.text(
-                "INSERT INTO actors (canonical_name, actor_type, is_public_figure) "
-                "VALUES (:name, 'person', true) RETURNING id"
-            ),
-            PUBLIC_FIGURE,
-        ).scalar_one()
-        conn.execute(
-            sa.text(
-                "INSERT INTO actor_platform_presences (actor_id, platform, platform_username, platform_user_id) "
-                "VALUES (:a, :platform, :username, :username)"
-            ),
-            {"a": actor_id, **PUBLIC_FIGURE},
-        )
-    list_id = conn.execute(
-        sa.text("SELECT id FROM actor_lists WHERE query_design_id = :d AND name = 'Klimapolitikere'"),
-        {"d": design_id},
-    ).scalar()
-    if list_id is None:
-        list_id = conn.execute(
-            sa.text("INSERT INTO actor_lists (query_design_id, name) VALUES (:d, 'Klimapolitikere') RETURNING id"),
-            {"d": design_id},
-        ).scalar_one()
-    conn.execute(
-        sa.text("INSERT INTO actor_list_members (actor_list_id, actor_id) VALUES (:l, :a) ON CONFLICT DO NOTHING"),
-        {"l": list_id, "a": actor_id},
-    )
