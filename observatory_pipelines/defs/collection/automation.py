@@ -3,6 +3,7 @@
 from datetime import datetime, timezone
 
 import dagster as dg
+import sqlalchemy as sa
 
 from observatory_pipelines.core.collection import designs
 from observatory_pipelines.core.platform import months
@@ -24,13 +25,24 @@ def sync_query_design_partitions(context: dg.SensorEvaluationContext, postgres: 
 
     Inactive designs keep their partition, so their materialization history stays visible.
     """
+    known = set(context.instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS))
     try:
         with postgres.engine() as engine, engine.connect() as conn:
-            active = set(designs.active_design_slugs(conn))
-            existing_designs = set(designs.all_design_slugs(conn))
+            requests = design_partition_requests(conn, known)
     except dg.Failure as failure:
         return dg.SkipReason(f"design partitions not synced: {failure.description}")
-    known = set(context.instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS))
+    if not requests:
+        return dg.SkipReason(f"{len(known)} design partitions, all in step with the database")
+    return dg.SensorResult(dynamic_partitions_requests=requests)
+
+
+def design_partition_requests(
+    conn: sa.Connection, known: set[str]
+) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
+    """What brings the design partitions ``known`` in step with the database: active designs
+    added, deleted designs removed (inactive designs keep theirs, so their history stays visible)."""
+    active = set(designs.active_design_slugs(conn))
+    existing_designs = set(designs.all_design_slugs(conn))
     to_add = sorted(active - known)
     to_delete = sorted(known - existing_designs)
     requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
@@ -38,9 +50,7 @@ def sync_query_design_partitions(context: dg.SensorEvaluationContext, postgres: 
         requests.append(query_design_partitions.build_add_request(to_add))
     if to_delete:
         requests.append(query_design_partitions.build_delete_request(to_delete))
-    if not requests:
-        return dg.SkipReason(f"{len(known)} design partitions, all in step with the database")
-    return dg.SensorResult(dynamic_partitions_requests=requests)
+    return requests
 
 
 def months_to_collect(when: datetime) -> list[str]:

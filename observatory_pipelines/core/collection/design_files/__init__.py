@@ -14,6 +14,7 @@ from observatory_pipelines.core.collection.design_files.apply import (
 from observatory_pipelines.core.collection.design_files.document import (
     DesignFileError,
     DesignFilesInvalid,
+    folder_fingerprint,
     read_design_files,
     schema_json,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "cli_actor",
     "describe",
     "export_design",
+    "folder_fingerprint",
     "plan_design_files",
     "read_design_files",
     "schema_json",

@@ -11,6 +11,7 @@ Every check that needs no database runs here and reports *every* error it finds,
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -244,6 +245,16 @@ def design_file_paths(folder: Path) -> list[Path]:
             f"the designs folder {folder} {what}; create it or set OBSERVATORY_DESIGNS_DIR to the folder of design files"
         )
     return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith("."))
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A hash of the design files in ``folder`` (names and bytes): equal hashes, nothing to apply."""
+    digest = hashlib.sha256()
+    for path in design_file_paths(folder):
+        data = path.read_bytes()
+        digest.update(f"{path.name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def _line_map(node: yaml.Node, path: Path_, lines: dict[Path_, int], duplicates: list[tuple[Path_, int]]) -> None:
