@@ -848,3 +848,53 @@ def ingest_in_process(url: str, rows: list[tuple], batch_size: int, start) -> No
             ingest.write_batch(engine, rows[first : first + batch_size])
     finally:
         engine.dispose()
+
+
+# --- design files ---------------------------------------------------------------------------------------
+
+RESEARCHER_EMAIL = "forsker@example.dk"
+
+
+def make_user(engine: sa.Engine, email: str = RESEARCHER_EMAIL) -> uuid.UUID:
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.text("INSERT INTO users (email, display_name) VALUES (:e, 'Forsker Ørsted') RETURNING id"),
+            {"e": email},
+        ).scalar_one()
+
+
+def design_document(slug: str, owner: str = RESEARCHER_EMAIL, **fields) -> dict:
+    """A valid design file's content (Danish text in name and terms); ``fields`` replace or add fields."""
+    return {
+        "slug": slug,
+        "name": f"Grøn omstilling på Ærø ({slug})",
+        "owner": owner,
+        "description": "Øer, færger og vindmøller",
+        "terms": ["klima", '"grøn omstilling"', "#dkpol", "vindmøller"],
+        "arenas": {"gdelt": {"enabled": False}},
+        **fields,
+    }
+
+
+def write_design_file(folder: Path, slug: str, text: str | None = None, **fields) -> Path:
+    """``folder/<slug>.yaml`` holding ``text``, or else ``design_document(slug, **fields)`` as YAML."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{slug}.yaml"
+    body = (
+        text
+        if text is not None
+        else yaml.safe_dump(design_document(slug, **fields), allow_unicode=True, sort_keys=False)
+    )
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def design_changes(engine: sa.Engine) -> list[dict]:
+    """The audit rows of applied design files, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT slug, change, diff, source_file, applied_by FROM design_changes ORDER BY applied_at, slug")
+        )
+        return [dict(row._mapping) for row in rows]

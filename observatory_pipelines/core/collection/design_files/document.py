@@ -288,7 +288,7 @@ def _parse_yaml(path: Path) -> tuple[Any, dict[Path_, int], list[DesignFileError
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
-        problem = " ".join(filter(None, [err.context, err.problem]))
+        problem = f"{err.problem} ({err.context})" if err.context else str(err.problem)
         return None, {}, [DesignFileError(where, line, "(yaml)", f"not valid YAML: {problem}")]
     except yaml.YAMLError as err:
         return None, {}, [DesignFileError(where, 1, "(yaml)", f"not valid YAML: {str(err).splitlines()[0]}")]
@@ -391,8 +391,10 @@ def _arena_errors(design: DesignFile, arenas: Mapping[str, Any], tier: Tier) -> 
         except ConfigError as err:
             message = str(err).removeprefix(prefix).removeprefix(f".{name}").lstrip(".: ")
             key = message.split(" ", 1)[0].split(".", 1)[0].rstrip(":")
-            path: Path_ = ("arenas", name, key) if key in SETTING_KEYS else ("arenas", name)
-            yield design.error(path, message)
+            if key in SETTING_KEYS:
+                yield design.error(("arenas", name, key), message[len(key) :].lstrip(".: "))
+            else:
+                yield design.error(("arenas", name), message.removeprefix("names "))
 
 
 def _term_errors(design: DesignFile, terms: list[Any]) -> Iterator[DesignFileError]:
@@ -406,7 +408,7 @@ def _term_errors(design: DesignFile, terms: list[Any]) -> Iterator[DesignFileErr
         except term_grammar.TermSyntaxError as err:
             yield design.error(("terms", index), f"{written!r}: {err}")
         if written in seen:
-            yield design.error(("terms", index), f"{written!r} is already term {seen[written]}")
+            yield design.error(("terms", index), f"{written!r} is already terms[{seen[written]}]")
         seen.setdefault(written, index)
 
 
@@ -499,14 +501,18 @@ def read_design_file(path: Path) -> tuple[DesignFile | None, list[DesignFileErro
     arenas = data.get("arenas")
     if isinstance(arenas, Mapping):
         resolved = {name: dict(v) if isinstance(v, Mapping) else v for name, v in arenas.items()}
+        unresolved = set()
         for name, settings in resolved.items():
             if isinstance(settings, dict) and "options" in settings:
+                before = len(errors)
                 settings["options"] = _resolve_options(design, name, settings["options"], errors)
+                if len(errors) > before:
+                    unresolved.add(name)  # its error is said; the arena would only repeat it
         try:
             tier = Tier.parse(data.get("default_tier", DEFAULTS["default_tier"]))
         except ValueError:
             tier = Tier.FREE
-        errors += _arena_errors(design, resolved, tier)
+        errors += _arena_errors(design, {k: v for k, v in resolved.items() if k not in unresolved}, tier)
         design.document["arenas"] = resolved
     if errors:
         return None, errors
@@ -552,9 +558,27 @@ def read_design_files(path: Path) -> DesignFiles:
 # --- writing --------------------------------------------------------------------------------------
 
 
+def _sorted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def _settings_in_order(settings: Any) -> Any:
+    """One arena's settings in a stable order (JSONB keeps keys in its own order, not the file's)."""
+    if not isinstance(settings, Mapping):
+        return settings
+    ordered = {key: settings[key] for key in ("enabled", "tier", "options") if key in settings}
+    if "options" in ordered:
+        ordered["options"] = map_strings(_sorted(ordered["options"]), package_form)
+    return ordered
+
+
 def to_yaml(document: Mapping[str, Any]) -> str:
-    """A document as a design file: fields in ``FIELDS`` order, empty optional fields left out,
-    files of the package in their ``package:`` form."""
+    """A document as a design file: fields in ``FIELDS`` order, arenas by name, empty optional
+    fields left out, files of the package in their ``package:`` form."""
     out = {field: document.get(field) for field in FIELDS if document.get(field) is not None}
     out["actor_lists"] = [
         {
@@ -571,6 +595,8 @@ def to_yaml(document: Mapping[str, Any]) -> str:
     ]
     if not out["actor_lists"]:
         del out["actor_lists"]
-    out["arenas"] = map_strings(document.get("arenas") or {}, package_form)
+    out["arenas"] = {
+        name: _settings_in_order(settings) for name, settings in sorted((document.get("arenas") or {}).items())
+    }
     body = yaml.safe_dump(out, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return f"{SCHEMA_COMMENT}\n{body}"
