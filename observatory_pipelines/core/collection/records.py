@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from observatory_pipelines.core.collection import privacy, text
+from observatory_pipelines.core.collection import privacy, terms, text
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, Rejected
 
 COLUMNS: tuple[str, ...] = (
@@ -94,7 +94,7 @@ class RecordContext:
     window_end: datetime
     collected_at: datetime
     salt: bytes
-    matcher: text.TermMatcher
+    matcher: terms.TermMatcher
     keep_unmatched: bool
     authors: AuthorDirectory = AuthorDirectory()
 
