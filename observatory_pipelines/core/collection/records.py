@@ -178,6 +178,9 @@ def prepare(item: CollectedItem, ctx: RecordContext) -> tuple | Rejected | Filte
     title = _clean(item.title, MAX_TITLE_LENGTH, "title", notes)
     body = _clean(item.text_content, MAX_TEXT_LENGTH, "text_content", notes)
     matched = ctx.matcher.match(title, body)
+    if item.matched_terms:
+        found = {*matched, *item.matched_terms}
+        matched = [term for term in ctx.matcher.terms if term in found]
     if not matched and not ctx.keep_unmatched:
         return Filtered("no_term_matched")
 

@@ -371,7 +371,8 @@ class TermMatcher:
         self._patterns = [(atom, _pattern(atom)) for atom in atoms]
 
     def match(self, *texts: str | None) -> list[str]:
-        haystack = " \n ".join(unicodedata.normalize("NFC", t) for t in texts if t)
+        # NUL, not whitespace, between the texts: a phrase must not run from a title into its body.
+        haystack = "\x00".join(unicodedata.normalize("NFC", t) for t in texts if t)
         if not haystack:
             return []
         present = {atom for atom, pattern in self._patterns if pattern.search(haystack)}
