@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core.collection import privacy, records, text
+from observatory_pipelines.core.collection import privacy, records, terms, text
 from observatory_pipelines.core.platform import database, migrate
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,7 +68,7 @@ def synthetic_rows(
     """``n`` rows in ``records.COLUMNS`` order, ~300 characters of Danish text each, one month."""
     rng = random.Random(seed)
     salt = b"benchmark-salt-not-secret"
-    matcher = text.TermMatcher(TERMS)
+    matcher = terms.TermMatcher(TERMS)
     collected = month_start + timedelta(days=31)
     rows = []
     for i in range(n):

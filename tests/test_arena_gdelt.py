@@ -13,8 +13,9 @@ from observatory_pipelines.core.collection.arenas.errors import ArenaError, Malf
 from observatory_pipelines.core.collection.arenas.gdelt import (
     DEFAULT_BASE_URL,
     GdeltArena,
+    GdeltQuery,
     GdeltQueryRejected,
-    build_query,
+    build_queries,
     parse_artlist,
     time_slices,
 )
@@ -32,7 +33,7 @@ def at(day: int, hour: int = 0, minute: int = 0) -> datetime:
     return datetime(2025, 3, day, hour, minute, tzinfo=UTC)
 
 
-def make_spec(start=DAY1, end=DAY1 + timedelta(days=2), terms=("klima", "grøn omstilling"), **options) -> QuerySpec:
+def make_spec(start=DAY1, end=DAY1 + timedelta(days=2), terms=("klima", '"grøn omstilling"'), **options) -> QuerySpec:
     return QuerySpec("klima", terms, (), start, end, Tier.FREE, options)
 
 
@@ -92,24 +93,42 @@ def test_gdelt_is_free_and_keeps_what_it_matched_server_side():
     ("terms", "query"),
     [
         (("klima",), "klima sourcecountry:DA sourcelang:danish"),
-        (("klima", "grøn omstilling"), '(klima OR "grøn omstilling") sourcecountry:DA sourcelang:danish'),
+        (("klima", '"grøn omstilling"'), '(klima OR "grøn omstilling") sourcecountry:DA sourcelang:danish'),
         (
             ('"Mette  Frederiksen"', "covid-19", "  "),
             '("Mette Frederiksen" OR "covid-19") sourcecountry:DA sourcelang:danish',
         ),
+        (("#dkpol", "havvind OR vindmøller"), "(dkpol OR havvind OR vindmøller) sourcecountry:DA sourcelang:danish"),
     ],
 )
-def test_query_quotes_phrases_and_ors_terms(terms, query):
-    assert build_query(terms, "DA", "danish") == query
+def test_words_and_phrases_share_one_ored_query(terms, query):
+    assert [q.text for q in build_queries(terms, "DA", "danish")] == [query]
+
+
+def test_each_all_of_clause_is_a_query_of_its_own_that_names_its_term():
+    design_terms = ["klima", '(havvind OR "nye vindmøller") støj -(atomkraft OR kul)', "grøn omstilling"]
+    assert build_queries(design_terms, None, "danish") == [
+        GdeltQuery("klima sourcelang:danish", "klima"),
+        GdeltQuery("havvind støj -atomkraft -kul sourcelang:danish", design_terms[1]),
+        GdeltQuery('"nye vindmøller" støj -atomkraft -kul sourcelang:danish', design_terms[1]),
+        GdeltQuery("grøn omstilling sourcelang:danish", "grøn omstilling"),
+    ]
+
+
+def test_gdelt_refuses_what_it_cannot_search_in_one_line():
+    with pytest.raises(ArenaError, match=r"cannot exclude the group -\(vind sol\)"):
+        build_queries(["klima -(vind sol)"], "DA", "danish")
+    with pytest.raises(ArenaError, match="never closed"):
+        build_queries(['"klima'], "DA", "danish")
 
 
 def test_query_filters_can_be_dropped():
-    assert build_query(["klima"], None, None) == "klima"
+    assert build_queries(["klima"], None, None) == [GdeltQuery("klima", "klima")]
 
 
 def test_a_design_without_terms_cannot_search_gdelt():
     with pytest.raises(ArenaError, match="add terms"):
-        build_query(["", '""'], "DA", "danish")
+        build_queries(["", "  "], "DA", "danish")
 
 
 def test_time_slices_cover_the_window_exactly():
@@ -337,3 +356,24 @@ def test_fuzz_parse_artlist_raises_only_documented_errors(body, content_type):
         if isinstance(result, CollectedItem):
             assert result.url and len(result.platform_id) == 64
             assert result.published_at is None or result.published_at.tzinfo is UTC
+
+
+def test_an_article_found_by_several_queries_is_one_item_naming_each_term(arena_server):
+    noon = at(4, 12)
+    boolean = "(havvind OR vindmøller) støj"
+    spec = make_spec(end=at(5), terms=("klima", boolean))
+    results, requests, _, _ = run(
+        arena_server,
+        spec,
+        artlist(article(1, noon), article(2, noon)),  # the shared query: klima
+        artlist(article(2, noon), article(3, noon)),  # havvind støj
+        artlist(),  # vindmøller støj
+    )
+
+    assert [r.query["query"][0] for r in requests] == [
+        "klima sourcecountry:DA sourcelang:danish",
+        "havvind støj sourcecountry:DA sourcelang:danish",
+        "vindmøller støj sourcecountry:DA sourcelang:danish",
+    ]
+    got = {i.url.rsplit("/", 1)[1]: i.matched_terms for i in items(results)}
+    assert got == {"1": ("klima",), "2": ("klima", boolean), "3": (boolean,)}

@@ -270,3 +270,35 @@ def test_records_without_a_date_take_the_collection_time_and_say_so(engine, aren
     (row,) = content_rows(engine, design)
     assert row["published_at"] == march_now
     assert row["raw_metadata"]["ingest_notes"]["published_at_missing"] is True
+
+
+def test_gdelt_records_name_the_term_its_search_found_them_for(engine, arena_server):
+    boolean = '("nye vindmøller" OR havvind) -atomkraft'
+    articles = [
+        {
+            "url": "https://www.dr.dk/nyheder/indland/havvind-ved-anholt",
+            "title": "Ny park ud for Anholt",  # the title alone matches no term
+            "seendate": "20260303T081500Z",
+            "domain": "dr.dk",
+            "language": "Danish",
+            "sourcecountry": "Denmark",
+        }
+    ]
+    body = json.dumps({"articles": articles}, ensure_ascii=False).encode()
+    empty = Canned(200, b"{}", {"Content-Type": "application/json"})
+    arena_server.route("/doc", empty, Canned(200, body, {"Content-Type": "application/json"}), empty)
+    config = {
+        "gdelt": {"options": {"base_url": arena_server.url("/doc"), "min_interval_seconds": 0, "slice_hours": 744}}
+    }
+    design = make_design(engine, "havvind", terms=("klima", boolean), arenas_config=config)
+
+    collect(engine, "gdelt", slug="havvind")
+
+    sent = [r.query["query"][0] for r in arena_server.requests_to("/doc")]
+    assert sent == [
+        "klima sourcecountry:DA sourcelang:danish",
+        '"nye vindmøller" -atomkraft sourcecountry:DA sourcelang:danish',
+        "havvind -atomkraft sourcecountry:DA sourcelang:danish",
+    ]
+    [stored] = content_rows(engine, design)
+    assert stored["search_terms_matched"] == [boolean]

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import feedparser
 import pytest
 
-from observatory_pipelines.core.collection import text
+from observatory_pipelines.core.collection import terms, text
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
 from observatory_pipelines.core.collection.arenas.file_import import FileImportArena, read_import_file
 from observatory_pipelines.core.collection.tiers import Tier
@@ -33,7 +33,7 @@ TIKTOK_FILE = "zeeschuimer-export-tiktok.com-2026-03-31T20-05-00.ndjson"
 INSTAGRAM_FILE = "4cat-instagram-klimadebat-2026-03.csv"
 MARCH_START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 APRIL_START = datetime(2026, 4, 1, tzinfo=timezone.utc)
-MATCHER = text.TermMatcher(MANIFEST["design"]["terms"])
+MATCHER = terms.TermMatcher(MANIFEST["design"]["terms"])
 
 
 def fold(value: str) -> str:

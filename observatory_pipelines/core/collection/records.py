@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from observatory_pipelines.core.collection import privacy, text
+from observatory_pipelines.core.collection import privacy, terms, text
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, Rejected
 
 COLUMNS: tuple[str, ...] = (
@@ -94,7 +94,7 @@ class RecordContext:
     window_end: datetime
     collected_at: datetime
     salt: bytes
-    matcher: text.TermMatcher
+    matcher: terms.TermMatcher
     keep_unmatched: bool
     authors: AuthorDirectory = AuthorDirectory()
 
@@ -178,6 +178,9 @@ def prepare(item: CollectedItem, ctx: RecordContext) -> tuple | Rejected | Filte
     title = _clean(item.title, MAX_TITLE_LENGTH, "title", notes)
     body = _clean(item.text_content, MAX_TEXT_LENGTH, "text_content", notes)
     matched = ctx.matcher.match(title, body)
+    if item.matched_terms:
+        found = {*matched, *item.matched_terms}
+        matched = [term for term in ctx.matcher.terms if term in found]
     if not matched and not ctx.keep_unmatched:
         return Filtered("no_term_matched")
 

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core.collection import ingest, privacy, records, text
+from observatory_pipelines.core.collection import ingest, privacy, records, terms
 from observatory_pipelines.core.collection.arenas import get_arena
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
 from observatory_pipelines.core.collection.credits import CreditService
@@ -325,7 +325,7 @@ def _collect_locked(
             window_end=window[1],
             collected_at=collected_at,
             salt=salt,
-            matcher=text.TermMatcher(design.terms),
+            matcher=terms.TermMatcher(design.terms),
             keep_unmatched=arena.keep_unmatched,
             authors=authors,
         )

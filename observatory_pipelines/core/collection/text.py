@@ -8,9 +8,7 @@
   edit touches pushes the distance past the 3-bit threshold (measured on a 49-word news lead: one
   replaced word moves 3.8 bits on average with words, 4.4 with words and bigrams, 5.5 with
   trigrams added). It is stored as a signed bigint (PostgreSQL has no unsigned).
-- ``TermMatcher`` finds which of a design's terms a text contains: case-insensitive, whole words
-  and whole phrases, so "klima" matches "Klima." but not "klimaet", and Danish letters are word
-  characters ("grøn" does not match inside "grønne").
+- Which terms a text matches is ``core.collection.terms``.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable
 from html.parser import HTMLParser
 
 import numpy as np
@@ -67,27 +64,6 @@ def simhash(text: str | None) -> int | None:
 
 def hamming(a: int, b: int) -> int:
     return ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
-
-
-class TermMatcher:
-    """Which of a design's terms occur in a text (whole words/phrases, case-insensitive)."""
-
-    def __init__(self, terms: Iterable[str]):
-        self.terms: tuple[str, ...] = tuple(dict.fromkeys(t.strip() for t in terms if t and t.strip()))
-        self._patterns = [(term, self._compile(term)) for term in self.terms]
-
-    @staticmethod
-    def _compile(term: str) -> re.Pattern[str]:
-        words = [re.escape(w) for w in term.split()]
-        # (?<!\w) and (?!\w) rather than \b: \b misbehaves next to non-word characters that a term
-        # may start or end with (e.g. "#dkpol", "CO2-").
-        return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE | re.UNICODE)
-
-    def match(self, *texts: str | None) -> list[str]:
-        haystack = " \n ".join(unicodedata.normalize("NFC", t) for t in texts if t)
-        if not haystack:
-            return []
-        return [term for term, pattern in self._patterns if pattern.search(haystack)]
 
 
 _BLOCK_TAGS = frozenset(

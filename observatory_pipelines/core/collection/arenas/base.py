@@ -43,6 +43,9 @@ class CollectedItem:
     comments_count: int | None = None
     media_urls: list[str] = field(default_factory=list)
     raw_metadata: dict[str, Any] = field(default_factory=dict)
+    #: Design terms the platform's own search found this item for (as the design writes them);
+    #: added to what the text matches locally, for platforms that search text we never see.
+    matched_terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from observatory_pipelines.core.collection import terms
 from observatory_pipelines.core.collection.arenas import register
 from observatory_pipelines.core.collection.arenas.base import (
     Arena,
@@ -74,19 +76,70 @@ class GdeltQueryRejected(MalformedResponse):
     retryable = False
 
 
-def build_query(terms: Sequence[str], source_country: str | None, source_language: str | None) -> str:
-    """GDELT query text: terms OR-ed (phrases quoted), then the source filters (implicitly AND-ed)."""
-    # GDELT has no escape for a quote inside a phrase, so quotes are dropped.
-    cleaned = [" ".join(term.replace('"', " ").split()) for term in terms]
-    quoted = [t if _BARE_WORD.match(t) else f'"{t}"' for t in cleaned if t]
-    if not quoted:
+@dataclass(frozen=True)
+class GdeltQuery:
+    """One GDELT query text, and the design term it searches for when that is only one term."""
+
+    text: str
+    term: str | None
+
+
+def _gdelt_atom(atom: terms.Atom) -> str:
+    # GDELT has no hashtag search; it reads a hashtag as its word, a documented superset.
+    words = atom.words if isinstance(atom, terms.Phrase) else (atom.text,)
+    joined = " ".join(words)
+    return joined if len(words) == 1 and _BARE_WORD.match(joined) else f'"{joined}"'
+
+
+def _gdelt_exclusions(node: terms.Node, term: str) -> list[str]:
+    """``-a -b`` for an excluded word, phrase or any-of of them (not (a or b) is not a and not b)."""
+    if isinstance(node, terms.AnyOf) and not any(isinstance(o, terms.AllOf | terms.AnyOf) for o in node.options):
+        return [part for option in node.options for part in _gdelt_exclusions(option, term)]
+    if isinstance(node, terms.AllOf | terms.AnyOf):
+        raise ArenaError(
+            ARENA, f"GDELT cannot exclude the group -({node.render()}) of term '{term}'; exclude words or phrases"
+        )
+    return [f"-{_gdelt_atom(node)}"]
+
+
+def build_queries(
+    design_terms: Sequence[str], source_country: str | None, source_language: str | None
+) -> list[GdeltQuery]:
+    """The GDELT queries that together search for every term, each followed by the source filters.
+
+    GDELT takes quotes, ``(a OR b)`` and ``-word`` but no nested groups, so each term is spelled as
+    its all-of clauses (``Term.disjuncts``). Clauses of one word or phrase share one OR-ed query, as
+    few requests as possible; any other clause is a query of its own, which also tells which term
+    an article was found for.
+    """
+    shared: dict[str, set[str]] = {}
+    own: dict[str, str] = {}
+    for raw in design_terms:
+        if not raw.strip():
+            continue
+        try:
+            term = terms.parse_term(raw)
+        except terms.TermSyntaxError as err:
+            raise ArenaError(ARENA, f"term {raw!r}: {err}") from None
+        for clause in term.disjuncts():
+            if len(clause.required) == 1 and not clause.excluded:
+                shared.setdefault(_gdelt_atom(clause.required[0]), set()).add(term.text)
+                continue
+            words = [_gdelt_atom(atom) for atom in clause.required]
+            words += [part for node in clause.excluded for part in _gdelt_exclusions(node, term.text)]
+            own.setdefault(" ".join(words), term.text)
+    if not shared and not own:
         raise ArenaError(ARENA, "the design has no search terms and GDELT only searches by terms; add terms")
-    parts = [quoted[0] if len(quoted) == 1 else f"({' OR '.join(quoted)})"]
-    if source_country:
-        parts.append(f"sourcecountry:{source_country}")
-    if source_language:
-        parts.append(f"sourcelang:{source_language}")
-    return " ".join(parts)
+    filters = [f"sourcecountry:{source_country}"] if source_country else []
+    filters += [f"sourcelang:{source_language}"] if source_language else []
+    queries = []
+    if shared:
+        atoms = list(shared)
+        owners = set().union(*shared.values())
+        text = atoms[0] if len(atoms) == 1 else f"({' OR '.join(atoms)})"
+        queries.append(GdeltQuery(" ".join([text, *filters]), owners.pop() if len(owners) == 1 else None))
+    queries += [GdeltQuery(" ".join([text, *filters]), term) for text, term in own.items()]
+    return queries
 
 
 def time_slices(start: datetime, end: datetime, hours: float) -> list[tuple[datetime, datetime]]:
@@ -248,14 +301,42 @@ class GdeltArena(Arena):
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)
-        query = build_query(spec.terms, options["source_country"], options["source_language"])
+        queries = build_queries(spec.terms, options["source_country"], options["source_language"])
         now = ctx.now() if ctx.now else datetime.now(timezone.utc)
         if spec.window_end < now - SEARCHABLE_HISTORY:
             ctx.log(f"{self.name}: the window ends over 90 days ago; GDELT may return little or nothing that old")
-        max_records = options["max_records"]
         seen: set[str] = set()
-        # A stack, filled in reverse, so slices (and the halves of split slices) run oldest first.
-        pending = list(reversed(time_slices(spec.window_start, spec.window_end, options["slice_hours"])))
+        for start, end in time_slices(spec.window_start, spec.window_end, options["slice_hours"]):
+            # One slice's articles from every query, so an article found by several queries is one
+            # item that names every term it was found for.
+            found: dict[str, CollectedItem] = {}
+            try:
+                for query in queries:
+                    for result in self._search(ctx, query.text, start, end, options):
+                        if not isinstance(result, CollectedItem):
+                            yield result
+                            continue
+                        outside = result.published_at is not None and not (
+                            spec.window_start <= result.published_at < spec.window_end
+                        )
+                        if outside or result.platform_id in seen:
+                            continue
+                        kept = found.setdefault(result.platform_id, result)
+                        if query.term is not None and query.term not in kept.matched_terms:
+                            kept.matched_terms = (*kept.matched_terms, query.term)
+            except Exception:
+                yield from found.values()  # what the earlier queries found is kept when a later one fails
+                raise
+            seen.update(found)
+            yield from found.values()
+
+    def _search(
+        self, ctx: CollectionContext, query: str, start: datetime, end: datetime, options: Mapping[str, Any]
+    ) -> Iterator[CollectedItem | Rejected]:
+        """Every article GDELT has for ``query`` in ``[start, end)``: a slice that comes back full is halved."""
+        max_records = options["max_records"]
+        # A stack, filled in reverse, so the halves of split slices run oldest first.
+        pending = [(start, end)]
         while pending:
             start, end = pending.pop()
             results = self._fetch_slice(ctx, query, start, end, options)
@@ -271,15 +352,7 @@ class GdeltArena(Arena):
                     "articles are missing; narrow the design's terms",
                     _slice_label(start, end),
                 )
-            for result in results:
-                if isinstance(result, CollectedItem):
-                    outside = result.published_at is not None and not (
-                        spec.window_start <= result.published_at < spec.window_end
-                    )
-                    if outside or result.platform_id in seen:
-                        continue
-                    seen.add(result.platform_id)
-                yield result
+            yield from results
 
     def _fetch_slice(
         self, ctx: CollectionContext, query: str, start: datetime, end: datetime, options: Mapping[str, Any]
