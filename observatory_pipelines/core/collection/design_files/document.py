@@ -404,7 +404,7 @@ def _term_errors(design: DesignFile, terms: list[Any]) -> Iterator[DesignFileErr
             continue  # the schema reported it
         written = term.strip()
         try:
-            term_grammar.parse_term(written)
+            written = term_grammar.parse_term(written).text
         except term_grammar.TermSyntaxError as err:
             yield design.error(("terms", index), f"{written!r}: {err}")
         if written in seen:
@@ -443,7 +443,8 @@ def _text(value: Any) -> str | None:
 def normalise(data: Mapping[str, Any]) -> dict[str, Any]:
     """A checked file's data as a document: defaults filled in, text stripped, ids as text."""
     document = {field: copy.deepcopy(data.get(field, DEFAULTS.get(field))) for field in FIELDS}
-    document["terms"] = [term.strip() for term in document["terms"]]
+    # As the grammar reads them (stripped, NFC): "ø" typed two ways is one term, not two.
+    document["terms"] = [term_grammar.parse_term(term).text for term in document["terms"]]
     document["actor_lists"] = [
         {
             "name": actor_list["name"],
