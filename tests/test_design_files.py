@@ -162,7 +162,9 @@ def test_a_term_the_grammar_refuses_is_named_with_its_line(tmp_path):
         tmp_path, "terms", text="slug: terms\nname: T\nowner: a@b.dk\nterms:\n- klima\n- '\"grøn omstilling'\n- klima\n"
     )
     errors = invalid(path)
-    assert errors[0].startswith(f"{path}:6: terms[1]: '\"grøn omstilling': ")
+    assert errors[0] == (
+        f"{path}:6: terms[1]: '\"grøn omstilling': the quote at column 1 is never closed; end the phrase with \""
+    )
     assert errors[1:] == [f"{path}:7: terms[2]: 'klima' is already terms[0]"]
 
 
