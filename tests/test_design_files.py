@@ -468,3 +468,8 @@ def test_the_designs_commands_refuse_a_bad_slug_with_exit_2(capsys):
         cli.main(["designs", "show", "Ikke En Slug"])
     assert exited.value.code == 2
     assert "is not a query design slug" in capsys.readouterr().err
+
+
+def test_the_format_documentation_shows_the_demo_file_as_it_is():
+    documented = (ROOT / "docs" / "designs.md").read_text(encoding="utf-8")
+    assert "```yaml\n" + (ROOT / "designs" / "klimadebat.yaml").read_text(encoding="utf-8") + "```" in documented
