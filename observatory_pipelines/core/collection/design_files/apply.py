@@ -144,7 +144,12 @@ def _write_design(conn: sa.Connection, change: planning.PlannedChange) -> uuid.U
                 RETURNING id
                 """
             ),
-            {"d": design_id, "name": actor_list["name"], "description": actor_list["description"], "owner": None},
+            {
+                "d": design_id,
+                "name": actor_list["name"],
+                "description": actor_list["description"],
+                "owner": change.owner_id,
+            },
         ).scalar_one()
         members = [_write_actor(conn, actor) for actor in actor_list["actors"]]
         conn.execute(

@@ -201,9 +201,11 @@ def _presence_key(account: Mapping[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def missing_accounts(actor: Mapping[str, Any], held_accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The file's accounts of an existing actor that the database does not hold yet."""
+    """The file's accounts of an existing actor that the database does not hold yet. An account
+    held under its user_id or its handle is held: adding it again would give the actor the same
+    account twice."""
     held: set[tuple[str, str, str]] = set().union(*(_presence_key(a) for a in held_accounts))
-    return [a for a in actor["accounts"] if _account_key(a) not in held]
+    return [a for a in actor["accounts"] if not _presence_key(a) & held]
 
 
 def _actor_row(conn: sa.Connection, actor_id: uuid.UUID) -> dict[str, Any]:
