@@ -473,3 +473,36 @@ def test_the_designs_commands_refuse_a_bad_slug_with_exit_2(capsys):
 def test_the_format_documentation_shows_the_demo_file_as_it_is():
     documented = (ROOT / "docs" / "designs.md").read_text(encoding="utf-8")
     assert "```yaml\n" + (ROOT / "designs" / "klimadebat.yaml").read_text(encoding="utf-8") + "```" in documented
+
+
+def test_a_file_takes_over_a_design_made_another_way_and_retypes_its_terms(engine, tmp_path):
+    make_design(engine, "aero", terms=("klima", "#dkpol"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE search_terms SET term_type = 'keyword'"))
+        email = conn.execute(sa.text("SELECT email FROM users")).scalar_one()
+    write_design_file(tmp_path, "aero", owner=email)
+    (change,) = design_files.apply_design_files(engine, tmp_path, APPLIED_BY).changes
+    assert change.change == "updated"
+    assert change.diff["source_file"] == {"before": None, "after": "aero.yaml"}
+    assert change.diff["terms"] == {
+        "added": ['"grøn omstilling"', "vindmøller"],
+        "retyped": {"#dkpol": {"before": "keyword", "after": "hashtag"}},
+    }
+    assert active_terms(engine, "aero")["#dkpol"] == "hashtag"
+    assert design_files.apply_design_files(engine, tmp_path, APPLIED_BY).changes == []
+
+
+def test_two_files_describing_one_actor_differently_are_an_error(engine, tmp_path):
+    make_user(engine)
+    for slug, public in (("en", True), ("to", False)):
+        actor = {"name": "Åse", "public_figure": public, "accounts": [{"platform": "x_twitter", "handle": "aase"}]}
+        write_design_file(tmp_path, slug, actor_lists=[{"name": "Liste", "actors": [actor]}])
+    with pytest.raises(design_files.DesignFilesInvalid) as raised:
+        design_files.apply_design_files(engine, tmp_path, APPLIED_BY)
+    (error,) = [str(e) for e in raised.value.errors]
+    assert error.startswith(f"{tmp_path / 'to.yaml'}:")
+    assert error.endswith(
+        f"actor_lists[0].actors[0].public_figure: x_twitter:aase is described with another public_figure "
+        f"in {tmp_path / 'en.yaml'}"
+    )
+    assert counts(engine)["query_designs"] == 0
