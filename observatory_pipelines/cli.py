@@ -561,9 +561,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--user", metavar="EMAIL", help=user_help)
 
-    from observatory_pipelines import cli_backup
+    from observatory_pipelines import cli_admin, cli_backup
 
     cli_backup.register(sub, add)
+    cli_admin.register(sub, add)
     return parser
 
 
