@@ -198,11 +198,14 @@ class CredentialPool:
             return now  # tried already in this call, and rested only briefly
 
         retry_at = min(usable_again(r) for r in active)
-        count = f"all {len(active)}" if len(active) > 1 else "the only"
-        noun = "credentials" if len(active) > 1 else "credential"
+        which = (
+            f"all {len(active)} {platform} credentials ({tier} tier) are"
+            if len(active) > 1
+            else f"the only {platform} credential ({tier} tier) is"
+        )
         return QuotaExceeded(
             arena,
-            f"{count} {platform} {noun} ({tier} tier) are spent until {describe_time(retry_at, now)}; "
+            f"{which} spent until {describe_time(retry_at, now)}; "
             "the collection can be retried then",
             retry_at=retry_at,
         )
