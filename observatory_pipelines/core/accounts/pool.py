@@ -205,8 +205,7 @@ class CredentialPool:
         )
         return QuotaExceeded(
             arena,
-            f"{which} spent until {describe_time(retry_at, now)}; "
-            "the collection can be retried then",
+            f"{which} spent until {describe_time(retry_at, now)}; the collection can be retried then",
             retry_at=retry_at,
         )
 
