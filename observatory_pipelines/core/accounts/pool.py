@@ -36,7 +36,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
-from observatory_pipelines.core.accounts.credentials import CredentialKey, unseal
+from observatory_pipelines.core.accounts.credentials import CredentialInfo, CredentialKey, unseal
 from observatory_pipelines.core.collection.arenas.base import Arena
 from observatory_pipelines.core.collection.arenas.errors import CredentialError, QuotaExceeded, RateLimited
 from observatory_pipelines.core.platform import months
@@ -295,3 +295,20 @@ def for_arena(
     return ArenaCredentials(
         CredentialPool(engine, parsed, clock=clock), arena=arena.name, platform=arena.platform, tier=tier, log=log
     )
+
+
+def health_summary(found: list[CredentialInfo], now: datetime) -> tuple[list[str], str]:
+    """The credentials that need an admin (switched off after a refusal) or wait (spent), one line
+    each, and a one-line summary, for the Dagster UI."""
+    problems = []
+    for c in found:
+        if c.flagged:
+            problems.append(f"{c.platform}/{c.name} ({c.tier}) switched off: {c.last_error}")
+        elif c.is_active and c.spent(now):
+            until = c.exhausted_until if c.exhausted_until and c.exhausted_until > now else next_utc_midnight(now)
+            problems.append(f"{c.platform}/{c.name} ({c.tier}) spent until {describe_time(until, now)}")
+    if not found:
+        return problems, "no API credentials yet (observatory credentials add PLATFORM NAME)"
+    if not problems:
+        return problems, f"all {len(found)} API credentials usable (or disabled by an admin)"
+    return problems, f"{len(problems)} of {len(found)} API credentials need attention: " + "; ".join(problems)

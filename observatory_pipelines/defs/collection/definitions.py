@@ -6,10 +6,11 @@ from observatory_pipelines.defs.collection.automation import (
     nightly_collection,
     sync_query_design_partitions,
 )
+from observatory_pipelines.defs.collection.credentials import api_credential_health
 
 defs = dg.Definitions(
     assets=build_collection_assets(),
     jobs=[collect_corpus_job],
     schedules=[nightly_collection],
-    sensors=[sync_query_design_partitions],
+    sensors=[sync_query_design_partitions, api_credential_health],
 )
