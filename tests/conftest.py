@@ -261,3 +261,12 @@ def keyed_arena(monkeypatch):
 
     monkeypatch.setitem(arenas._REGISTRY, factories.KeyedArena.name, factories.KeyedArena)
     return factories.KeyedArena
+
+
+@pytest.fixture
+def admin_env(db_url, isolated_settings):
+    """The settings ``observatory users|credits|credentials`` run with in process: the test
+    database and the tests' credential key (``factories.CREDENTIAL_KEY``)."""
+    isolated_settings.setenv("DATABASE_URL", db_url)
+    isolated_settings.setenv("OBSERVATORY_CREDENTIAL_KEY", factories.CREDENTIAL_KEY)
+    return isolated_settings

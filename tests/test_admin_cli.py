@@ -26,10 +26,9 @@ SECRET = "yt-key-Ærøskøbing-0c5d1e"
 
 
 @pytest.fixture
-def admin_cli(db_url, isolated_settings, capsys):
+def admin_cli(admin_env, capsys):
     """Runs ``observatory ARGS`` in process on the test database; returns (exit code, stdout, stderr)."""
-    isolated_settings.setenv("DATABASE_URL", db_url)
-    isolated_settings.setenv("OBSERVATORY_CREDENTIAL_KEY", CREDENTIAL_KEY)
+    isolated_settings = admin_env
 
     def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
         if stdin is not None:

@@ -4,12 +4,19 @@ then end to end, a keyed arena collecting through the pool against the local HTT
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import sys
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from observatory_pipelines import cli
 from observatory_pipelines.core.accounts import credentials
 from observatory_pipelines.core.accounts.pool import CredentialPool, Lease, describe_time, next_utc_midnight
 from observatory_pipelines.core.collection import run as collection
@@ -18,6 +25,9 @@ from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.http import HttpClient
 from observatory_pipelines.core.platform.settings import Secret
+from observatory_pipelines.defs.collection.assets import build_collection_assets
+from observatory_pipelines.defs.local_run import materialize_corpus
+from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
 from tests.factories import (
     CREDENTIAL_KEY,
     FEED_A,
@@ -341,3 +351,75 @@ def test_without_the_key_a_keyed_arena_refuses_to_start_and_free_arenas_carry_on
     )
     assert rss.status == "completed" and rss.written.new == 2
     assert len(content_rows(engine, design)) == 2
+
+
+# --- secrets are never seen ----------------------------------------------------------------------------------
+
+
+def test_a_planted_secret_appears_in_no_log_event_error_listing_or_file(
+    engine, db_url, arena_server, keyed_arena, instance, tmp_path, caplog, capfd, admin_env
+):
+    refused_key, busy_key = f"sk-live-{uuid.uuid4().hex}", f"sk-live-{uuid.uuid4().hex}"
+    planted = (refused_key, busy_key)
+    keyed_design(engine, arena_server, pages=2)
+    # Both added through the command, the secret piped on stdin.
+    for name, secret in (("afvist", refused_key), ("travl", busy_key)):
+        admin_env.setattr(sys, "stdin", io.StringIO(secret + "\n"))
+        assert cli.main(["credentials", "add", KEYED_PLATFORM, name, "--daily-quota", "100"]) == 0
+    # The platform echoes the key it was sent, as some do, in a 401 and a 429.
+    arena_server.route(
+        KEYED_PATH, Canned(401, f"invalid api key {refused_key}".encode()), header=("x-api-key", refused_key)
+    )
+    arena_server.route(
+        KEYED_PATH,
+        Canned(429, f"quota of {busy_key} exceeded".encode(), {"Retry-After": "3600"}),
+        header=("x-api-key", busy_key),
+    )
+    caplog.set_level(logging.DEBUG)
+    defs = dg.Definitions(
+        assets=build_collection_assets(retry_policy=dg.RetryPolicy(max_retries=0)),
+        resources={
+            "postgres": PostgresResource(database_url=db_url),
+            "collector": CollectionResource(
+                salt=SALT, credential_key=CREDENTIAL_KEY, http_max_attempts=1, http_backoff_seconds=0.0
+            ),
+        },
+    )
+
+    report = materialize_corpus(MARCH, "klimadebat", instance=instance, defs=defs, arenas=[KEYED_PLATFORM])
+
+    (failed,) = report.failed
+    assert failed.error.startswith(
+        f"{KEYED_PLATFORM}: the only {KEYED_PLATFORM} credential (free tier) is spent until "
+    )
+    assert len(arena_server.requests_to(KEYED_PATH, ("x-api-key", refused_key))) == 1
+    rows = {name: api_credential(engine, name) for name in ("afvist", "travl")}
+    assert rows["afvist"]["is_active"] is False and "HTTP 401" in rows["afvist"]["last_error"]
+    assert rows["travl"]["exhausted_until"] is not None
+
+    admin_env.setattr(sys, "stdin", io.StringIO(refused_key))
+    assert cli.main(["credentials", "add", KEYED_PLATFORM, "afvist"]) == 2  # a duplicate: fails in one line
+    assert cli.main(["credentials", "list"]) == 0
+    printed = capfd.readouterr()
+    assert "HTTP 401" in printed.out and "afvist" in printed.out and "already exists" in printed.err
+
+    events = dg.serialize_value(instance.all_logs(report.run_ids[0]))
+    assert "credential afvist was refused" in events  # the refusal is told, without its key
+    with engine.connect() as conn:
+        database_text = json.dumps(
+            [dict(r) for r in conn.execute(sa.text("SELECT * FROM collection_tasks")).mappings()]
+            + [{k: str(v) for k, v in r.items()} for r in rows.values()],
+            default=str,
+        )
+    stored_files = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    for secret in planted:
+        for where, text in (
+            ("captured logs", caplog.text),
+            ("stdout", printed.out),
+            ("stderr", printed.err),
+            ("Dagster events and metadata", events),
+            ("the asset's error", failed.error + str(failed.metadata)),
+            ("the tasks and credentials tables", database_text),
+        ):
+            assert secret not in text, f"the secret leaked into {where}"
+        assert secret.encode() not in stored_files, "the secret leaked into a file of the Dagster instance"
