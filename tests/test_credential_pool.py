@@ -26,6 +26,7 @@ from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.http import HttpClient
 from observatory_pipelines.core.platform.settings import Secret
 from observatory_pipelines.defs.collection.assets import build_collection_assets
+from observatory_pipelines.defs.collection.credentials import api_credential_health
 from observatory_pipelines.defs.local_run import materialize_corpus
 from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
 from tests.factories import (
@@ -63,7 +64,6 @@ def lease(engine, when: datetime = EVENING, **kwargs) -> Lease:
 
 def test_a_secret_is_stored_encrypted_and_decrypts_only_on_its_own_row(engine, keyed_arena):
     first = add_api_credential(engine, "kanal-ærø", '{"client_id": "ærø-id", "client_secret": "hemmelig-ÆØÅ-1"}')
-    add_api_credential(engine, "kanal-fanø", "nøgle-fanø-2")
     stored = api_credential(engine, "kanal-ærø")["encrypted_payload"]
     assert b"hemmelig" not in stored and "ærø-id".encode() not in stored
     assert len(stored) > credentials.NONCE_BYTES + 16
@@ -71,6 +71,7 @@ def test_a_secret_is_stored_encrypted_and_decrypts_only_on_its_own_row(engine, k
     got = lease(engine)
     assert got.name == "kanal-ærø" and got.field("client_secret").reveal() == "hemmelig-ÆØÅ-1"
     assert "hemmelig" not in repr(got) and "hemmelig" not in str(got.secret)
+    add_api_credential(engine, "kanal-fanø", "nøgle-fanø-2")
 
     # The payload copied onto the other row fails to decrypt there, in one line.
     with engine.begin() as conn:
@@ -423,3 +424,28 @@ def test_a_planted_secret_appears_in_no_log_event_error_listing_or_file(
         ):
             assert secret not in text, f"the secret leaked into {where}"
         assert secret.encode() not in stored_files, "the secret leaked into a file of the Dagster instance"
+
+
+# --- in the Dagster UI ---------------------------------------------------------------------------------------
+
+
+def test_the_health_sensor_names_switched_off_and_spent_credentials(engine, db_url, keyed_arena, instance):
+    context = dg.build_sensor_context(instance=instance, resources={"postgres": PostgresResource(database_url=db_url)})
+    assert api_credential_health(context).skip_message.startswith("no API credentials yet")
+
+    add_api_credential(engine, "afvist", "api-key-afvist-1")
+    add_api_credential(engine, "brugt", "api-key-brugt-2", quota=1)
+    add_api_credential(engine, "fri", "api-key-fri-3")
+    assert api_credential_health(context).skip_message == "all 3 API credentials usable (or disabled by an admin)"
+
+    now = datetime.now(timezone.utc)
+    live = CredentialPool(engine, KEY, clock=lambda: now)
+    for _ in range(3):
+        got = live.acquire(KEYED_PLATFORM, "free", arena=KEYED_PLATFORM)
+        if got.name == "afvist":
+            got.refused("HTTP 401 from api.example.dk/v1/search: access refused")
+    message = api_credential_health(context).skip_message
+    assert message.startswith("2 of 3 API credentials need attention: ")
+    assert f"{KEYED_PLATFORM}/afvist (free) switched off: " in message and "HTTP 401" in message
+    assert f"{KEYED_PLATFORM}/brugt (free) spent until 00:00 UTC" in message
+    assert "api-key" not in message

@@ -254,22 +254,20 @@ def add_credential(
     tier = check_terms(tier, daily_quota)
     secret = check_secret(secret)
     credential_id = uuid.uuid4()
+    duplicate = CredentialProblem(
+        f"a {platform} credential named {name!r} already exists; choose another name "
+        "(or disable the old one: observatory credentials disable)"
+    )
     with engine.begin() as conn:
-        taken = conn.execute(
-            sa.text("SELECT 1 FROM api_credentials WHERE platform = :platform AND credential_name = :name"),
-            {"platform": platform, "name": name},
-        ).first()
-        if taken:
-            raise CredentialProblem(
-                f"a {platform} credential named {name!r} already exists; choose another name "
-                "(or disable the old one: observatory credentials disable)"
-            )
-        conn.execute(
+        # ON CONFLICT covers an admin adding the same name at the same moment.
+        added = conn.execute(
             sa.text(
                 """
                 INSERT INTO api_credentials (id, platform, tier, credential_name, encrypted_payload, daily_quota,
                                              created_by)
                 VALUES (:id, :platform, :tier, :name, :payload, :quota, :created_by)
+                ON CONFLICT (platform, credential_name) DO NOTHING
+                RETURNING id
                 """
             ),
             {
@@ -281,7 +279,9 @@ def add_credential(
                 "quota": daily_quota,
                 "created_by": created_by,
             },
-        )
+        ).first()
+        if added is None:
+            raise duplicate
         return find_credential(conn, platform, name)
 
 

@@ -3,9 +3,10 @@
 Choosing and counting
     ``acquire`` picks, among the active credentials of (platform, tier) that are not exhausted and
     have quota left today, the least used (then the longest unused), and counts the use, in one
-    ``UPDATE ... RETURNING`` whose candidate row is locked ``FOR UPDATE``. A concurrent run that
-    counted a use first makes PostgreSQL re-check the quota condition on the newest row version
-    (or move on to the next candidate), so two runs never take a credential past its daily quota.
+    ``UPDATE ... WHERE id = (candidate) AND <quota left> RETURNING``. When a concurrent run counted
+    a use on that row first, PostgreSQL re-checks the quota condition on the newest row version and
+    updates nothing if the quota is gone; ``acquire`` then chooses again. So two runs never take a
+    credential past its daily quota, and as each statement locks one row, they never deadlock.
     Quota days are UTC days: ``quota_used_today`` counts ``quota_date``, and a use on a later day
     starts again from 0. ``now`` is injectable (``clock``), so tests drive midnight without waiting.
 
@@ -117,6 +118,34 @@ class Lease:
         self._pool.mark_exhausted(self, reason, retry_after)
 
 
+_USABLE = """
+    platform = :platform AND tier = :tier AND is_active
+    AND (exhausted_until IS NULL OR exhausted_until <= :now)
+    AND (daily_quota IS NULL OR CASE WHEN quota_date = :today THEN quota_used_today ELSE 0 END + :cost <= daily_quota)
+"""
+_CANDIDATE = sa.text(
+    f"""
+    SELECT id FROM api_credentials
+    WHERE {_USABLE} AND NOT (id = ANY(:skip))
+    ORDER BY CASE WHEN quota_date = :today THEN quota_used_today ELSE 0 END, last_used_at NULLS FIRST, id
+    LIMIT 1
+    """
+)
+# The candidate is chosen without a lock, and the UPDATE locks that one row only: statements that
+# locked candidates in their own snapshot's order could each hold one the other waits for. The
+# usable condition is repeated on the UPDATE, so PostgreSQL re-checks it on the newest version of a
+# row a concurrent run just counted a use on, and updates nothing if the quota is gone.
+_TAKE_ONE = sa.text(
+    f"""
+    UPDATE api_credentials SET
+        quota_used_today = CASE WHEN quota_date = :today THEN quota_used_today ELSE 0 END + :cost,
+        quota_date = :today, last_used_at = :now, updated_at = now()
+    WHERE id = ({_CANDIDATE.text}) AND {_USABLE}
+    RETURNING id, platform, tier, credential_name, encrypted_payload
+    """
+)
+
+
 class CredentialPool:
     """The pool over ``api_credentials``; ``key`` decrypts what it hands out."""
 
@@ -135,33 +164,15 @@ class CredentialPool:
         if cost < 1:
             raise ValueError(f"a lease costs at least 1 use, not {cost}")
         now = self.now()
-        with self._engine.begin() as conn:
-            row = conn.execute(
-                sa.text(
-                    """
-                    WITH candidate AS (
-                        SELECT id FROM api_credentials
-                        WHERE platform = :platform AND tier = :tier AND is_active
-                          AND (exhausted_until IS NULL OR exhausted_until <= :now)
-                          AND (daily_quota IS NULL OR
-                               CASE WHEN quota_date = :today THEN quota_used_today ELSE 0 END + :cost <= daily_quota)
-                          AND NOT (id = ANY(:skip))
-                        ORDER BY CASE WHEN quota_date = :today THEN quota_used_today ELSE 0 END,
-                                 last_used_at NULLS FIRST, id
-                        LIMIT 1
-                        FOR UPDATE
-                    )
-                    UPDATE api_credentials c SET
-                        quota_used_today = CASE WHEN c.quota_date = :today THEN c.quota_used_today ELSE 0 END + :cost,
-                        quota_date = :today, last_used_at = :now, updated_at = now()
-                    FROM candidate WHERE c.id = candidate.id
-                    RETURNING c.id, c.platform, c.tier, c.credential_name, c.encrypted_payload
-                    """
-                ),
-                {"platform": platform, "tier": tier, "now": now, "today": now.date(), "cost": cost, "skip": list(skip)},
-            ).first()
-            if row is None:
-                raise self._none_left(conn, platform, tier, arena, now, skip)
+        params = {"platform": platform, "tier": tier, "now": now, "today": now.date(), "cost": cost, "skip": list(skip)}
+        while True:
+            with self._engine.begin() as conn:
+                row = conn.execute(_TAKE_ONE, params).first()
+                if row is not None:
+                    break
+                if conn.execute(_CANDIDATE, params).first() is None:
+                    raise self._none_left(conn, platform, tier, arena, now, skip)
+            # A concurrent run took the candidate's last use first: choose again.
         credential_id, platform, tier, name, payload = row
         return Lease(
             credential_id, platform, tier, name, unseal(self._key, credential_id, platform, name, payload), self
