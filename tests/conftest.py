@@ -249,3 +249,24 @@ def demo_corpus(engine, tmp_path):
 def people(engine) -> factories.People:
     """Two researchers, an admin and a deactivated account, with three designs."""
     return factories.seed_people(engine)
+
+
+# --- an arena that needs API credentials ----------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed_arena(monkeypatch):
+    """``factories.KeyedArena`` in the arena registry for this test only."""
+    from observatory_pipelines.core.collection import arenas
+
+    monkeypatch.setitem(arenas._REGISTRY, factories.KeyedArena.name, factories.KeyedArena)
+    return factories.KeyedArena
+
+
+@pytest.fixture
+def admin_env(db_url, isolated_settings):
+    """The settings ``observatory users|credits|credentials`` run with in process: the test
+    database and the tests' credential key (``factories.CREDENTIAL_KEY``)."""
+    isolated_settings.setenv("DATABASE_URL", db_url)
+    isolated_settings.setenv("OBSERVATORY_CREDENTIAL_KEY", factories.CREDENTIAL_KEY)
+    return isolated_settings

@@ -7,6 +7,7 @@ Test modules import helpers from here, never from one another.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -31,11 +32,14 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from observatory_pipelines.core.accounts import credentials
 from observatory_pipelines.core.collection import ingest, privacy
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection import text as text_features
+from observatory_pipelines.core.collection.arenas.base import Arena, CollectedItem, CollectionContext, QuerySpec
 from observatory_pipelines.core.collection.designs import Corpus, find_corpus
 from observatory_pipelines.core.collection.records import COLUMNS
+from observatory_pipelines.core.collection.tiers import Tier
 from observatory_pipelines.core.exports.layout import (
     MANIFEST,
     ExportFile,
@@ -45,6 +49,7 @@ from observatory_pipelines.core.exports.layout import (
     owner_folder,
 )
 from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.platform.settings import Secret
 from observatory_pipelines.core.platform.storage import S3ObjectStore
 from observatory_pipelines.demo import seed as demo
 
@@ -898,3 +903,87 @@ def design_changes(engine: sa.Engine) -> list[dict]:
             sa.text("SELECT slug, change, diff, source_file, applied_by FROM design_changes ORDER BY applied_at, slug")
         )
         return [dict(row._mapping) for row in rows]
+
+
+# --- API credentials and an arena that needs them --------------------------------------------------------
+
+#: The credential key the tests encrypt with (32 bytes, URL-safe base64), and another one.
+CREDENTIAL_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
+OTHER_CREDENTIAL_KEY = base64.urlsafe_b64encode(bytes(range(100, 132))).decode()
+#: The keyed test API's platform and arena (registered only by the ``keyed_arena`` fixture).
+KEYED_PLATFORM = "videoarkiv"
+KEYED_PATH = "/v1/search"
+
+
+def keyed_items(*ids: str) -> bytes:
+    """One page of the keyed test API: posts in March 2026 that mention "klima"."""
+    items = [
+        {
+            "id": i,
+            "text": f"Klima og grøn omstilling på Ærø ({i})",
+            "published": "2026-03-05T10:00:00Z",
+            "author": "åse",
+        }
+        for i in ids
+    ]
+    return json.dumps({"items": items}, ensure_ascii=False).encode()
+
+
+class KeyedArena(Arena):
+    """A keyed API (``X-Api-Key``) served by the tests' HTTP server: ``pages`` pages, each one
+    request through ``ctx.credentials.call``, so the pool rotates as the server answers."""
+
+    name = KEYED_PLATFORM
+    platform = KEYED_PLATFORM
+    description = "A keyed test API served by tests/http_fixtures.py."
+    needs_credential = True
+    supported_tiers = frozenset(Tier)
+
+    def validate_options(self, options):
+        unknown = sorted(set(options) - {"base_url", "pages"})
+        if unknown:
+            raise ValueError(f"arena '{self.name}' has no option '{unknown[0]}'")
+        return dict(options)
+
+    def collect(self, spec: QuerySpec, ctx: CollectionContext):
+        assert ctx.credentials is not None
+        url = spec.options["base_url"] + KEYED_PATH
+        for page in range(int(spec.options.get("pages", 1))):
+
+            def request(lease, page=page):
+                headers = {"X-Api-Key": lease.secret.reveal()}
+                return ctx.http.get_json(
+                    url, params={"q": "klima", "page": page}, headers=headers, arena=self.name, wait_on_rate_limit=False
+                )
+
+            for item in ctx.credentials.call(request)["items"]:
+                yield CollectedItem(
+                    platform=self.platform,
+                    platform_id=item["id"],
+                    published_at=datetime.fromisoformat(item["published"]),
+                    text_content=item["text"],
+                    author_platform_id=item["author"],
+                )
+
+
+def add_api_credential(
+    engine: sa.Engine, name: str, secret: str, *, quota: int | None = None, tier: str = "free"
+) -> uuid.UUID:
+    """A credential of the keyed test platform, encrypted with ``CREDENTIAL_KEY``."""
+    key = credentials.CredentialKey.parse(Secret(CREDENTIAL_KEY))
+    return credentials.add_credential(
+        engine, key, KEYED_PLATFORM, name, Secret(secret), tier=tier, daily_quota=quota
+    ).id
+
+
+def api_credential(engine: sa.Engine, name: str) -> dict:
+    """A credential's row, as the pool left it (its payload included)."""
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(
+                sa.text("SELECT * FROM api_credentials WHERE platform = :p AND credential_name = :n"),
+                {"p": KEYED_PLATFORM, "n": name},
+            )
+            .mappings()
+            .one()
+        )

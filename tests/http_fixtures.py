@@ -2,7 +2,9 @@
 
 A test registers, per path, a queue of ``Canned`` responses; each request to that path takes the
 next one, and the last one repeats once the queue is down to it (so "503 forever" is one entry).
-Every request is recorded (path, query, headers) for assertions. Unknown paths answer 404.
+A queue may be kept for requests carrying one header value (``header=("x-api-key", key)``), so
+each API key meets its own answers. Every request is recorded (path, query, headers) for
+assertions. Unknown paths answer 404.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class RecordedRequest:
 
 class ArenaServer:
     def __init__(self) -> None:
-        self._routes: dict[str, list[Canned]] = {}
+        self._routes: dict[str | tuple[str, str, str], list[Canned]] = {}
         self._lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -59,20 +61,27 @@ class ArenaServer:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def route(self, path: str, *responses: Canned) -> str:
-        """Queue ``responses`` for ``path`` (no query string); returns the full URL."""
+    def route(self, path: str, *responses: Canned, header: tuple[str, str] | None = None) -> str:
+        """Queue ``responses`` for ``path`` (no query string), or for the requests to it that carry
+        ``header`` (name, value); returns the full URL."""
         if not responses:
             raise ValueError("give at least one canned response")
+        key = path if header is None else (path, header[0].lower(), header[1])
         with self._lock:
-            self._routes.setdefault(path, []).extend(responses)
+            self._routes.setdefault(key, []).extend(responses)
         return self.url(path)
 
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == path]
+    def requests_to(self, path: str, header: tuple[str, str] | None = None) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.requests
+            if r.path == path and (header is None or r.headers.get(header[0].lower()) == header[1])
+        ]
 
-    def _next_response(self, path: str) -> Canned:
+    def _next_response(self, path: str, headers: dict[str, str]) -> Canned:
         with self._lock:
-            queue = self._routes.get(path)
+            keyed = [k for k in self._routes if isinstance(k, tuple) and k[0] == path and headers.get(k[1]) == k[2]]
+            queue = self._routes.get(keyed[0] if keyed else path)
             if not queue:
                 return Canned(404, f"no canned response for {path}".encode())
             return queue.pop(0) if len(queue) > 1 else queue[0]
@@ -86,7 +95,7 @@ class ArenaServer:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 with server._lock:
                     server.requests.append(RecordedRequest(parts.path, parse_qs(parts.query), headers))
-                canned = server._next_response(parts.path)
+                canned = server._next_response(parts.path, headers)
                 if canned.delay:
                     time.sleep(canned.delay)
                 try:

@@ -72,6 +72,11 @@ class CollectionResource(dg.ConfigurableResource):
     salt: str | None = Field(
         default=None, description="The pseudonymisation key; bound to PSEUDONYMIZATION_SALT when it is set."
     )
+    credential_key: str | None = Field(
+        default=None,
+        description="The key the arenas' API credentials are encrypted with; bound to OBSERVATORY_CREDENTIAL_KEY "
+        "when it is set.",
+    )
     http_max_attempts: int = Field(default=4, description="Tries per HTTP request before the arena fails.")
     http_backoff_seconds: float = Field(default=1.0, description="Base of the exponential backoff between tries.")
 
@@ -126,7 +131,9 @@ def from_environment() -> dict[str, dg.ConfigurableResource]:
     """The project's resources, with their secrets bound to the environment variables that are set."""
     return {
         "postgres": PostgresResource(database_url=_bound(settings.DATABASE_URL)),
-        "collector": CollectionResource(salt=_bound(settings.PSEUDONYMIZATION_SALT)),
+        "collector": CollectionResource(
+            salt=_bound(settings.PSEUDONYMIZATION_SALT), credential_key=_bound(settings.OBSERVATORY_CREDENTIAL_KEY)
+        ),
         "storage": StorageResource(
             access_key=_bound(settings.MINIO_ACCESS_KEY, settings.MINIO_ROOT_USER),
             secret_key=_bound(settings.MINIO_SECRET_KEY, settings.MINIO_ROOT_PASSWORD),

@@ -8,6 +8,10 @@ Ledger
     - ``settlement``: closes the reservation of that (run, arena) and charges the amount it records;
     - ``refund``: gives credits back, either a settlement's surplus or an admin correction.
 
+Allocations
+    ``credit_allocations`` holds what users are given (``grant``, behind ``observatory credits
+    grant``): an amount valid from one UTC day through another (inclusive) or open-ended.
+
 Balance
     ``available = allocated - open_reserved - settled + refunded``, where
 
@@ -80,7 +84,7 @@ FALLBACK_EXPECTED_ITEMS = 1_000
 FINISHED_RUN_STATUSES = ("completed", "failed", "cancelled")
 
 _users = User.__table__
-_allocations = CreditAllocation.__table__
+_allocations = cast(sa.Table, CreditAllocation.__table__)
 # Declarative types ``__table__`` as any FromClause; this model maps a plain Table, which insert needs.
 _ledger = cast(sa.Table, CreditTransaction.__table__)
 _runs = CollectionRun.__table__
@@ -108,6 +112,14 @@ class Balance:
     refunded: int
     available: int
     period_start: date
+
+
+@dataclass(frozen=True)
+class Allocation:
+    id: uuid.UUID
+    credits: int
+    valid_from: date
+    valid_until: date | None  # inclusive; None: open-ended
 
 
 @dataclass(frozen=True)
@@ -394,6 +406,42 @@ class CreditService:
                 outcome.overrun,
             )
         return outcome, pending
+
+    def grant(
+        self,
+        user_id: uuid.UUID,
+        credits: int,
+        valid_from: date | None = None,
+        valid_until: date | None = None,
+        allocated_by: uuid.UUID | None = None,
+    ) -> Allocation:
+        """Allocate ``credits`` to the user from ``valid_from`` (default today, UTC) through
+        ``valid_until`` (inclusive; None: open-ended)."""
+        if credits <= 0:
+            raise CreditError(f"cannot grant {credits} credits: the amount must be more than 0")
+        starts = valid_from or _utc_today()
+        if valid_until is not None and valid_until < starts:
+            raise CreditError(f"cannot grant credits valid until {valid_until}: that is before they start ({starts})")
+        with self._engine.begin() as conn:
+            if not _lock_user(conn, user_id):
+                raise CreditError(f"cannot grant {credits} credits: user {user_id} does not exist")
+            row = conn.execute(
+                sa.insert(_allocations)
+                .values(
+                    user_id=user_id,
+                    credits_amount=credits,
+                    valid_from=starts,
+                    valid_until=valid_until,
+                    allocated_by=allocated_by,
+                )
+                .returning(
+                    _allocations.c.id,
+                    _allocations.c.credits_amount,
+                    _allocations.c.valid_from,
+                    _allocations.c.valid_until,
+                )
+            ).one()
+        return Allocation(*row)
 
     def refund(
         self,

@@ -3,7 +3,8 @@
 ``collect_arena`` is what a Dagster collection asset and ``observatory run`` call. In order:
 
 1. load the design and this arena's settings (a bad ``arenas_config`` is a one-line error);
-2. refuse to start without the pseudonymisation salt;
+2. refuse to start without the pseudonymisation salt, or, for an arena that calls a keyed API,
+   without the credential key (``OBSERVATORY_CREDENTIAL_KEY``); other arenas carry on;
 3. a disabled arena completes at once as ``skipped``;
 4. take a PostgreSQL advisory lock for (design, month, arena), so the same collection never
    runs twice at once, whoever launched it;
@@ -29,6 +30,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.accounts import pool
 from observatory_pipelines.core.collection import ingest, privacy, records, terms
 from observatory_pipelines.core.collection.arenas import get_arena
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
@@ -211,7 +213,10 @@ def collect_arena(
     http_factory: Callable[..., HttpClient] = HttpClient,
     log: Callable[[str], None] = lambda message: None,
     now: datetime | None = None,
+    credential_key: str | None = None,
 ) -> CollectionOutcome:
+    """``now`` fixes the collection time and the credential pool's clock (tests); ``credential_key``
+    overrides ``OBSERVATORY_CREDENTIAL_KEY``."""
     arena = get_arena(arena_name)
     window = months.month_bounds(month)
     with engine.connect() as conn:
@@ -237,6 +242,14 @@ def collect_arena(
         return outcome
 
     salt_bytes = privacy.load_salt(salt)
+    credentials = pool.for_arena(
+        engine,
+        arena,
+        settings.tier.value,
+        key=credential_key,
+        clock=(lambda: now) if now is not None else months.utc,
+        log=log,
+    )
     key = lock_key(design.slug, month, arena.name)
     with engine.connect() as lock_conn:
         # A session-level lock, held on this connection while the collection runs (the pooled
@@ -261,6 +274,7 @@ def collect_arena(
                 http_factory,
                 log,
                 now,
+                credentials,
                 outcome,
             )
         finally:
@@ -281,6 +295,7 @@ def _collect_locked(
     http_factory,
     log,
     now,
+    credentials,
     outcome: CollectionOutcome,
 ) -> CollectionOutcome:
     collected_at = now or datetime.now(timezone.utc)
@@ -331,7 +346,9 @@ def _collect_locked(
         )
         batch: list[tuple] = []
         try:
-            for found in arena.collect(spec, CollectionContext(http=http, import_dir=import_dir, log=log)):
+            for found in arena.collect(
+                spec, CollectionContext(http=http, import_dir=import_dir, log=log, credentials=credentials)
+            ):
                 if isinstance(found, CollectedItem):
                     items += 1
                     found = records.prepare(found, ctx)

@@ -8,7 +8,8 @@ key leaking into a log) are handled once:
 - 5xx, timeouts, dropped connections and truncated bodies are retried with exponential backoff
   and full jitter, then raised as ``ServerError`` / ``TransportError``;
 - 429 waits as long as ``Retry-After`` asks, unless that is longer than ``max_wait_seconds``:
-  then ``RateLimited`` is raised at once, so the run's retry policy waits instead of a worker;
+  then ``RateLimited`` is raised at once, so the run's retry policy waits instead of a worker
+  (and at the first 429 when the caller rotates credentials: ``wait_on_rate_limit=False``);
 - 401/403 raise ``CredentialError`` without retrying; other 4xx raise ``ArenaError``.
 
 Messages name the arena, the host and path (never the query string) and what to do. Values of
@@ -177,10 +178,13 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         arena: str,
         min_interval_seconds: float | None = None,
+        wait_on_rate_limit: bool = True,
     ) -> httpx.Response:
         """GET ``url`` and return the 2xx response, or raise the matching ``ArenaError``.
 
         ``min_interval_seconds`` raises this client's spacing for an arena that needs more.
+        ``wait_on_rate_limit=False`` raises ``RateLimited`` at the first 429: a caller with other
+        credentials to rotate to (``core.accounts.pool``) moves on rather than waiting.
         """
         interval = max(self.min_interval_seconds, min_interval_seconds or 0.0)
         endpoint = where(url)
@@ -213,6 +217,8 @@ class HttpClient:
                 )
             if status == 429:
                 asked = parse_retry_after(response.headers.get("retry-after"), self._clock())
+                if not wait_on_rate_limit:
+                    raise RateLimited(arena, f"HTTP 429 from {endpoint}; rate-limited", retry_after=asked)
                 if asked is not None and asked > self.max_wait_seconds:
                     raise RateLimited(
                         arena,
@@ -248,9 +254,17 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         arena: str,
         min_interval_seconds: float | None = None,
+        wait_on_rate_limit: bool = True,
     ) -> Any:
         """``get`` and decode a JSON body; anything else raises ``MalformedResponse``."""
-        response = self.get(url, params=params, headers=headers, arena=arena, min_interval_seconds=min_interval_seconds)
+        response = self.get(
+            url,
+            params=params,
+            headers=headers,
+            arena=arena,
+            min_interval_seconds=min_interval_seconds,
+            wait_on_rate_limit=wait_on_rate_limit,
+        )
         try:
             return json.loads(response.content)
         except (ValueError, RecursionError):

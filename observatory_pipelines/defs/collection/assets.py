@@ -78,6 +78,7 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
                 import_dir=collector.resolved_import_dir(),
                 http_factory=collector.http_client,
                 log=context.log.info,
+                credential_key=collector.credential_key,
             )
         context.log.info(f"{arena_name}: {outcome.message}")
         return dg.MaterializeResult(metadata=outcome_metadata(outcome))

@@ -6,11 +6,12 @@ from observatory_pipelines.defs.collection.automation import (
     nightly_collection,
     sync_query_design_partitions,
 )
+from observatory_pipelines.defs.collection.credentials import api_credential_health
 from observatory_pipelines.defs.collection.design_files import apply_design_files
 
 defs = dg.Definitions(
     assets=build_collection_assets(),
     jobs=[collect_corpus_job],
     schedules=[nightly_collection],
-    sensors=[sync_query_design_partitions, apply_design_files],
+    sensors=[sync_query_design_partitions, apply_design_files, api_credential_health],
 )

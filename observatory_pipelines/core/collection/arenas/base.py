@@ -18,9 +18,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from observatory_pipelines.core.collection.tiers import TIER_DEFAULTS, Tier
+
+if TYPE_CHECKING:
+    from observatory_pipelines.core.accounts.pool import ArenaCredentials
 
 
 @dataclass
@@ -88,6 +91,10 @@ class CollectionContext:
     import_dir: str | None = None  # folder (or object-store prefix) for file imports
     log: Callable[[str], None] = lambda message: None
     now: Callable[[], datetime] | None = None
+    #: The credential pool, for arenas that call keyed APIs (``needs_credential``): leases of the
+    #: arena's platform and the design's tier (see ``core.accounts.pool`` and docs/credentials.md).
+    #: None for arenas that need no credential.
+    credentials: ArenaCredentials | None = None
 
 
 class Arena(ABC):
@@ -98,6 +105,8 @@ class Arena(ABC):
     #: One sentence for the asset description and ``--help``.
     description: ClassVar[str]
     supported_tiers: ClassVar[frozenset[Tier]] = frozenset({Tier.FREE})
+    #: Whether the arena calls a keyed API through ``ctx.credentials``: it then refuses to start
+    #: without ``OBSERVATORY_CREDENTIAL_KEY``.
     needs_credential: ClassVar[bool] = False
     #: Whether items that match none of the design's terms are kept. Sources that already
     #: searched server-side, or deliberate imports, keep them; plain feeds do not.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from observatory_pipelines.core.platform.errors import ObservatoryError
 
 
@@ -42,7 +44,14 @@ class CredentialError(ArenaError):
 
 
 class QuotaExceeded(ArenaError):
-    """The platform's daily or monthly quota is used up."""
+    """Every credential of the arena's platform and tier is spent (its daily quota, or a 429 that
+    asked to wait): retryable once ``retry_at``, when the first of them is usable again."""
+
+    retryable = True
+
+    def __init__(self, arena: str, message: str, retry_at: datetime):
+        self.retry_at = retry_at
+        super().__init__(arena, message)
 
 
 class MalformedResponse(ArenaError):
