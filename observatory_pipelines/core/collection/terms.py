@@ -356,26 +356,52 @@ def _holds(node: Node, present: set[Atom]) -> bool:
     return node in present
 
 
+_WORDS = re.compile(r"\w+", re.UNICODE)
+_HASHTAGS = re.compile(r"(?<![\w#])#(\w+)", re.UNICODE)
+
+
 class TermMatcher:
     """Which of a design's terms a text matches (the terms as written, in the design's order).
 
-    Each distinct word, hashtag and phrase is searched once per text however many terms use it.
-    Terms that do not parse raise ``TermSyntaxError`` here: a design is validated before it is stored.
+    The text is split into words and hashtags once; a term's plain words and hashtags are looked
+    up in those sets, and only phrases and words with punctuation ("CO2-afgift") are searched with
+    a pattern, a phrase only when all its words are there. So the cost per text grows with the
+    text, not with how many terms share a word. Terms that do not parse raise ``TermSyntaxError``
+    here: a design is validated before it is stored.
     """
 
     def __init__(self, terms: Iterable[str]):
         parsed = [parse_term(t) for t in dict.fromkeys(t.strip() for t in terms if t and t.strip())]
-        self.terms: tuple[str, ...] = tuple(dict.fromkeys(t.text for t in parsed))
         self._parsed = list({t.text: t for t in parsed}.values())
-        atoms = dict.fromkeys(atom for term in self._parsed for atom in term.atoms())
-        self._patterns = [(atom, _pattern(atom)) for atom in atoms]
+        self.terms: tuple[str, ...] = tuple(t.text for t in self._parsed)
+        self._words: dict[str, Atom] = {}
+        self._hashtags: dict[str, Atom] = {}
+        self._searched: list[tuple[Atom, tuple[str, ...], re.Pattern[str]]] = []
+        for atom in dict.fromkeys(atom for term in self._parsed for atom in term.atoms()):
+            if isinstance(atom, Hashtag):
+                self._hashtags[atom.text.casefold()] = atom
+            elif isinstance(atom, Word) and _WORDS.fullmatch(atom.text):
+                self._words[atom.text.casefold()] = atom
+            else:
+                words = atom.words if isinstance(atom, Phrase) else ()
+                needed = tuple(w.casefold() for w in words if _WORDS.fullmatch(w))
+                self._searched.append((atom, needed, _pattern(atom)))
 
     def match(self, *texts: str | None) -> list[str]:
         # NUL, not whitespace, between the texts: a phrase must not run from a title into its body.
         haystack = "\x00".join(unicodedata.normalize("NFC", t) for t in texts if t)
         if not haystack:
             return []
-        present = {atom for atom, pattern in self._patterns if pattern.search(haystack)}
+        folded = haystack.casefold()
+        words = set(_WORDS.findall(folded))
+        present = {atom for word, atom in self._words.items() if word in words}
+        if self._hashtags:
+            present.update(self._hashtags[t] for t in set(_HASHTAGS.findall(folded)) if t in self._hashtags)
+        present.update(
+            atom
+            for atom, needed, pattern in self._searched
+            if all(w in words for w in needed) and pattern.search(haystack)
+        )
         if not present:
             return []
         return [term.text for term in self._parsed if _holds(term.root, present)]
