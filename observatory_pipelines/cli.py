@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 
 from observatory_pipelines.core.collection.privacy import SALT_VARIABLE
 from observatory_pipelines.core.platform import database, months, settings
+from observatory_pipelines.core.platform.database import migrated_engine
 from observatory_pipelines.core.platform.errors import ObservatoryError
 
 
@@ -135,26 +136,12 @@ def _months_ahead_arg(value: str) -> int:
     return n
 
 
-def _migrated_engine():
-    from observatory_pipelines.core.platform import migrate
-
-    url = database.resolve_url()
-    if migrate.current(url) is None:
-        raise ObservatoryError(
-            f"the database at {database.describe(url)} has no schema yet; run: observatory db migrate"
-        )
-    return database.make_engine(url)
-
-
 def cmd_partitions_ensure(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.maintenance import partitions, retention
 
     first_month = args.first_month or retention.default_first_month()
-    engine = _migrated_engine()
-    try:
+    with migrated_engine() as engine:
         result = partitions.ensure_partitions(engine, first_month=first_month, months_ahead=args.months_ahead)
-    finally:
-        engine.dispose()
     if result.created:
         _print("created: " + ", ".join(months.partition_name(m) for m in result.created))
     for month, n in result.moved_rows.items():
@@ -166,14 +153,11 @@ def cmd_partitions_ensure(args: argparse.Namespace) -> int:
 def cmd_partitions_list(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.maintenance import partitions
 
-    engine = _migrated_engine()
-    try:
+    with migrated_engine() as engine:
         with engine.connect() as conn:
             for info in partitions.list_partitions(conn):
                 _print(f"{info.name}\t{info.bound}")
             parked = partitions.default_partition_months(conn)
-    finally:
-        engine.dispose()
     for month, n in parked.items():
         _print(f"warning: {n} rows for {month} wait in the default partition; run: observatory partitions ensure")
     return 0
@@ -369,12 +353,9 @@ def cmd_exports_list(args: argparse.Namespace) -> int:
 
     email = _exports_user(args)
     store = storage.store_from_env()
-    engine = _migrated_engine()
-    try:
+    with migrated_engine() as engine:
         viewer = export_access.viewer_for(engine, email)
         found = export_access.list_exports(engine, store, viewer)
-    finally:
-        engine.dispose()
     if not found:
         whose = "anyone" if viewer.is_admin else viewer.email
         _print(
@@ -417,16 +398,13 @@ def cmd_exports_download(args: argparse.Namespace) -> int:
     )
     email = _exports_user(args)
     store = storage.store_from_env()
-    engine = _migrated_engine()
-    try:
+    with migrated_engine() as engine:
         viewer = export_access.viewer_for(engine, email)
         if args.link:
             url = export_access.link(engine, store, viewer, args.design, args.month, file)
             _print(url)
             return 0
         path = export_access.download(engine, store, viewer, args.design, args.month, file, args.to or os.getcwd())
-    finally:
-        engine.dispose()
     _print(f"{path} ({_human_size(path.stat().st_size)}, checksum verified)")
     return 0
 

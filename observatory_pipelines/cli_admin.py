@@ -17,18 +17,13 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from observatory_pipelines.core.platform import settings
+from observatory_pipelines.core.platform.database import migrated_engine
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.settings import Secret
 
 
 def _print(msg: str = "") -> None:
     print(msg, flush=True)
-
-
-def _engine():
-    from observatory_pipelines import cli
-
-    return cli._migrated_engine()
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> None:
@@ -71,11 +66,8 @@ def _read_secret(prompt: str) -> Secret:
 def cmd_users_add(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.accounts import users
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         user = users.add_user(engine, args.email, admin=args.admin, name=args.name)
-    finally:
-        engine.dispose()
     _print(f"added {user.role} {user.email}" + (f" ({user.display_name})" if user.display_name else ""))
     return 0
 
@@ -83,11 +75,8 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 def cmd_users_list(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.accounts import users
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         found = users.list_users(engine)
-    finally:
-        engine.dispose()
     if not found:
         _print("no users yet; add one with: observatory users add EMAIL")
         return 0
@@ -102,11 +91,8 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 def cmd_users_deactivate(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.accounts import users
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         user, was_active = users.deactivate_user(engine, args.email)
-    finally:
-        engine.dispose()
     _print(f"deactivated {user.email}" if was_active else f"{user.email} was already deactivated")
     return 0
 
@@ -124,15 +110,12 @@ def _user_id(engine, email: str):
 def cmd_credits_grant(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.collection.credits import CreditError, CreditService
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         user = _user_id(engine, args.email)
         if not user.is_active:
             raise CreditError(f"{user.email} is deactivated; credits are granted to active users only")
         granted = CreditService(engine).grant(user.id, args.amount, args.valid_from, args.valid_until)
         available = CreditService(engine).available(user.id)
-    finally:
-        engine.dispose()
     until = f"through {granted.valid_until}" if granted.valid_until else "with no end"
     _print(f"granted {granted.credits} credits to {user.email}, valid from {granted.valid_from} {until}")
     _print(f"available today: {available}")
@@ -142,12 +125,9 @@ def cmd_credits_grant(args: argparse.Namespace) -> int:
 def cmd_credits_balance(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.collection.credits import CreditService
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         user = _user_id(engine, args.email)
         balance = CreditService(engine).balance(user.id)
-    finally:
-        engine.dispose()
     _print(f"{user.email}, period from {balance.period_start}")
     for label, value in (
         ("allocated", balance.allocated),
@@ -163,12 +143,9 @@ def cmd_credits_balance(args: argparse.Namespace) -> int:
 def cmd_credits_history(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.collection.credits import CreditService
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         user = _user_id(engine, args.email)
         page, cursor = CreditService(engine).history(user.id, limit=args.limit, before=args.cursor)
-    finally:
-        engine.dispose()
     if not page:
         _print(f"no ledger entries for {user.email}" + (" before this cursor" if args.cursor else ""))
         return 0
@@ -207,13 +184,10 @@ def cmd_credentials_add(args: argparse.Namespace) -> int:
     name = credentials.check_name(args.name)
     credentials.check_terms(args.tier, args.daily_quota)
     secret = _read_secret(f"secret for {platform}/{name} (API key, or JSON of its fields; not echoed): ")
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         added = credentials.add_credential(
             engine, key, platform, name, secret, tier=args.tier, daily_quota=args.daily_quota
         )
-    finally:
-        engine.dispose()
     quota = f"daily quota {added.daily_quota}" if added.daily_quota is not None else "no daily quota"
     _print(f"added {added.platform} credential {added.name} ({added.tier} tier, {quota}), encrypted")
     return 0
@@ -223,11 +197,8 @@ def cmd_credentials_list(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.accounts import credentials
     from observatory_pipelines.core.platform import months
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         found = credentials.list_credentials(engine)
-    finally:
-        engine.dispose()
     if not found:
         _print("no API credentials yet; add one with: observatory credentials add PLATFORM NAME")
         return 0
@@ -256,11 +227,8 @@ def cmd_credentials_list(args: argparse.Namespace) -> int:
 def _set_active(args: argparse.Namespace, active: bool) -> int:
     from observatory_pipelines.core.accounts import credentials
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         changed = credentials.set_active(engine, args.platform.strip().lower(), args.name.strip(), active)
-    finally:
-        engine.dispose()
     _print(f"{'enabled' if active else 'disabled'} {changed.platform} credential {changed.name}")
     return 0
 
@@ -289,11 +257,8 @@ def cmd_credentials_rekey(args: argparse.Namespace) -> int:
     new = credentials.CredentialKey.parse(given, source="the new key on stdin")
     if settings.current().credential_key == Secret(given.reveal().strip()):
         raise ConfigError(f"the new key is the one in {credentials.KEY_VARIABLE}; make a new one with: new-key")
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         count = credentials.rekey(engine, old, new)
-    finally:
-        engine.dispose()
     _print(
         f"re-encrypted {count} credential(s) under the new key; set {credentials.KEY_VARIABLE} to it "
         "before the next run"

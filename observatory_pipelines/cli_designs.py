@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from observatory_pipelines.core.platform import paths
+from observatory_pipelines.core.platform.database import migrated_engine
 
 #: The exit status of design files with errors (a bad argument or an unreachable database is 2).
 INVALID = 1
@@ -20,12 +21,6 @@ INVALID = 1
 
 def _print(msg: str = "") -> None:
     print(msg, flush=True)
-
-
-def _engine():
-    from observatory_pipelines.cli import _migrated_engine
-
-    return _migrated_engine()
 
 
 def _target(args: argparse.Namespace) -> Path:
@@ -65,12 +60,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.no_database:
         from observatory_pipelines.core.collection.design_files import plan as planning
 
-        engine = _engine()
-        try:
+        with migrated_engine() as engine:
             with engine.connect() as conn:
                 planning.plan(conn, files)
-        finally:
-            engine.dispose()
     checked = "the files only" if args.no_database else "the files and the database's users and actors"
     _print(f"{len(files.designs)} design file(s) in {target} are valid ({checked})")
     return 0
@@ -81,11 +73,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.collection import design_files
 
     target = _target(args)
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         changes = design_files.plan_design_files(engine, target)
-    finally:
-        engine.dispose()
     if not changes:
         _print(f"no changes: the database matches the design files in {target}")
         return 0
@@ -99,11 +88,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.collection import design_files
 
     target = _target(args)
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         result = design_files.apply_design_files(engine, target, design_files.cli_actor())
-    finally:
-        engine.dispose()
     _print_changes(result.changes)
     _print(f"{len(result.changes)} design(s) changed, from {result.designs} design file(s) in {target}")
     return 0
@@ -112,8 +98,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
@@ -124,8 +109,6 @@ def cmd_list(args: argparse.Namespace) -> int:
                     """
                 )
             ).all()
-    finally:
-        engine.dispose()
     if not rows:
         _print("no query designs yet; write one in the designs folder and run: observatory designs apply")
         return 0
@@ -143,8 +126,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from observatory_pipelines.core.collection import design_files
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         with engine.connect() as conn:
             text = design_files.export_design(conn, args.slug)
             history = conn.execute(
@@ -155,8 +137,6 @@ def cmd_show(args: argparse.Namespace) -> int:
                 ),
                 {"slug": args.slug},
             ).all()
-    finally:
-        engine.dispose()
     _print(text.rstrip("\n"))
     _print("")
     if not history:
@@ -169,12 +149,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from observatory_pipelines.core.collection import design_files
 
-    engine = _engine()
-    try:
+    with migrated_engine() as engine:
         with engine.connect() as conn:
             text = design_files.export_design(conn, args.slug)
-    finally:
-        engine.dispose()
     if args.to:
         target = Path(args.to)
         target.write_text(text, encoding="utf-8")

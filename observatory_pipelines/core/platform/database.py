@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from observatory_pipelines.core.platform import settings
-from observatory_pipelines.core.platform.errors import ConfigError, DatabaseUnavailable
+from observatory_pipelines.core.platform.errors import ConfigError, DatabaseUnavailable, ObservatoryError
 
 DAGSTER_DATABASE = "dagster"
 MIN_SERVER_VERSION = 15
@@ -111,6 +111,21 @@ def connect(url: str) -> Iterator[sa.Connection]:
             raise unavailable(url, err) from None
         with conn, conn.begin():
             yield conn
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def migrated_engine() -> Iterator[Engine]:
+    """An engine on the configured database, disposed afterwards; one line when it has no schema yet."""
+    from observatory_pipelines.core.platform import migrate  # alembic: only for commands that need it
+
+    url = resolve_url()
+    if migrate.current(url) is None:
+        raise ObservatoryError(f"the database at {describe(url)} has no schema yet; run: observatory db migrate")
+    engine = make_engine(url)
+    try:
+        yield engine
     finally:
         engine.dispose()
 
