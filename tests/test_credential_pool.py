@@ -4,6 +4,7 @@ then end to end, a keyed arena collecting through the pool against the local HTT
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
@@ -20,6 +21,7 @@ from observatory_pipelines import cli
 from observatory_pipelines.core.accounts import credentials
 from observatory_pipelines.core.accounts.pool import CredentialPool, Lease, describe_time, next_utc_midnight
 from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.maintenance import backup
 from observatory_pipelines.core.collection.arenas.errors import CredentialError, QuotaExceeded
 from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.errors import ConfigError
@@ -42,6 +44,7 @@ from tests.factories import (
     content_rows,
     keyed_items,
     make_design,
+    read_object,
     task,
 )
 from tests.http_fixtures import Canned
@@ -424,6 +427,27 @@ def test_a_planted_secret_appears_in_no_log_event_error_listing_or_file(
         ):
             assert secret not in text, f"the secret leaked into {where}"
         assert secret.encode() not in stored_files, "the secret leaked into a file of the Dagster instance"
+
+
+def test_a_backup_holds_a_credential_only_as_ciphertext(
+    engine, db_url, keyed_arena, local_store, admin_env, capfd, tmp_path
+):
+    secret = f"sk-live-{uuid.uuid4().hex}"
+    add_api_credential(engine, "kanal-ærø", secret, quota=10)
+    ciphertext = api_credential(engine, "kanal-ærø")["encrypted_payload"]
+
+    result = backup.run_backup(db_url, local_store)
+
+    dump = gzip.decompress(read_object(local_store, result.key))
+    assert "kanal-ærø".encode() in dump  # the credentials table was dumped ...
+    assert secret.encode() not in dump  # ... without its secret in clear
+    assert ciphertext.hex().encode() in dump  # bytea in the dump's hex form: the ciphertext, as stored
+    admin_env.setenv("OBSERVATORY_STORAGE_DIR", str(tmp_path / "objects"))  # where local_store keeps its objects
+    capfd.readouterr()
+    assert cli.main(["restore", "--list"]) == 0
+    listed = capfd.readouterr()
+    assert result.key in listed.out
+    assert secret not in listed.out + listed.err
 
 
 # --- in the Dagster UI ---------------------------------------------------------------------------------------
