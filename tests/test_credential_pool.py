@@ -21,16 +21,21 @@ from observatory_pipelines import cli
 from observatory_pipelines.core.accounts import credentials
 from observatory_pipelines.core.accounts.pool import CredentialPool, Lease, describe_time, next_utc_midnight
 from observatory_pipelines.core.collection import run as collection
-from observatory_pipelines.core.maintenance import backup
 from observatory_pipelines.core.collection.arenas.errors import CredentialError, QuotaExceeded
-from observatory_pipelines.core.platform import database
+from observatory_pipelines.core.maintenance import backup
+from observatory_pipelines.core.platform import database, months
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.http import HttpClient
 from observatory_pipelines.core.platform.settings import Secret
 from observatory_pipelines.defs.collection.assets import build_collection_assets
 from observatory_pipelines.defs.collection.credentials import api_credential_health
 from observatory_pipelines.defs.local_run import materialize_corpus
-from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
+from observatory_pipelines.defs.resources import (
+    RETRIES_AT_A_TIME,
+    CollectionResource,
+    PostgresResource,
+    one_line_failures,
+)
 from tests.factories import (
     CREDENTIAL_KEY,
     FEED_A,
@@ -473,3 +478,19 @@ def test_the_health_sensor_names_switched_off_and_spent_credentials(engine, db_u
     assert f"{KEYED_PLATFORM}/afvist (free) switched off: " in message and "HTTP 401" in message
     assert f"{KEYED_PLATFORM}/brugt (free) spent until 00:00 UTC" in message
     assert "api-key" not in message
+
+
+def test_a_spent_pool_is_retried_when_it_frees_up_soon_and_otherwise_fails_now_saying_when():
+    soon = QuotaExceeded(
+        KEYED_PLATFORM, "all 2 credentials are spent for 5 minutes", months.utc() + timedelta(minutes=5)
+    )
+    with pytest.raises(dg.RetryRequested) as retry, one_line_failures():
+        raise soon
+    assert 290 <= retry.value.seconds_to_wait <= 300 and retry.value.max_retries == RETRIES_AT_A_TIME
+
+    tonight = QuotaExceeded(
+        KEYED_PLATFORM, "all 2 credentials are spent until 00:00 UTC", months.utc() + timedelta(hours=5)
+    )
+    with pytest.raises(dg.Failure) as failure, one_line_failures():
+        raise tonight
+    assert failure.value.description == str(tonight) and failure.value.allow_retries is False

@@ -7,17 +7,24 @@ a field only needs setting to override the environment. Secrets are bound with `
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from observatory_pipelines.core.platform import database, paths, settings, storage
+from observatory_pipelines.core.platform import database, months, paths, settings, storage
 from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.core.platform.http import HttpClient
 
 #: Concurrency pool for assets that write to the content database.
 CONTENT_DB_POOL = "content_db"
+
+
+#: An error that names when retrying helps (``retry_at``: a spent credential pool) is retried then
+#: if that is this soon; a later time fails the run now, its one line saying when to run it again.
+MAX_RETRY_WAIT = timedelta(minutes=15)
+RETRIES_AT_A_TIME = 3
 
 
 @contextmanager
@@ -26,12 +33,20 @@ def one_line_failures(url: str | None = None) -> Iterator[None]:
 
     Our own errors fail with their message, retried only when they say retrying can help
     (``retryable``: a rate-limited arena, an unreachable database or store); configuration,
-    credits, a concurrent run cannot change by retrying. An unreachable database names the host
-    (``url``'s, never its password) and is retried.
+    credits, a concurrent run cannot change by retrying. An error with a ``retry_at`` is retried at
+    that time when it is within ``MAX_RETRY_WAIT``, and otherwise not retried at all: the policy's
+    quick retries would only fail again. An unreachable database names the host (``url``'s, never
+    its password) and is retried.
     """
     try:
         yield
     except ObservatoryError as err:
+        retry_at = getattr(err, "retry_at", None)
+        if retry_at is not None:
+            wait = (retry_at - months.utc()).total_seconds()
+            if wait > MAX_RETRY_WAIT.total_seconds():
+                raise dg.Failure(description=str(err), allow_retries=False) from None
+            raise dg.RetryRequested(max_retries=RETRIES_AT_A_TIME, seconds_to_wait=max(wait, 1.0)) from err
         raise dg.Failure(description=str(err), allow_retries=getattr(err, "retryable", False)) from None
     except sa.exc.OperationalError as err:
         raise dg.Failure(description=str(database.unavailable(url, err)), allow_retries=True) from None
