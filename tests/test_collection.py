@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from observatory_pipelines.core.collection import credits, privacy, text
 from observatory_pipelines.core.collection import run as collection
 from observatory_pipelines.core.collection.arenas import register
-from observatory_pipelines.core.collection.arenas.base import Arena, CollectedItem
+from observatory_pipelines.core.collection.arenas.base import Arena, CollectedItem, Interaction
 from observatory_pipelines.core.collection.arenas.errors import ServerError
 from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.core.exports.identity import AUTHOR_METADATA_KEYS
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.http import HttpClient
 from tests.factories import FEED_A, FEED_B, MARCH, SALT, content_rows, make_design, rss_feed, task
@@ -302,3 +303,62 @@ def test_gdelt_records_name_the_term_its_search_found_them_for(engine, arena_ser
     ]
     [stored] = content_rows(engine, design)
     assert stored["search_terms_matched"] == [boolean]
+
+
+class ThreadArena(Arena):
+    """A post by Åse and a reply to it that quotes, mentions and reposts, as a social arena yields them."""
+
+    name = "thread_test"
+    platform = "trådnet"
+    description = "A test arena whose posts reply to each other."
+
+    def collect(self, spec, ctx):
+        ctx.searched("tråd:klima")
+        when = datetime(2026, 3, 3, 9, tzinfo=timezone.utc)
+        yield CollectedItem(
+            platform="trådnet",
+            platform_id="p1",
+            published_at=when,
+            text_content="Klima først",
+            author_platform_id="u-åse",
+        )
+        yield CollectedItem(
+            platform="trådnet",
+            platform_id="p2",
+            published_at=when + timedelta(hours=1),
+            text_content="Enig om klima, @åse og @bjørn",
+            author_platform_id="u-bo",
+            interactions=[
+                Interaction("reply", platform_id="p1", author_id="u-åse", handle="åse"),
+                Interaction("mention", author_id="u-bjørn", handle="bjørn"),
+                Interaction("mention", handle="ukendt"),
+            ],
+            source="tråd:klima",
+        )
+
+
+@pytest.fixture
+def thread_arena():
+    from observatory_pipelines.core.collection import arenas
+
+    saved = dict(arenas._REGISTRY)
+    register(ThreadArena)
+    yield ThreadArena
+    arenas._REGISTRY.clear()
+    arenas._REGISTRY.update(saved)
+
+
+def test_interactions_are_stored_in_the_shared_shape_with_the_authors_pseudonyms(engine, thread_arena):
+    design = make_design(engine, "traade", arenas_config={"thread_test": {"enabled": True}})
+    collect(engine, "thread_test", slug="traade")
+
+    rows = {r["platform_id"]: r for r in content_rows(engine, design)}
+    reply = rows["p2"]["raw_metadata"]
+    assert reply["interactions"] == [
+        {"kind": "reply", "platform_id": "p1", "author": rows["p1"]["pseudonymized_author_id"]},
+        {"kind": "mention", "platform_id": None, "author": privacy.pseudonymise("trådnet", "u-bjørn", SALT.encode())},
+        {"kind": "mention", "platform_id": None, "author": privacy.pseudonymise("trådnet", "ukendt", SALT.encode())},
+    ]
+    assert reply["interaction_accounts"][0] == {"author_id": "u-åse", "handle": "åse"}
+    assert "interaction_accounts" in AUTHOR_METADATA_KEYS  # left out of pseudonymised exports
+    assert "interactions" not in rows["p1"]["raw_metadata"]

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from observatory_pipelines.core.collection import privacy, terms, text
-from observatory_pipelines.core.collection.arenas.base import CollectedItem, Rejected
+from observatory_pipelines.core.collection.arenas.base import INTERACTION_KINDS, CollectedItem, Rejected
 
 COLUMNS: tuple[str, ...] = (
     "published_at",
@@ -151,6 +151,18 @@ def _metadata_json(metadata: dict[str, Any]) -> str:
     return encoded
 
 
+def _interactions(item: CollectedItem, platform: str, salt: bytes) -> dict[str, list[dict[str, Any]]]:
+    """The item's interactions in the shape every arena shares (``arenas.base.Interaction``)."""
+    shared, accounts = [], []
+    for link in item.interactions:
+        if link.kind not in INTERACTION_KINDS:
+            raise ValueError(f"unknown interaction kind {link.kind!r}; use one of {', '.join(INTERACTION_KINDS)}")
+        author = privacy.pseudonymise(platform, link.author_id or link.handle, salt)
+        shared.append({"kind": link.kind, "platform_id": link.platform_id, "author": author})
+        accounts.append({"author_id": link.author_id, "handle": link.handle})
+    return {"interactions": shared, "interaction_accounts": accounts}
+
+
 def prepare(item: CollectedItem, ctx: RecordContext) -> tuple | Rejected | Filtered:
     source = f"{item.platform}:{str(item.platform_id)[:80]}"
     notes: dict[str, Any] = {}
@@ -203,6 +215,8 @@ def prepare(item: CollectedItem, ctx: RecordContext) -> tuple | Rejected | Filte
     language = _clean(item.language, 16, "language", notes)
     display_name = _clean(item.author_display_name, MAX_SHORT_FIELD, "author_display_name", notes)
     metadata = dict(item.raw_metadata or {})
+    if item.interactions:
+        metadata.update(_interactions(item, platform, ctx.salt))
     if notes:
         metadata["ingest_notes"] = notes
     fingerprint_text = body or title

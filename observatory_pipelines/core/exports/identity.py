@@ -43,9 +43,10 @@ IDENTIFIED = "identified"
 LEVELS = (PSEUDONYMISED, IDENTIFIED)
 
 #: raw_metadata keys that identify the author, left out of pseudonymised exports: the platform's
-#: own object (it holds the user object: names, handles, bios), the platform's numeric user id, and
-#: the page a Zeeschuimer capture was made on (often the author's profile).
-AUTHOR_METADATA_KEYS = ("raw", "author_user_id", "source_platform_url")
+#: own object (it holds the user object: names, handles, bios), the platform's numeric user id,
+#: the page a Zeeschuimer capture was made on (often the author's profile), and the accounts an
+#: item replies to, quotes, reposts or mentions (``interactions`` keeps their pseudonyms).
+AUTHOR_METADATA_KEYS = ("raw", "author_user_id", "source_platform_url", "interaction_accounts")
 
 
 class IdentityRefused(ConfigError):

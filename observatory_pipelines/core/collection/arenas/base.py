@@ -26,6 +26,25 @@ if TYPE_CHECKING:
     from observatory_pipelines.core.accounts.pool import ArenaCredentials
 
 
+INTERACTION_KINDS = ("reply", "quote", "repost", "mention")
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """What an item replies to, quotes, reposts or mentions: the other post and/or its author.
+
+    ``records.prepare`` stores it in ``raw_metadata`` in one shape for every arena (docs/collection.md,
+    "Interactions"): ``interactions`` holds the kind, the other post's id and its author's
+    pseudonym (the same HMAC as ``pseudonymized_author_id``, so networks join on it), and
+    ``interaction_accounts`` the author's platform id and handle, which pseudonymised exports leave out.
+    """
+
+    kind: str  # one of INTERACTION_KINDS
+    platform_id: str | None = None  # the other post (None for a mention)
+    author_id: str | None = None  # its author's platform user id, else the handle is used
+    handle: str | None = None
+
+
 @dataclass
 class CollectedItem:
     """One post or article as the arena read it, mapped to the common record fields."""
@@ -49,6 +68,11 @@ class CollectedItem:
     #: Design terms the platform's own search found this item for (as the design writes them);
     #: added to what the text matches locally, for platforms that search text we never see.
     matched_terms: tuple[str, ...] = ()
+    interactions: list[Interaction] = field(default_factory=list)
+    #: Where the arena found it (a feed URL, channel, instance and tag, query): the unit whose
+    #: yield is tracked across runs. Report every source queried with ``ctx.searched`` too, so a
+    #: source that returns nothing is seen.
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,8 @@ class CollectionContext:
     #: arena's platform and the design's tier (see ``core.accounts.pool`` and docs/credentials.md).
     #: None for arenas that need no credential.
     credentials: ArenaCredentials | None = None
+    #: Called with each source the arena queries (see ``CollectedItem.source``), before its items.
+    searched: Callable[[str], None] = lambda source: None
 
 
 class Arena(ABC):
