@@ -35,6 +35,7 @@ TABLES = [
     "actor_match_suggestions",
     "actor_audit_log",
     "design_changes",
+    "source_yields",
 ]
 
 CONTENT_INDEXES = {
@@ -193,7 +194,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "008_designs_and_credentials"
+    assert head == "009_source_yields"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

@@ -12,7 +12,8 @@
 6. reserve the estimated credits, before any paid API is called;
 7. stream the arena's items through ``records.prepare`` into ``ingest.write_batch``, batch by
    batch, counting new / updated / unchanged / rejected / filtered records;
-8. settle the credits with what was really used, and close the task.
+8. settle the credits with what was really used, and close the task, writing what each source
+   gave to ``source_yields`` (``core.collection.yields``).
 
 When the arena fails half-way, the records already read are still written, the task is marked
 failed with a one-line error, unused credits are refunded, and the error is raised again for
@@ -31,7 +32,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from observatory_pipelines.core.accounts import pool
-from observatory_pipelines.core.collection import ingest, privacy, records, terms
+from observatory_pipelines.core.collection import ingest, privacy, records, terms, yields
 from observatory_pipelines.core.collection.arenas import get_arena
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
 from observatory_pipelines.core.collection.credits import CreditService
@@ -66,6 +67,8 @@ class CollectionOutcome:
     credits_reserved: int = 0
     credits_spent: int = 0
     message: str = ""
+    #: Sources the arena queried (``source_yields`` rows written for this task).
+    sources: int = 0
 
     @property
     def filtered_total(self) -> int:
@@ -316,6 +319,7 @@ def _collect_locked(
         authors = _author_directory(conn)
 
     credits = CreditService(engine)
+    tally = yields.SourceTally()
     failure: BaseException | None = None
     reserved = False
     items = 0
@@ -347,18 +351,26 @@ def _collect_locked(
         batch: list[tuple] = []
         try:
             for found in arena.collect(
-                spec, CollectionContext(http=http, import_dir=import_dir, log=log, credentials=credentials)
+                spec,
+                CollectionContext(
+                    http=http, import_dir=import_dir, log=log, credentials=credentials, searched=tally.searched
+                ),
             ):
+                source = ""
                 if isinstance(found, CollectedItem):
                     items += 1
+                    source = found.source
                     found = records.prepare(found, ctx)
                 if isinstance(found, Rejected):
                     outcome.rejected += 1
+                    tally.rejected(source)
                     if len(outcome.rejection_samples) < MAX_REJECTION_SAMPLES:
                         outcome.rejection_samples.append({"reason": found.reason, "source": found.source})
                 elif isinstance(found, records.Filtered):
                     outcome.filtered[found.reason] = outcome.filtered.get(found.reason, 0) + 1
+                    tally.filtered(source)
                 else:
+                    tally.stored(source)
                     batch.append(found)
                     if len(batch) >= BATCH_SIZE:
                         outcome.written += ingest.write_batch(engine, batch)
@@ -390,6 +402,14 @@ def _collect_locked(
         )
     with engine.begin() as conn:
         _finish(conn, outcome)
+        outcome.sources = yields.record_yields(
+            conn,
+            collection_run_id=outcome.collection_run_id,
+            arena=arena.name,
+            month=month,
+            tally=tally,
+            collected_at=collected_at,
+        )
     if failure is not None:
         raise failure
     return outcome

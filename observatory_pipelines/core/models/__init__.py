@@ -5,7 +5,7 @@ Importing this package registers all models on ``Base.metadata``.
 
 from observatory_pipelines.core.models.actors import Actor, ActorAlias, ActorListMember, ActorPlatformPresence
 from observatory_pipelines.core.models.base import NAMING_CONVENTION, TIERS, Base, TimestampMixin
-from observatory_pipelines.core.models.collection import CollectionRun, CollectionTask, CreditTransaction
+from observatory_pipelines.core.models.collection import CollectionRun, CollectionTask, CreditTransaction, SourceYield
 from observatory_pipelines.core.models.content import (
     CORPUS_ITEM_CONSTRAINT,
     FULLTEXT_DOCUMENT_SQL,
@@ -42,6 +42,7 @@ __all__ = [
     "QueryDesign",
     "RefreshToken",
     "SearchTerm",
+    "SourceYield",
     "TIERS",
     "TimestampMixin",
     "User",

@@ -120,6 +120,48 @@ class CollectionTask(Base):
     run: Mapped[CollectionRun] = relationship(back_populates="tasks")
 
 
+class SourceYield(Base):
+    """What one source (a feed, channel, instance and tag, query) gave one task: its yield history.
+
+    ``items`` counts records stored (new and already known alike, so re-collecting a quiet feed
+    still shows what it holds), ``filtered`` those read but not stored (no term matched, outside
+    the month), ``rejected`` those that could not be read. A source searched that gave nothing
+    has a row of zeros: that is how a silent dropout shows.
+    """
+
+    __tablename__ = "source_yields"
+    __table_args__ = (
+        UniqueConstraint("collection_task_id", "source"),
+        CheckConstraint("items >= 0 AND filtered >= 0 AND rejected >= 0", name="counters_nonnegative"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    collection_task_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("collection_tasks.id", ondelete="CASCADE"), nullable=False
+    )
+    # Denormalised from the task's run, so one source's history is one index scan.
+    query_design_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("query_designs.id", ondelete="CASCADE"), nullable=False
+    )
+    arena: Mapped[str] = mapped_column(Text, nullable=False)
+    month: Mapped[str] = mapped_column(Text, nullable=False)  # YYYY-MM, the corpus month collected
+    #: Never holds a secret: arenas name sources without API keys or tokens (docs/collection.md).
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    items: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    filtered: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    rejected: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+Index(
+    "ix_source_yields_history",
+    SourceYield.query_design_id,
+    SourceYield.arena,
+    SourceYield.source,
+    SourceYield.collected_at.desc(),
+)
+
+
 class CreditTransaction(Base):
     """The credit ledger. Rows are appended, never updated.
 

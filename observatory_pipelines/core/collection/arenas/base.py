@@ -143,6 +143,9 @@ class Arena(ABC):
     enabled_by_default: ClassVar[bool] = True
     #: Tier written on records regardless of the design's tier (e.g. "manual" for imports).
     fixed_record_tier: ClassVar[str | None] = None
+    #: Whether the source only ever shows its latest items (an RSS feed's last few dozen): such
+    #: arenas are also collected hourly for the current month, so nothing scrolls out between runs.
+    latest_only: ClassVar[bool] = False
 
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Check per-design options; raise ``ValueError`` naming the bad key. Default: none allowed."""

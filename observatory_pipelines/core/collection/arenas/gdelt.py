@@ -312,6 +312,7 @@ class GdeltArena(Arena):
             found: dict[str, CollectedItem] = {}
             try:
                 for query in queries:
+                    ctx.searched(query.text)
                     for result in self._search(ctx, query.text, start, end, options):
                         if not isinstance(result, CollectedItem):
                             yield result
@@ -321,6 +322,8 @@ class GdeltArena(Arena):
                         )
                         if outside or result.platform_id in seen:
                             continue
+                        # An article several queries found counts towards the first one's yield.
+                        result.source = query.text
                         kept = found.setdefault(result.platform_id, result)
                         if query.term is not None and query.term not in kept.matched_terms:
                             kept.matched_terms = (*kept.matched_terms, query.term)

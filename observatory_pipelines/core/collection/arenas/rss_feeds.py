@@ -161,6 +161,7 @@ def _entry_item(
             "categories": [t.strip() for t in tags if isinstance(t, str) and t.strip()],
             "guid": guid,
         },
+        source=feed_url,
     )
 
 
@@ -230,6 +231,7 @@ class RssFeedsArena(Arena):
     platform = "rss"
     description = "News articles from RSS and Atom feeds (major Danish outlets by default) that match the terms."
     keep_unmatched = False
+    latest_only = True
 
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         for key in options:
@@ -251,6 +253,7 @@ class RssFeedsArena(Arena):
         last_error: ArenaError | None = None
         failed = 0
         for feed_url in options["feeds"]:
+            ctx.searched(feed_url)
             try:
                 data, content_type = self._fetch(feed_url, ctx.http, options["min_interval_seconds"])
             except ArenaError as err:

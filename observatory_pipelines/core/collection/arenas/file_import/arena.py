@@ -93,6 +93,7 @@ class FileImportArena(Arena):
         for name, stream in local_import_files(folder, options["files"]):
             found = True
             items = rejected = 0
+            ctx.searched(name)
             # Every item goes on, whatever its date: the orchestrator counts those outside the month
             # as filtered and rejects implausible dates (1970, 9999) with a reason.
             for output in read_import_file(name, stream, options["platform"]):
@@ -100,6 +101,7 @@ class FileImportArena(Arena):
                     rejected += 1
                 else:
                     items += 1
+                    output.source = name
                 yield output
             ctx.log(f"{name}: {items} items read, {rejected} rejected")
         if not found:
