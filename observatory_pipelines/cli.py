@@ -539,11 +539,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--user", metavar="EMAIL", help=user_help)
 
-    from observatory_pipelines import cli_admin, cli_backup, cli_designs
+    from observatory_pipelines import cli_admin, cli_backup, cli_designs, cli_sources
 
     cli_backup.register(sub, add)
     cli_designs.register(sub, add)
     cli_admin.register(sub, add)
+    cli_sources.register(sub, add)
     return parser
 
 

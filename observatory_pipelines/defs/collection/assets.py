@@ -3,6 +3,7 @@
 import dagster as dg
 
 from observatory_pipelines.core.collection import run as collection
+from observatory_pipelines.core.collection import yields
 from observatory_pipelines.core.collection.arenas import registry
 from observatory_pipelines.core.collection.arenas.base import Arena
 from observatory_pipelines.defs import asset_keys
@@ -49,6 +50,35 @@ def outcome_metadata(outcome: collection.CollectionOutcome) -> dict:
     return metadata
 
 
+#: The check on every collection asset that names the sources gone quiet.
+SILENT_DROPOUTS_CHECK = "silent_dropouts"
+
+
+def dropout_check(outcome: collection.CollectionOutcome, dropouts: list[yields.Dropout]) -> dg.AssetCheckResult:
+    """WARN, not ERROR: a quiet source may be a broken collector or just a quiet outlet, and
+    only a person can tell; the collection itself succeeded either way."""
+    metadata: dict = {"sources": dg.MetadataValue.int(outcome.sources)}
+    if dropouts:
+        rows = "\n".join(
+            f"| {d.source.replace('|', '/')} | {d.last_yield_at:%Y-%m-%d %H:%M}Z | {d.last_items} |" for d in dropouts
+        )
+        metadata["dropouts"] = dg.MetadataValue.md(
+            f"| source | last returned items | how many |\n|---|---|---|\n{rows}"
+        )
+        description = f"{len(dropouts)} source(s) returned nothing this run: " + "; ".join(
+            d.describe() for d in dropouts
+        )
+    else:
+        description = f"none of {outcome.sources} source(s) went quiet"
+    return dg.AssetCheckResult(
+        check_name=SILENT_DROPOUTS_CHECK,
+        passed=not dropouts,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata=metadata,
+    )
+
+
 def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
     arena_name = arena_cls.name
 
@@ -61,6 +91,16 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
         kinds={"python", "postgres"},
         tags={"observatory/arena": arena_name},
         description=_DESCRIPTION.format(arena=arena_name, platform=arena_cls.platform, about=arena_cls.description),
+        check_specs=[
+            dg.AssetCheckSpec(
+                SILENT_DROPOUTS_CHECK,
+                asset=asset_keys.collection(arena_name),
+                description=(
+                    f"Warns naming any source that returned items in one of the last {yields.RECENT_TASKS} "
+                    "collections of this design and arena and returns none now, with when it last did."
+                ),
+            )
+        ],
     )
     def _collect(
         context: dg.AssetExecutionContext, postgres: PostgresResource, collector: CollectionResource
@@ -80,8 +120,14 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
                 log=context.log.info,
                 credential_key=collector.credential_key,
             )
+            dropouts = []
+            if outcome.status == "completed" and outcome.collection_run_id is not None:
+                with engine.connect() as conn:
+                    dropouts = yields.silent_dropouts(conn, outcome.collection_run_id, arena_name)
         context.log.info(f"{arena_name}: {outcome.message}")
-        return dg.MaterializeResult(metadata=outcome_metadata(outcome))
+        return dg.MaterializeResult(
+            metadata=outcome_metadata(outcome), check_results=[dropout_check(outcome, dropouts)]
+        )
 
     return _collect
 

@@ -1,12 +1,16 @@
-"""Keeping the design partitions in step with the database, and the nightly collection."""
+"""Keeping the design partitions in step with the database, the nightly collection, and the hourly
+collection of the arenas that only show their latest items."""
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 import dagster as dg
 import sqlalchemy as sa
 
 from observatory_pipelines.core.collection import designs
+from observatory_pipelines.core.collection.arenas import registry
 from observatory_pipelines.core.platform import months
+from observatory_pipelines.defs import asset_keys
 from observatory_pipelines.defs.partitions import QUERY_DESIGN_PARTITIONS, corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
 
@@ -63,20 +67,21 @@ def months_to_collect(when: datetime) -> list[str]:
     return [current]
 
 
-@dg.schedule(
-    job=collect_corpus_job,
-    cron_schedule="0 1 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Nightly: re-collect the current month for every active design (and the previous month on the 1st).",
-)
-def nightly_collection(context: dg.ScheduleEvaluationContext, postgres: PostgresResource):
+def _corpus_run_requests(
+    context: dg.ScheduleEvaluationContext,
+    postgres: PostgresResource,
+    months_for: Callable[[datetime], list[str]],
+    name: str,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+):
+    """One run of ``collect_corpus_job`` per active design and month ``months_for`` the tick's
+    time gives, restricted to ``asset_selection`` when given; ``name`` starts each run key."""
     when = context.scheduled_execution_time or datetime.now(timezone.utc)
     try:
         with postgres.engine() as engine, engine.connect() as conn:
             active = designs.active_design_slugs(conn)
     except dg.Failure as failure:
-        yield dg.SkipReason(f"nothing collected tonight: {failure.description}")
+        yield dg.SkipReason(f"nothing collected ({name}): {failure.description}")
         return
     known = set(context.instance.get_dynamic_partitions(QUERY_DESIGN_PARTITIONS))
     waiting = sorted(set(active) - known)
@@ -85,8 +90,45 @@ def nightly_collection(context: dg.ScheduleEvaluationContext, postgres: Postgres
     for slug in active:
         if slug not in known:
             continue
-        for month in months_to_collect(when):
+        for month in months_for(when):
             yield dg.RunRequest(
                 partition_key=corpus_key(month, slug),
-                run_key=f"nightly|{slug}|{month}|{when:%Y-%m-%d}",
+                run_key=f"{name}|{slug}|{month}|{when:%Y-%m-%dT%H:%M}",
+                asset_selection=asset_selection,
             )
+
+
+@dg.schedule(
+    job=collect_corpus_job,
+    cron_schedule="0 1 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: re-collect the current month for every active design (and the previous month on the 1st).",
+)
+def nightly_collection(context: dg.ScheduleEvaluationContext, postgres: PostgresResource):
+    yield from _corpus_run_requests(context, postgres, months_to_collect, "nightly")
+
+
+def latest_only_collections() -> list[dg.AssetKey]:
+    """The collection assets of arenas whose sources show only their latest items (``Arena.latest_only``)."""
+    return [asset_keys.collection(name) for name, cls in registry().items() if cls.latest_only]
+
+
+@dg.schedule(
+    job=collect_corpus_job,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Hourly: collect the arenas that only show their latest items (RSS feeds) for the current month, "
+        "for every active design, before anything scrolls out of the feed. Re-collecting adds no rows."
+    ),
+)
+def hourly_latest_collection(context: dg.ScheduleEvaluationContext, postgres: PostgresResource):
+    yield from _corpus_run_requests(
+        context,
+        postgres,
+        lambda when: [months.current_month(when)],
+        "hourly",
+        asset_selection=latest_only_collections(),
+    )
