@@ -171,6 +171,13 @@ def test_the_hourly_schedule_collects_only_latest_only_arenas_for_the_current_mo
     )
 
     (request,) = hourly_latest_collection(context)
+    at_nightly = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when.replace(hour=1),
+        resources={"postgres": PostgresResource(database_url=db_url)},
+    )
+    (skipped,) = hourly_latest_collection(at_nightly)
+    assert isinstance(skipped, dg.SkipReason) and "nightly" in (skipped.skip_message or "")
 
     assert request.partition_key == corpus_key("2026-12", "aktiv")
     assert request.asset_selection == [collection_key("rss_feeds")]
