@@ -28,7 +28,7 @@ from tests.factories import (
     observatory,
     rss_feed,
 )
-from tests.http_fixtures import Canned
+from tests.http_fixtures import Canned, fixture_bytes
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=timezone.utc)
 RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
@@ -197,3 +197,20 @@ def test_observatory_sources_lists_the_history(engine, db_url, arena_server, tmp
     assert listed.returncode == 0, listed.stderr
     assert feed in listed.stdout and "2026-03-20 12:00" in listed.stdout
     assert missing.returncode != 0 and "findes-ikke" in missing.stderr
+
+
+def test_each_gdelt_query_is_a_source_even_when_it_finds_nothing(engine, arena_server):
+    doc = arena_server.route(
+        "/doc", Canned(200, fixture_bytes("gdelt/no_match.json"), {"content-type": "application/json"})
+    )
+    config = {"gdelt": {"options": {"base_url": doc, "min_interval_seconds": 0, "slice_hours": 24 * 31}}}
+    make_design(engine, "gdelt-kilder", terms=("klima", "vindmøller"), arenas_config=config)
+
+    outcome = _collect(engine, "gdelt", "run-1", NOW, slug="gdelt-kilder")
+
+    with engine.connect() as conn:
+        history = yields.source_history(conn, "gdelt-kilder", "gdelt")
+    (query,) = history  # plain terms go to GDELT as one OR query
+    assert outcome.sources == 1 == len(arena_server.requests_to("/doc"))
+    assert "klima" in query.source and "vindmøller" in query.source
+    assert (query.items, query.filtered, query.rejected) == (0, 0, 0)
