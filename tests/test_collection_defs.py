@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from observatory_pipelines.core.platform import months
 from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.defs.collection.assets import build_collection_assets
 from observatory_pipelines.defs.collection.automation import (
@@ -16,9 +18,10 @@ from observatory_pipelines.defs.collection.automation import (
     sync_query_design_partitions,
 )
 from observatory_pipelines.defs.local_run import materialize_corpus
-from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
+from observatory_pipelines.defs.partitions import QUERY_DESIGN_PARTITIONS, corpus_key, query_design_partitions
+from observatory_pipelines.defs.processing.dedup import dedup_pass
 from observatory_pipelines.defs.resources import CollectionResource, PostgresResource
-from tests.factories import FEED_A, SALT, content_rows, make_design, task
+from tests.factories import FEED_A, SALT, content_rows, make_design, rss_feed, rss_item, task
 from tests.http_fixtures import Canned
 
 
@@ -152,3 +155,40 @@ def test_a_malformed_design_or_unknown_arena_registers_no_partition(instance):
         with pytest.raises(ConfigError, match=refusal):
             materialize_corpus("2026-03", design, instance=instance, arenas=arenas)
     assert instance.get_dynamic_partitions(query_design_partitions.name) == []
+
+
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")  # raised inside Dagster's own evaluator
+def test_processing_follows_a_collection_only_when_it_changed_the_corpus(engine, db_url, arena_server, instance):
+    # The hourly re-collection of a quiet feed must not re-run dedup (and with it analysis and exports).
+    # Automation works on the latest month only, so the feed's posts are from the first minutes of this one.
+    month = months.current_month()
+    start = months.month_bounds(month)[0]
+
+    def post(guid: str, minutes: int) -> str:
+        published = format_datetime(start + timedelta(minutes=minutes))
+        return rss_item(
+            guid, "Klima på Ærø", "Øens klimaplan får ros.", published, f"https://nordlys.example.dk/{guid}"
+        )
+
+    one, two = rss_feed(post("k1", 1)), rss_feed(post("k1", 1), post("k2", 2))
+    feed = arena_server.route("/a.xml", Canned(200, one), Canned(200, one), Canned(200, two))
+    make_design(engine, arenas_config={"rss_feeds": {"options": {"feeds": [feed], "min_interval_seconds": 0}}})
+    collection_only = dg.Definitions(assets=build_collection_assets(), resources=_resources(db_url))
+    defs = dg.Definitions(assets=[*build_collection_assets(), dedup_pass], resources=_resources(db_url))
+    instance.add_dynamic_partitions(QUERY_DESIGN_PARTITIONS, ["klimadebat"])
+    cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+
+    requested, written = [], []
+    for _ in range(3):  # a new post, nothing new, another new post
+        report = materialize_corpus(month, "klimadebat", instance=instance, defs=collection_only, arenas=["rss_feeds"])
+        written.append(report.assets[0].metadata["records_new"])
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        # A quiet tick after each, as the daemon makes them, so a request does not also count
+        # as handling the next collection.
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor).cursor
+        requested.append(
+            result.get_requested_partitions(dg.AssetKey("dedup_pass")) == {corpus_key(month, "klimadebat")}
+        )
+
+    assert written == [1, 0, 1]
+    assert requested == [True, False, True]

@@ -50,6 +50,30 @@ def outcome_metadata(outcome: collection.CollectionOutcome) -> dict:
     return metadata
 
 
+#: The tag Dagster keeps a materialization's data version in.
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def corpus_version(context: dg.AssetExecutionContext, outcome: collection.CollectionOutcome) -> dg.DataVersion:
+    """A new data version when the collection wrote new or changed records, else the previous one.
+
+    Processing runs only after a new version (``automation.AFTER_CORPUS_CHANGED``), so the hourly
+    re-collection of a feed with nothing new costs one collection, not a dedup, analysis and exports.
+    """
+    if not (outcome.written.new or outcome.written.updated):
+        previous = context.instance.get_latest_data_version_record(
+            context.asset_key, partition_key=context.partition_key
+        )
+        version = (
+            previous.asset_materialization.tags.get(DATA_VERSION_TAG)
+            if previous and previous.asset_materialization
+            else None
+        )
+        if version:
+            return dg.DataVersion(version)
+    return dg.DataVersion(context.run.run_id)
+
+
 #: The check on every collection asset that names the sources gone quiet.
 SILENT_DROPOUTS_CHECK = "silent_dropouts"
 
@@ -126,7 +150,9 @@ def _build_asset(arena_cls: type[Arena], retry_policy: dg.RetryPolicy) -> dg.Ass
                     dropouts = yields.silent_dropouts(conn, outcome.collection_run_id, arena_name)
         context.log.info(f"{arena_name}: {outcome.message}")
         return dg.MaterializeResult(
-            metadata=outcome_metadata(outcome), check_results=[dropout_check(outcome, dropouts)]
+            metadata=outcome_metadata(outcome),
+            check_results=[dropout_check(outcome, dropouts)],
+            data_version=corpus_version(context, outcome),
         )
 
     return _collect

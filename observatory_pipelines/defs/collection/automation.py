@@ -14,6 +14,25 @@ from observatory_pipelines.defs import asset_keys
 from observatory_pipelines.defs.partitions import QUERY_DESIGN_PARTITIONS, corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource
 
+_AC = dg.AutomationCondition
+#: What the processing after collection (dedup, actor suggestions) runs on: eager, but triggered
+#: only by a collection that changed the corpus (a new data version, see ``defs.collection.assets``),
+#: so the hourly re-collection of a quiet feed does not re-run dedup, analysis and exports. It does
+#: not wait for every arena either: a disabled or failing arena leaves its partition missing for
+#: good, and what the others collected is worth processing without it.
+AFTER_CORPUS_CHANGED = (
+    _AC.eager()
+    .without(~_AC.any_deps_missing())
+    .replace(
+        "any_deps_updated",
+        _AC.any_deps_match(
+            (_AC.newly_updated() & _AC.data_version_changed() & ~_AC.executed_with_root_target())
+            | _AC.will_be_requested()
+        ).with_label("any_deps_changed"),
+    )
+    .with_label("after_corpus_changed")
+)
+
 collect_corpus_job = dg.define_asset_job(
     "collect_corpus",
     selection=dg.AssetSelection.groups("collection"),

@@ -4,6 +4,7 @@ import dagster as dg
 
 from observatory_pipelines.core.processing import dedup
 from observatory_pipelines.defs import asset_keys
+from observatory_pipelines.defs.collection.automation import AFTER_CORPUS_CHANGED
 from observatory_pipelines.defs.partitions import corpus_of, corpus_partitions
 from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
 
@@ -24,7 +25,7 @@ Runs by itself after a collection of the corpus updates, also when another arena
     deps=asset_keys.collections(),
     # A failed arena must not hold back the dedup of what the others collected; when it
     # succeeds later, that update brings the dedup up to date again.
-    automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()),
+    automation_condition=AFTER_CORPUS_CHANGED,
     pool=CONTENT_DB_POOL,
     kinds={"python", "postgres"},
     description=DESCRIPTION,

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from observatory_pipelines.core.processing import entities
 from observatory_pipelines.defs import asset_keys
+from observatory_pipelines.defs.collection.automation import AFTER_CORPUS_CHANGED
 from observatory_pipelines.defs.partitions import monthly_partitions
 from observatory_pipelines.defs.resources import CONTENT_DB_POOL, PostgresResource
 
@@ -24,9 +25,9 @@ The metadata table shows author display names: it is a curation view for data en
 on it with the merge_actors and split_actors jobs. The current month materializes itself after each
 collection (eager), without waiting for arenas that are disabled or failed."""
 
-# Eager, except that it does not wait for every design's every arena: a disabled or failing arena
-# leaves its partition missing for good, and the month's authors are worth matching without it.
-AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+# Every design's every arena is not waited for, and a re-collection that changed nothing is not
+# matched again (``AFTER_CORPUS_CHANGED``).
+AUTOMATION = AFTER_CORPUS_CHANGED
 
 # A month depends on that month's corpus partitions of every design. The mapping is beta in
 # Dagster 1.13; tests/test_entities.py pins the behaviour we rely on, so its warning is silenced.
