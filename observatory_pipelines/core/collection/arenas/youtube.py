@@ -374,10 +374,9 @@ class YouTubeArena(Arena):
     ) -> Iterator[CollectedItem | Rejected]:
         options = self._options
         key = "id" if channel.startswith("UC") else "forHandle"
-        found = _items(
-            self._get("channels", {"part": "contentDetails", key: channel}, options["list_cost_units"]),
-            "channels answer",
-        )
+        document = self._get("channels", {"part": "contentDetails", key: channel}, options["list_cost_units"])
+        # An unknown channel is an answer without "items", not an error.
+        found = _items(document, "channels answer") if isinstance(document, Mapping) and "items" in document else []
         if not found:
             raise _Gone(f"YouTube has no channel {channel} (deleted, or a wrong id or handle)")
         related = _need(_need(found[0], "contentDetails", "channel"), "relatedPlaylists", "channel contentDetails")
