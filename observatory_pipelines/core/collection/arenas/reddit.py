@@ -371,7 +371,9 @@ class RedditArena(Arena):
             if options["subreddits"]:
                 subs = "+".join(options["subreddits"])
                 params = {"q": query, "restrict_sr": "1"}
-                sources.append((f"reddit search r/{subs}: {query}", f"/r/{quote(subs, safe='+')}/search", params, searched_term))
+                sources.append(
+                    (f"reddit search r/{subs}: {query}", f"/r/{quote(subs, safe='+')}/search", params, searched_term)
+                )
             else:
                 sources.append((f"reddit search: {query}", "/search", {"q": query}, searched_term))
         for actor in spec.actors:

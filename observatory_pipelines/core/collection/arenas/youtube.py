@@ -352,7 +352,11 @@ class YouTubeArena(Arena):
                     "relevanceLanguage": options["relevance_language"],
                     "pageToken": token,
                 }
-                ids, token = parse_search(self._get("search", params, options["search_cost_units"]))
+                try:
+                    ids, token = parse_search(self._get("search", params, options["search_cost_units"]))
+                except _Gone as gone:
+                    yield Rejected(str(gone), source)
+                    break
                 for item in self._videos([i for i in ids if i not in seen], source):
                     if isinstance(item, CollectedItem):
                         seen.add(item.platform_id)
@@ -440,8 +444,6 @@ class YouTubeArena(Arena):
         sent = {k: v for k, v in params.items() if v is not None}
 
         def request(lease: Any) -> Any:
-            # Google charges every request, refused ones too.
-            self.units_spent += units
             response = send(
                 ctx.http,
                 url,
@@ -449,7 +451,17 @@ class YouTubeArena(Arena):
                 params={**sent, "key": lease.secret.reveal()},
                 min_interval_seconds=options["min_interval_seconds"],
             )
-            return self._interpret(response, url)
+            # Google charges every request it answers, errors included; a refused or spent key
+            # is charged nothing, and the pool rotates.
+            charged = True
+            try:
+                return self._interpret(response, url)
+            except (CredentialError, RateLimited):
+                charged = False
+                raise
+            finally:
+                if charged:
+                    self.units_spent += units
 
         return ctx.credentials.call(request, cost=units)
 
