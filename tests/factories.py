@@ -987,3 +987,27 @@ def api_credential(engine: sa.Engine, name: str) -> dict:
             .mappings()
             .one()
         )
+
+
+# --- keyed social arenas (reddit, youtube): credentials of a real platform -----------------------------
+
+
+def add_platform_credential(
+    engine: sa.Engine, platform: str, name: str, secret: str, *, quota: int | None = None, tier: str = "free"
+) -> uuid.UUID:
+    """A credential of ``platform`` (a JSON text for several fields), encrypted with ``CREDENTIAL_KEY``."""
+    key = credentials.CredentialKey.parse(Secret(CREDENTIAL_KEY))
+    return credentials.add_credential(engine, key, platform, name, Secret(secret), tier=tier, daily_quota=quota).id
+
+
+def platform_credential(engine: sa.Engine, platform: str, name: str) -> dict:
+    """A credential's row of ``platform``, as the pool left it."""
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(
+                sa.text("SELECT * FROM api_credentials WHERE platform = :p AND credential_name = :n"),
+                {"p": platform, "n": name},
+            )
+            .mappings()
+            .one()
+        )

@@ -637,9 +637,41 @@ def from_zeeschuimer(meta: Mapping[str, Any], data: Any, base: dict[str, Any], s
     return _finish(post, platform, content_type, raw_metadata, source, fallback)
 
 
+# --- reddit (4CAT's reddit datasource) -------------------------------------------------------------
+# The reddit arena names items by fullname (t3_/t1_) with a URL free of subreddit and slug; 4CAT
+# writes the bare base-36 id and the link. Spelled the arena's way, the same post is one record.
+
+
+def _reddit_4cat(post: _Post, row: Mapping[str, Any]) -> bool:
+    """Rewrite ``post``'s id and URL as the reddit arena writes them; True for a comment."""
+    post_id = _id(row.get("id"))
+    if post_id is None:
+        return False
+    bare = post_id.split("_", 1)[1] if post_id[:3] in ("t1_", "t3_") else post_id
+    thread = _id(row.get("thread_id"))
+    thread = thread.split("_", 1)[1] if thread and thread[:3] == "t3_" else thread
+    comment = post_id.startswith("t1_") or (thread is not None and thread != bare)
+    link = post.url
+    if comment and thread:
+        post.platform_id, post.url = f"t1_{bare}", f"https://www.reddit.com/comments/{thread}/_/{bare}/"
+    else:
+        post.platform_id, post.url = f"t3_{bare}", f"https://www.reddit.com/comments/{bare}/"
+    if link and link != post.url and "reddit.com/" not in link:
+        post.extra["link_url"] = link
+    if post.author_handle in ("[deleted]", "[removed]"):  # the arena keeps such items without author
+        post.author_handle = post.author_name = None
+    if post.likes is None:
+        post.likes = _count(row.get("score"))
+    return comment
+
+
+# --- end reddit ------------------------------------------------------------------------------------
+
+
 def from_4cat(row: Mapping[str, Any], platform: str, base: dict[str, Any], source: str) -> Output:
     post = _map_4cat(row)
-    if (post.extra.get("item_type") or "").lower() == "comment":
+    reddit_comment = _reddit_4cat(post, row) if platform == "reddit" else False
+    if reddit_comment or (post.extra.get("item_type") or "").lower() == "comment":
         content_type = "comment"
     else:
         content_type = _DEFAULT_CONTENT_TYPE.get(platform, "post")
