@@ -190,5 +190,4 @@ def test_processing_follows_a_collection_only_when_it_changed_the_corpus(engine,
             result.get_requested_partitions(dg.AssetKey("dedup_pass")) == {corpus_key(month, "klimadebat")}
         )
 
-    assert written == [1, 0, 1]
-    assert requested == [True, False, True]
+    assert (written, requested) == ([1, 0, 1], [True, False, True])
