@@ -987,3 +987,23 @@ def api_credential(engine: sa.Engine, name: str) -> dict:
             .mappings()
             .one()
         )
+
+
+# --- API credentials of any platform (social arenas) -------------------------------------------------------
+
+
+def add_platform_credential(
+    engine: sa.Engine, platform: str, name: str, secret: str, *, quota: int | None = None, tier: str = "free"
+) -> uuid.UUID:
+    """A credential of ``platform``, encrypted with ``CREDENTIAL_KEY``."""
+    key = credentials.CredentialKey.parse(Secret(CREDENTIAL_KEY))
+    return credentials.add_credential(engine, key, platform, name, Secret(secret), tier=tier, daily_quota=quota).id
+
+
+def platform_credentials(engine: sa.Engine, platform: str) -> list[dict]:
+    """The credentials' rows of ``platform`` as the pool left them, by name."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT * FROM api_credentials WHERE platform = :p ORDER BY credential_name"), {"p": platform}
+        )
+        return [dict(row) for row in rows.mappings()]
