@@ -122,7 +122,7 @@ def test_statuses_map_to_the_record_fields_with_danish_text_media_and_interactio
 
     reply = items[S2]
     assert reply.interactions == [
-        Interaction("reply", platform_id="127.0.0.1:116170000000000009"),
+        Interaction("reply", platform_id="127.0.0.1:116170000000000009", author_id="klimaeks@mastodon.dk"),
         Interaction("mention", author_id="klimaeks@mastodon.dk"),
     ]
     remote = items[S3]

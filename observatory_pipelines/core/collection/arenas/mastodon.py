@@ -135,11 +135,19 @@ def status_item(status: Any, instance_host: str, source: str) -> CollectedItem |
         original = account_id(mapping(reblog.get("account")), instance_host)
         interactions.append(Interaction("repost", platform_id=text_or_none(reblog.get("uri")), author_id=original))
         shown = reblog  # a boost carries its text, media and counts only inside the boosted status
-    if reply_to := text_or_none(str(status["in_reply_to_id"]) if status.get("in_reply_to_id") else None):
-        # Mastodon names the parent by its id on this instance; its account id is local too, so
-        # only the id is kept, with the instance that gave it.
-        interactions.append(Interaction("reply", platform_id=f"{instance_host}:{reply_to}"))
     mentions = array(status.get("mentions"))
+    if status.get("in_reply_to_id"):
+        # Mastodon names the parent only by ids local to this instance. The parent's author is
+        # among the mentions (Mastodon adds them), or is the author replying in their own thread.
+        parent_account = str(status.get("in_reply_to_account_id") or "")
+        if parent_account and parent_account == str(account.get("id")):
+            parent_author = author
+        else:
+            named = [m for m in mentions if isinstance(m, Mapping) and str(m.get("id")) == parent_account]
+            parent_author = account_id(named[0], instance_host) if named else None
+        interactions.append(
+            Interaction("reply", platform_id=f"{instance_host}:{status['in_reply_to_id']}", author_id=parent_author)
+        )
     for mention in mentions:
         if isinstance(mention, Mapping) and (who := account_id(mention, instance_host)):
             interactions.append(Interaction("mention", author_id=who))
