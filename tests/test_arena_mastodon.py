@@ -193,6 +193,21 @@ def test_a_deleted_account_is_a_rejection_and_the_rest_is_collected(arena_server
     assert "deleted" in run.rejected[0].reason and len(run.items) == 2
 
 
+def test_an_account_known_only_by_id_is_read_directly_and_a_gone_one_rejected(arena_server):
+    arena_server.route(STATUSES, page("account_statuses_klimaeks"))
+    arena_server.route(
+        "/api/v1/accounts/109999999999999999/statuses", Canned(404, b'{"error":"Record not found"}', JSON)
+    )
+    known = ActorHandle("mastodon", user_id="109312000000000001")
+    gone = ActorHandle("mastodon", user_id="109999999999999999")
+
+    run = Run(spec([arena_server.base_url], terms=(), actors=(known, gone)))
+
+    assert arena_server.requests_to(LOOKUP) == [] and len(run.items) == 3
+    assert [r.source for r in run.rejected] == ["127.0.0.1@109312000000000001", "127.0.0.1@109999999999999999"]
+    assert "deleted" in run.rejected[1].reason
+
+
 # --- rate limits and errors --------------------------------------------------------------------------------
 
 

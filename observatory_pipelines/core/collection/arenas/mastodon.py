@@ -271,10 +271,18 @@ class MastodonArena(Arena):
                 path = f"{instance}/api/v1/timelines/tag/{quote(tag, safe='')}"
                 yield from reader.unseen(reader.timeline(path, params, host, source), seen)
         for actor in actors:
-            yield from reader.unseen(self._account(reader, actor.username or actor.user_id or ""), seen)
+            yield from reader.unseen(self._account(reader, actor.username, actor.user_id), seen)
 
-    def _account(self, reader: _Reader, name: str) -> Iterator[CollectedItem | Rejected]:
+    def _account(self, reader: _Reader, name: str | None, known_id: str | None) -> Iterator[CollectedItem | Rejected]:
         instances = reader.options["instances"]
+        if not name:
+            # An account id alone is local to an instance: it can only mean the first one.
+            instance = instances[0]
+            host = _host(instance) or instance
+            source = f"{host}@{known_id}"
+            reader.ctx.searched(source)
+            yield from self._statuses(reader, instance, host, str(known_id), str(known_id), source)
+            return
         user, _, domain = name.lstrip("@").partition("@")
         # Ask the account's home instance when it is one of ours: it knows all of its statuses.
         instance = next((url for url in instances if _host(url) == domain.lower()), instances[0])
@@ -292,7 +300,12 @@ class MastodonArena(Arena):
                 return
             raise
         account_key = require(account, "id", ARENA, "accounts/lookup's answer")
-        path = f"{instance}/api/v1/accounts/{quote(str(account_key), safe='')}/statuses"
+        yield from self._statuses(reader, instance, host, str(account_key), acct, source)
+
+    def _statuses(
+        self, reader: _Reader, instance: str, host: str, account_key: str, acct: str, source: str
+    ) -> Iterator[CollectedItem | Rejected]:
+        path = f"{instance}/api/v1/accounts/{quote(account_key, safe='')}/statuses"
         try:
             yield from reader.timeline(path, {}, host, source)
         except ArenaError as err:
