@@ -989,7 +989,7 @@ def api_credential(engine: sa.Engine, name: str) -> dict:
         )
 
 
-# --- keyed social arenas (reddit, youtube): credentials of a real platform -----------------------------
+# --- API credentials of any platform (social arenas) -------------------------------------------------------
 
 
 def add_platform_credential(
@@ -1000,14 +1000,15 @@ def add_platform_credential(
     return credentials.add_credential(engine, key, platform, name, Secret(secret), tier=tier, daily_quota=quota).id
 
 
-def platform_credential(engine: sa.Engine, platform: str, name: str) -> dict:
-    """A credential's row of ``platform``, as the pool left it."""
+def platform_credentials(engine: sa.Engine, platform: str) -> list[dict]:
+    """The credentials' rows of ``platform`` as the pool left them, by name."""
     with engine.connect() as conn:
-        return dict(
-            conn.execute(
-                sa.text("SELECT * FROM api_credentials WHERE platform = :p AND credential_name = :n"),
-                {"p": platform, "n": name},
-            )
-            .mappings()
-            .one()
+        rows = conn.execute(
+            sa.text("SELECT * FROM api_credentials WHERE platform = :p ORDER BY credential_name"), {"p": platform}
         )
+        return [dict(row) for row in rows.mappings()]
+
+
+def platform_credential(engine: sa.Engine, platform: str, name: str) -> dict:
+    """One credential's row of ``platform``, as the pool left it."""
+    return next(row for row in platform_credentials(engine, platform) if row["credential_name"] == name)

@@ -30,6 +30,9 @@ from tests.factories import (
     write_design_file,
 )
 
+# Every arena is named, so a new arena changes no expectation here.
+KNOWN_ARENAS = ", ".join(registry())
+
 ROOT = Path(__file__).resolve().parents[1]
 APPLIED_BY = "cli:test"
 
@@ -54,7 +57,7 @@ MALFORMED = {
         "    enabled: ja\n  rss_feeds:\n    options:\n      feeds:\n      - package:demo/data/feeds/findes-ikke.xml\n"
         "  file_import:\n    options:\n      files: ['../udenfor/*.ndjson']\n",
         [
-            "{file}:5: arenas.tiktok_live: unknown arena 'tiktok_live'; known arenas: " + ", ".join(registry()),
+            "{file}:5: arenas.tiktok_live: unknown arena 'tiktok_live'; known arenas: " + KNOWN_ARENAS,
             "{file}:7: arenas.gdelt.enabled: must be true or false, not 'ja'",
             "{file}:11: arenas.rss_feeds.options.feeds[0]: 'package:demo/data/feeds/findes-ikke.xml' names no "
             "file in the observatory_pipelines package",

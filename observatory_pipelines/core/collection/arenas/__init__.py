@@ -17,7 +17,15 @@ def register(cls: type[Arena]) -> type[Arena]:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register decorators.
-    from observatory_pipelines.core.collection.arenas import file_import, gdelt, reddit, rss_feeds, youtube  # noqa: F401
+    from observatory_pipelines.core.collection.arenas import (  # noqa: F401
+        bluesky,
+        file_import,
+        gdelt,
+        mastodon,
+        reddit,
+        rss_feeds,
+        youtube,
+    )
 
 
 def registry() -> dict[str, type[Arena]]:

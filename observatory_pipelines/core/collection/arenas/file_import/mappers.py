@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from observatory_pipelines.core.collection.arenas import bluesky
 from observatory_pipelines.core.collection.arenas.base import CollectedItem, Rejected
 from observatory_pipelines.core.collection.text import html_to_text
 
@@ -561,6 +562,36 @@ def _map_4cat(row: Mapping[str, Any]) -> _Post:
     )
 
 
+# --- Bluesky, as 4CAT's bsky datasource writes it (kept in step with arenas/bluesky.py) -------------
+
+
+def _bluesky_from_4cat(post: _Post, row: Mapping[str, Any]) -> None:
+    """Give a 4CAT Bluesky row the identity the bluesky arena gives the same post.
+
+    4CAT names the author by handle and links with it; handles can be renamed, so the arena uses
+    the DID (4CAT's ``author_id``) for the author and the link, and so does the import: the same
+    post then has one platform id (its at:// URI), one URL and one author pseudonym.
+    """
+    did = _id(row.get("author_id"))
+    if did and did.startswith("did:"):
+        handle = post.author_handle
+        post.author_name = _text(row.get("author_display_name")) or post.author_name or handle
+        post.author_handle, post.author_id = did, did
+        if handle:
+            post.extra["handle"] = handle
+    if post.platform_id and (url := bluesky.post_url(post.platform_id)):
+        post.url = url
+    reposts, quotes = _count(row.get("repost_count")), _count(row.get("quote_count"))
+    if reposts is not None or quotes is not None:
+        post.shares = (reposts or 0) + (quotes or 0)
+    languages = _text(row.get("languages"))
+    if post.language is None and languages and languages != "N/A":
+        post.language = _language(languages.split(",")[0])
+
+
+# --- end of Bluesky ------------------------------------------------------------------------------------
+
+
 def _raw_for_storage(data: Any) -> dict[str, Any]:
     size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str))
     return {"raw": data} if size <= MAX_RAW_CHARS else {"raw_omitted_chars": size}
@@ -670,6 +701,8 @@ def _reddit_4cat(post: _Post, row: Mapping[str, Any]) -> bool:
 
 def from_4cat(row: Mapping[str, Any], platform: str, base: dict[str, Any], source: str) -> Output:
     post = _map_4cat(row)
+    if platform == "bluesky":
+        _bluesky_from_4cat(post, row)
     reddit_comment = _reddit_4cat(post, row) if platform == "reddit" else False
     if reddit_comment or (post.extra.get("item_type") or "").lower() == "comment":
         content_type = "comment"
