@@ -192,22 +192,9 @@ class HttpClient:
         while True:
             attempt += 1
             last_try = attempt >= self.max_attempts
-            self._pace(interval)
-            try:
-                response = self._client.get(url, params=params, headers=headers)
-            except _RETRYABLE_TRANSPORT as exc:
-                problem = _describe(exc)
-                if last_try:
-                    # ``from None``: httpx's own messages may carry the full URL with its query.
-                    raise TransportError(
-                        arena,
-                        f"{endpoint} {problem} on all {attempt} attempts; check the host is reachable, or retry later",
-                    ) from None
-                self._back_off(arena, endpoint, problem, attempt, self._backoff_delay(attempt))
+            response = self._try("GET", url, arena, endpoint, attempt, interval, params=params, headers=headers)
+            if response is None:
                 continue
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:  # bad URL or scheme, redirect loop
-                raise ArenaError(arena, f"cannot fetch {endpoint} ({type(exc).__name__}); check the URL") from None
-
             status = response.status_code
             if 200 <= status < 300:
                 return response
@@ -235,16 +222,77 @@ class HttpClient:
                 delay = asked if asked is not None else self._backoff_delay(attempt)
                 self._back_off(arena, endpoint, "HTTP 429", attempt, delay)
                 continue
-            if status >= 500:
-                if last_try:
-                    raise ServerError(
-                        arena,
-                        f"HTTP {status} from {endpoint} on all {attempt} attempts; the service is failing, retry later",
-                    )
-                self._back_off(arena, endpoint, f"HTTP {status}", attempt, self._backoff_delay(attempt))
-                continue
             excerpt = _excerpt(response, _secret_values(url, params, headers))
             raise ArenaError(arena, f"HTTP {status} from {endpoint}: {excerpt}; check the request and its options")
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        arena: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        auth: tuple[str, str] | None = None,
+        min_interval_seconds: float | None = None,
+    ) -> httpx.Response:
+        """Send a request with this client's pacing and retries of timeouts and 5xx, and return the
+        first answer below 500, 4xx included: for platforms that say in the body *why* they refuse
+        (a private subreddit and a bad token are both 403), which the arena then reads itself."""
+        interval = max(self.min_interval_seconds, min_interval_seconds or 0.0)
+        endpoint = where(url)
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self._try(
+                method,
+                url,
+                arena,
+                endpoint,
+                attempt,
+                interval,
+                params=params,
+                headers=headers,
+                data=data,
+                json=json,
+                auth=auth,
+            )
+            if response is not None:
+                return response
+
+    def _try(
+        self, method: str, url: str, arena: str, endpoint: str, attempt: int, interval: float, **request: Any
+    ) -> httpx.Response | None:
+        """One attempt: the answer, or None when it failed in a way worth retrying (after backing
+        off); on the last attempt that failure is raised as a one-line ``ArenaError``."""
+        last_try = attempt >= self.max_attempts
+        self._pace(interval)
+        try:
+            response = self._client.request(method, url, **{k: v for k, v in request.items() if v is not None})
+        except _RETRYABLE_TRANSPORT as exc:
+            problem = _describe(exc)
+            if last_try:
+                # ``from None``: httpx's own messages may carry the full URL with its query.
+                raise TransportError(
+                    arena,
+                    f"{endpoint} {problem} on all {attempt} attempts; check the host is reachable, or retry later",
+                ) from None
+            self._back_off(arena, endpoint, problem, attempt, self._backoff_delay(attempt))
+            return None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # bad URL or scheme, redirect loop
+            raise ArenaError(arena, f"cannot fetch {endpoint} ({type(exc).__name__}); check the URL") from None
+        status = response.status_code
+        if status >= 500:
+            if last_try:
+                raise ServerError(
+                    arena,
+                    f"HTTP {status} from {endpoint} on all {attempt} attempts; the service is failing, retry later",
+                )
+            self._back_off(arena, endpoint, f"HTTP {status}", attempt, self._backoff_delay(attempt))
+            return None
+        return response
 
     def get_json(
         self,

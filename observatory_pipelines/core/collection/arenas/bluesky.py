@@ -20,8 +20,6 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
-
 from observatory_pipelines.core.collection import terms
 from observatory_pipelines.core.collection.arenas import register
 from observatory_pipelines.core.collection.arenas.base import (
@@ -38,7 +36,6 @@ from observatory_pipelines.core.collection.arenas.errors import (
     MalformedResponse,
     RateLimited,
     ServerError,
-    TransportError,
 )
 from observatory_pipelines.core.collection.arenas.social import (
     array,
@@ -516,16 +513,12 @@ class _Client:
     def _create_session(self, lease: Any) -> str:
         """``createSession`` with the credential's app password: the one POST Bluesky needs.
 
-        ``HttpClient`` only sends GETs, so this one request goes through its httpx client (same
-        User-Agent and timeouts) and maps the answer to the same errors by hand.
+        Its refusals are told apart by status here (a bad app password is 401, a taken-down
+        account 400), so it goes through ``HttpClient.request``, which hands back 4xx answers.
         """
         url = f"{self.base_url}/{CREATE_SESSION}"
         body = {"identifier": lease.field("identifier").reveal(), "password": lease.field("password").reveal()}
-        self.ctx.http.api_calls += 1
-        try:
-            response = self.ctx.http._client.post(url, json=body)
-        except httpx.HTTPError as exc:
-            raise TransportError(ARENA, f"{where(url)} failed ({type(exc).__name__}); retry later") from None
+        response = self.ctx.http.request("POST", url, arena=ARENA, json=body)
         status = response.status_code
         if status == 429:
             asked = parse_retry_after(response.headers.get("retry-after"), datetime.now(timezone.utc).timestamp())

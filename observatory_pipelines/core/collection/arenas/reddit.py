@@ -22,7 +22,6 @@ from urllib.parse import quote, urlsplit
 from observatory_pipelines import __version__
 from observatory_pipelines.core.collection import terms
 from observatory_pipelines.core.collection.arenas import register
-from observatory_pipelines.core.collection.arenas._keyed_http import send
 from observatory_pipelines.core.collection.arenas.base import (
     Arena,
     CollectedItem,
@@ -465,8 +464,8 @@ class RedditArena(Arena):
             for attempt in (1, 2):
                 fresh = self._tokens.get(lease) is None
                 token = self._tokens.get(lease) or self._token(lease)
-                response = send(
-                    ctx.http,
+                response = ctx.http.request(
+                    "GET",
                     url,
                     arena=self.name,
                     params=params,
@@ -484,11 +483,10 @@ class RedditArena(Arena):
 
     def _token(self, lease: Any) -> str:
         options = self._options
-        response = send(
-            self._ctx.http,
+        response = self._ctx.http.request(
+            "POST",
             options["token_url"],
             arena=self.name,
-            method="POST",
             data={"grant_type": "client_credentials"},
             auth=(lease.field("client_id").reveal(), lease.field("client_secret").reveal()),
             headers={"User-Agent": options["user_agent"]},

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 from observatory_pipelines.core.collection import terms
 from observatory_pipelines.core.collection.arenas import register
-from observatory_pipelines.core.collection.arenas._keyed_http import send
 from observatory_pipelines.core.collection.arenas.base import (
     Arena,
     CollectedItem,
@@ -444,8 +443,8 @@ class YouTubeArena(Arena):
         sent = {k: v for k, v in params.items() if v is not None}
 
         def request(lease: Any) -> Any:
-            response = send(
-                ctx.http,
+            response = ctx.http.request(
+                "GET",
                 url,
                 arena=self.name,
                 params={**sent, "key": lease.secret.reveal()},
