@@ -17,7 +17,7 @@ def register(cls: type[Arena]) -> type[Arena]:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register decorators.
-    from observatory_pipelines.core.collection.arenas import file_import, gdelt, rss_feeds  # noqa: F401
+    from observatory_pipelines.core.collection.arenas import file_import, gdelt, rss_feeds, telegram, wikipedia  # noqa: F401
 
 
 def registry() -> dict[str, type[Arena]]:
