@@ -109,8 +109,12 @@ def normalise_channel(value: Any) -> str | None:
         return None
     text = value.strip()
     if text.startswith(("http://", "https://", "t.me/")):
-        parts = urlsplit(text if "://" in text else f"https://{text}")
-        match = _TME_USER.match(parts.path or "")
+        try:
+            parts = urlsplit(text if "://" in text else f"https://{text}")
+            host = parts.hostname
+        except ValueError:
+            return None
+        match = _TME_USER.match(parts.path or "") if host in ("t.me", "telegram.me") else None
         text = match.group(1) if match else ""
     text = text.lstrip("@")
     return text.lower() if _USERNAME.match(text) else None
