@@ -247,6 +247,19 @@ def parse_revisions(document: Mapping[str, Any], wiki: str, source: str) -> tupl
     return results, {k: v for k, v in follow.items() if isinstance(v, str | int)} if isinstance(follow, Mapping) else {}
 
 
+def parent_size(document: Mapping[str, Any]) -> int | None:
+    """The size of the one revision a ``revids=`` answer holds; None when it is hidden or gone."""
+    query = document.get("query")
+    pages = query.get("pages") if isinstance(query, Mapping) else None
+    for page in pages if isinstance(pages, list) else []:
+        revisions = page.get("revisions") if isinstance(page, Mapping) else None
+        for revision in revisions if isinstance(revisions, list) else []:
+            size = revision.get("size") if isinstance(revision, Mapping) else None
+            if isinstance(size, int) and not isinstance(size, bool):
+                return size
+    return None
+
+
 def parse_pageviews(document: Mapping[str, Any]) -> dict[str, Any]:
     """{"total", "daily"} of one per-article answer. Raises only ``MalformedResponse``."""
     items = _field(document, "items", list, "the pageviews answer")
@@ -339,7 +352,8 @@ class WikipediaArena(Arena):
         for query, term in queries:
             source = f"{wiki} search: {query}"
             ctx.searched(source)
-            for hit in self._search(spec, ctx, wiki, query, headers, options):
+            # The whole result list first: MediaWiki's offsets shift if pages are edited while we read.
+            for hit in list(self._search(spec, ctx, wiki, query, headers, options)):
                 if (wiki, hit) in done:
                     continue
                 done.add((wiki, hit))
@@ -435,12 +449,7 @@ class WikipediaArena(Arena):
         previous: int | None = 0 if not first.get("parentid") else None
         if previous is None:
             params = self._api_params(options, prop="revisions", revids=first["parentid"], rvprop="ids|size")
-            try:
-                results, _ = parse_revisions(self._get(ctx, url, params, headers, options), first["wiki"], "")
-            except MalformedResponse:
-                results = []
-            sizes = [r.raw_metadata.get("size") for r in results if isinstance(r, CollectedItem)]
-            previous = sizes[0] if sizes and isinstance(sizes[0], int) else None
+            previous = parent_size(self._get(ctx, url, params, headers, options))
         for item in revisions:
             size = item.raw_metadata.get("size")
             if isinstance(size, int) and previous is not None:
@@ -468,6 +477,7 @@ class WikipediaArena(Arena):
             raise
         except ArenaError as err:
             # The API answers 404 for a page without views in the window; the revisions still stand.
-            ctx.log(f"{self.name}: no pageviews for '{title}' on {wiki}: {err}")
+            why = "no data in the window (HTTP 404)" if "HTTP 404" in str(err) else str(err)
+            ctx.log(f"{self.name}: no pageviews for '{title}' on {wiki}: {why}; its revisions get page_views null")
             return None
         return parse_pageviews(_decode(response.content, where(url)))
