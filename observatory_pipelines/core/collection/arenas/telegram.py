@@ -375,7 +375,7 @@ class TelegramArena(Arena):
                 # A 404 or other refusal of one channel says nothing about the others.
                 yield Rejected(f"channel '{channel}' could not be read: {err}", source)
                 return
-            if not urlsplit(str(response.url)).path.startswith("/s/"):
+            if urlsplit(str(response.url)).path.rstrip("/") != urlsplit(url).path.rstrip("/"):
                 # Telegram answers a channel without a public preview with a redirect to t.me/<channel>.
                 yield Rejected(
                     f"channel '{channel}' has no public web preview (it does not exist, is private, or is a user)",
@@ -389,7 +389,8 @@ class TelegramArena(Arena):
             oldest: datetime | None = None
             for item in page.messages:
                 published = item.published_at
-                assert published is not None  # parse_preview refuses undated messages
+                if published is None:  # parse_preview refuses undated messages; this keeps mypy sure
+                    continue
                 oldest = published if oldest is None else min(oldest, published)
                 if spec.window_start <= published < spec.window_end:
                     kept += 1
