@@ -9,6 +9,7 @@ it (the selectors widely used scrapers read: ``tgme_widget_message[data-post]``,
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -321,6 +322,39 @@ def test_the_same_post_from_the_preview_and_a_4cat_export_is_one_record(arena_se
     )
     assert imported.raw_metadata["author_user_id"] == "1001234567890"
     assert imported.interactions == [Interaction("repost", handle="energinyt")]
+
+
+def test_a_4cat_ndjson_row_keyed_chat_dash_id_is_the_same_post_too():
+    row = {
+        "id": "KlimaNyt_DK-1237",
+        "thread_id": "KlimaNyt_DK",
+        "chat": "KlimaNyt_DK",
+        "author": 1001234567890,
+        "author_username": "KlimaNyt_DK",
+        "author_name": "Klimanyt DK",
+        "body": "Klimarådet: Danmark når ikke 70 %-målet uden nye tiltag.",
+        "reply_to": 1230,
+        "views": 4012345,
+        "unix_timestamp": 1773572400,
+    }
+    line = (json.dumps(row, ensure_ascii=False) + "\n").encode()
+    [imported] = list(read_import_file("4cat-telegram-klimanyt.ndjson", io.BytesIO(line), None))
+    assert isinstance(imported, CollectedItem)
+    assert (imported.platform, imported.platform_id, imported.url, imported.author_platform_id) == (
+        "telegram",
+        "klimanyt_dk/1237",
+        "https://t.me/klimanyt_dk/1237",
+        "klimanyt_dk",
+    )
+    assert imported.interactions == [Interaction("reply", platform_id="klimanyt_dk/1230", handle="klimanyt_dk")]
+
+
+def test_a_4cat_group_message_keeps_its_member_as_author():
+    row = {"id": 88, "chat": "klimadebat_gruppe", "author": 5550001, "author_username": "", "body": "Enig!"}
+    line = (json.dumps(row) + "\n").encode()
+    [imported] = list(read_import_file("4cat-telegram-gruppe.ndjson", io.BytesIO(line), None))
+    assert isinstance(imported, CollectedItem)
+    assert (imported.platform_id, imported.author_platform_id) == ("klimadebat_gruppe/88", "5550001")
 
 
 # --- end to end, on PostgreSQL -------------------------------------------------------------------------
