@@ -200,6 +200,12 @@ def test_a_message_without_its_time_names_the_missing_field():
         parse_preview(body, "t.me/s/klimanyt_dk")
 
 
+def test_a_message_without_data_post_fails_the_page():
+    body = fixture_bytes("telegram/channel_page2.html").replace(b'data-post="klimanyt_dk/1238"', b"")
+    with pytest.raises(MalformedResponse, match=r"^telegram: t.me/s/klimanyt_dk has a message without data-post$"):
+        parse_preview(body, "t.me/s/klimanyt_dk")
+
+
 def test_429_waits_for_retry_after_then_continues(arena_server):
     limited = Canned(429, b"Too Many Requests", {"Retry-After": "7"})
     arena_server.route("/s/klimanyt_dk", page("channel_page1"), limited, page("channel_page2"), page("channel_page3"))

@@ -299,9 +299,10 @@ def parse_preview(body: bytes, source: str = "") -> PreviewPage:
             ARENA, f"{source or 'the preview'} is not readable HTML ({type(exc).__name__})"
         ) from None
     messages = _MESSAGES(document)
+    if len(_ANY_MESSAGE(document)) != len(messages):
+        # Dropping them would lose messages without a word; the markup has changed.
+        raise MalformedResponse(ARENA, f"{source or 'the preview'} has a message without data-post")
     if not messages:
-        if _ANY_MESSAGE(document):
-            raise MalformedResponse(ARENA, f"{source or 'the preview'} has messages without data-post")
         if not _CHANNEL_INFO(document):
             raise MalformedResponse(
                 ARENA,
