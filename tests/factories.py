@@ -1012,3 +1012,21 @@ def platform_credentials(engine: sa.Engine, platform: str) -> list[dict]:
 def platform_credential(engine: sa.Engine, platform: str, name: str) -> dict:
     """One credential's row of ``platform``, as the pool left it."""
     return next(row for row in platform_credentials(engine, platform) if row["credential_name"] == name)
+
+
+# --- actor lists of a design (social arenas collect from them) ------------------------------------------
+
+
+def add_actor_list(engine: sa.Engine, design_id: uuid.UUID, *actor_ids: uuid.UUID, name: str = "Kanaler") -> uuid.UUID:
+    """An actor list on ``design_id`` holding ``actor_ids``: the accounts an arena collects from."""
+    with engine.begin() as conn:
+        list_id = conn.execute(
+            sa.text("INSERT INTO actor_lists (query_design_id, name) VALUES (:d, :n) RETURNING id"),
+            {"d": design_id, "n": name},
+        ).scalar_one()
+        for actor_id in actor_ids:
+            conn.execute(
+                sa.text("INSERT INTO actor_list_members (actor_list_id, actor_id) VALUES (:l, :a)"),
+                {"l": list_id, "a": actor_id},
+            )
+    return list_id

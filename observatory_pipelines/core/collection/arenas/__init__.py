@@ -24,6 +24,8 @@ def _load_builtin() -> None:
         mastodon,
         reddit,
         rss_feeds,
+        telegram,
+        wikipedia,
         youtube,
     )
 

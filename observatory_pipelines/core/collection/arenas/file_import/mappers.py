@@ -19,7 +19,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from observatory_pipelines.core.collection.arenas import bluesky
-from observatory_pipelines.core.collection.arenas.base import CollectedItem, Rejected
+from observatory_pipelines.core.collection.arenas.base import CollectedItem, Interaction, Rejected
+from observatory_pipelines.core.collection.arenas.telegram import normalise_channel
 from observatory_pipelines.core.collection.text import html_to_text
 
 #: The platform object is kept in ``raw_metadata["raw"]`` only up to this size (JSON characters);
@@ -699,13 +700,53 @@ def _reddit_4cat(post: _Post, row: Mapping[str, Any]) -> bool:
 # --- end reddit ------------------------------------------------------------------------------------
 
 
+# --- telegram: 4CAT's telegram datasource, keyed like the telegram arena ------------------------------
+
+
+def _telegram_4cat(post: _Post, row: Mapping[str, Any]) -> tuple[_Post, list[Interaction]]:
+    """4CAT keys a Telegram message by its id within ``chat`` (the channel's username), or as
+    ``<chat>-<id>``, and writes no URL; its ``author`` is the sender's numeric id. The telegram arena
+    (``arenas.telegram``) keys the same message ``<channel>/<id>`` with the URL ``t.me/<channel>/<id>``
+    and the channel's username as author, lower-cased, so both routes give one record and one
+    pseudonym. A group member's own username stays the author of their messages."""
+    channel = normalise_channel(_text(row.get("chat")) or _text(row.get("thread_id")))
+    message_id = post.platform_id or ""
+    if channel is not None and message_id.lower().startswith(f"{channel}-"):
+        message_id = message_id[len(channel) + 1 :]
+    if channel is None or not message_id.isdigit():
+        return post, []
+    sender = normalise_channel(_text(row.get("author_username")))
+    sender_id = _id(row.get("author"))
+    post.platform_id = f"{channel}/{message_id}"
+    post.url = f"https://t.me/{channel}/{message_id}"
+    post.author_handle = sender or sender_id or channel
+    post.author_id = sender_id if sender_id != post.author_handle else None
+    interactions = []
+    reply_to = _id(row.get("reply_to"))
+    if reply_to and reply_to.isdigit():
+        interactions.append(Interaction("reply", platform_id=f"{channel}/{reply_to}", handle=channel))
+    forwarded = normalise_channel(_text(row.get("author_forwarded_from_username")))
+    if forwarded:
+        interactions.append(Interaction("repost", handle=forwarded))
+    return post, interactions
+
+
+# --- end of telegram ---------------------------------------------------------------------------------
+
+
 def from_4cat(row: Mapping[str, Any], platform: str, base: dict[str, Any], source: str) -> Output:
     post = _map_4cat(row)
+    interactions: list[Interaction] = []
     if platform == "bluesky":
         _bluesky_from_4cat(post, row)
+    if platform == "telegram":
+        post, interactions = _telegram_4cat(post, row)
     reddit_comment = _reddit_4cat(post, row) if platform == "reddit" else False
     if reddit_comment or (post.extra.get("item_type") or "").lower() == "comment":
         content_type = "comment"
     else:
         content_type = _DEFAULT_CONTENT_TYPE.get(platform, "post")
-    return _finish(post, platform, content_type, base | _raw_for_storage(dict(row)), source)
+    output = _finish(post, platform, content_type, base | _raw_for_storage(dict(row)), source)
+    if isinstance(output, CollectedItem) and interactions:
+        output.interactions = interactions
+    return output

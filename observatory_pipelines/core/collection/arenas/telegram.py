@@ -1,0 +1,444 @@
+"""Public Telegram channels through the web preview ``t.me/s/<channel>`` (research notes §4.1).
+
+The preview needs no account. It shows a channel's newest ~20 messages and pages back with
+``?before=<message id>``; there is no time filter, so each channel is paged back until a page
+reaches past the start of the window. This is therefore *not* a "latest items only" source: a
+past month can be collected later, as long as the channel still exists and is public.
+
+Telegram does not search channel text for us here (its ``?q=`` search is per channel and its
+matching rules are undocumented), so every message of the named channels in the window is read
+and the design's terms are applied locally (``keep_unmatched = False``), as for RSS feeds.
+
+A channel that does not exist or has no public preview (Telegram then redirects to
+``t.me/<channel>``, without ``/s/``) is a ``Rejected`` naming the channel; a page that lacks the
+preview's markup raises ``MalformedResponse`` naming what is missing, so a changed page fails the
+task loudly instead of writing nothing. The HTML parsing follows the selectors in the notes, which
+come from widely used scrapers, not from a Telegram specification: hence the loud failure.
+
+Telethon (an authenticated MTProto session) is deliberately not used; see docs/collection.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from lxml import etree
+from lxml import html as lxml_html
+
+from observatory_pipelines.core.collection.arenas import register
+from observatory_pipelines.core.collection.arenas.base import (
+    Arena,
+    CollectedItem,
+    CollectionContext,
+    Interaction,
+    QuerySpec,
+    Rejected,
+)
+from observatory_pipelines.core.collection.arenas.errors import (
+    ArenaError,
+    CredentialError,
+    MalformedResponse,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+from observatory_pipelines.core.collection.text import html_to_text
+from observatory_pipelines.core.platform.http import validate_min_interval
+
+ARENA = "telegram"
+DEFAULT_BASE_URL = "https://t.me"
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "channels": [],
+    "base_url": DEFAULT_BASE_URL,
+    # Telegram publishes no rate limit for the preview [U]; one request a second is polite.
+    "min_interval_seconds": 1.0,
+    # A guard against a preview that keeps offering older pages (~20 messages each) [U].
+    "max_pages_per_channel": 500,
+}
+
+# Telegram usernames: 5-32 letters, digits and underscores [S]; shorter legacy names exist, so 1+.
+_USERNAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_DATA_POST = re.compile(r"^([A-Za-z0-9_]+)/(\d+)$")
+_TME_POST = re.compile(r"^/(?:s/)?([A-Za-z0-9_]+)/(\d+)/?$")
+_TME_USER = re.compile(r"^/(?:s/)?([A-Za-z0-9_]+)/?$")
+_BACKGROUND_URL = re.compile(r"background-image\s*:\s*url\(\s*['\"]?([^'\")]+)['\"]?\s*\)", re.IGNORECASE)
+_COUNT = re.compile(r"^(\d+(?:[.,]\d+)?)\s*([KMB]?)$", re.IGNORECASE)
+_MULTIPLIER = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+_MAX_COUNT = 2**63 - 1
+
+
+def _has_class(name: str) -> str:
+    return f"contains(concat(' ', normalize-space(@class), ' '), ' {name} ')"
+
+
+_MESSAGES = etree.XPath(f"//div[{_has_class('tgme_widget_message')}][@data-post]")
+_ANY_MESSAGE = etree.XPath(f"//div[{_has_class('tgme_widget_message')}]")
+_CHANNEL_INFO = etree.XPath(f"//*[{_has_class('tgme_channel_info')}]")
+_MORE = etree.XPath(f"//a[{_has_class('tme_messages_more')}][@data-before]")
+
+
+@functools.cache
+def _descendants(cls: str, tag: str = "*") -> etree.XPath:
+    # Compiled once per selector: compiling per message was most of the parse time.
+    return etree.XPath(f".//{tag}[{_has_class(cls)}]")
+
+
+def _first(element: Any, cls: str, tag: str = "*") -> Any:
+    found = _descendants(cls, tag)(element)
+    return found[0] if found else None
+
+
+def parse_count(text: str | None) -> int | None:
+    """Telegram's abbreviated counts: ``987``, ``1.2K`` → 1200, ``3M`` → 3000000; None if unreadable."""
+    if not text:
+        return None
+    match = _COUNT.match(text.strip())
+    if match is None:
+        return None
+    number, suffix = match.groups()
+    value = int(round(float(number.replace(",", ".")) * _MULTIPLIER[suffix.lower()]))
+    return value if value <= _MAX_COUNT else None
+
+
+def normalise_channel(value: Any) -> str | None:
+    """A channel username from ``name``, ``@name`` or a ``t.me/(s/)name`` URL, lower-cased.
+
+    Telegram usernames are case-insensitive; one spelling keeps ids and pseudonyms stable.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.startswith(("http://", "https://", "t.me/")):
+        try:
+            parts = urlsplit(text if "://" in text else f"https://{text}")
+            host = parts.hostname
+        except ValueError:
+            return None
+        match = _TME_USER.match(parts.path or "") if host in ("t.me", "telegram.me") else None
+        text = match.group(1) if match else ""
+    text = text.lstrip("@")
+    return text.lower() if _USERNAME.match(text) else None
+
+
+def _post_ref(href: str | None) -> tuple[str, str] | None:
+    """(channel, message id) of a ``https://t.me/<channel>/<id>`` link."""
+    if not href:
+        return None
+    try:
+        parts = urlsplit(href)
+    except ValueError:
+        return None
+    if parts.hostname not in (None, "t.me", "telegram.me"):
+        return None
+    match = _TME_POST.match(parts.path or "")
+    return (match.group(1).lower(), match.group(2)) if match else None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _text_of(element: Any) -> str | None:
+    if element is None:
+        return None
+    return " ".join(element.text_content().split()) or None
+
+
+class _Classes:
+    """A message's descendants by class, gathered in one walk: a dozen XPath searches per message
+    were most of the parse time."""
+
+    def __init__(self, message: Any) -> None:
+        self._found: dict[str, list[Any]] = {}
+        for element in message.iterdescendants():
+            classes = element.get("class") if isinstance(element.tag, str) else None
+            for name in classes.split() if classes else ():
+                self._found.setdefault(name, []).append(element)
+
+    def all(self, cls: str, tag: str = "*") -> list[Any]:
+        return [e for e in self._found.get(cls, ()) if tag == "*" or e.tag == tag]
+
+    def first(self, cls: str, tag: str = "*") -> Any:
+        found = self.all(cls, tag)
+        return found[0] if found else None
+
+
+def _media(classes: _Classes) -> list[str]:
+    urls: list[str] = []
+    for wrap in classes.all("tgme_widget_message_photo_wrap", "a"):
+        match = _BACKGROUND_URL.search(wrap.get("style") or "")
+        if match:
+            urls.append(match.group(1).strip())
+    for video in classes.all("tgme_widget_message_video", "video"):
+        urls.append((video.get("src") or "").strip())
+    return list(dict.fromkeys(u for u in urls if u.startswith(("http://", "https://"))))
+
+
+def _mentions(text_element: Any) -> list[Interaction]:
+    found: dict[str, Interaction] = {}
+    for anchor in text_element.xpath(".//a[@href]") if text_element is not None else []:
+        label = (anchor.text_content() or "").strip()
+        if not label.startswith("@"):
+            continue
+        handle = normalise_channel(label)
+        if handle:
+            found.setdefault(handle, Interaction("mention", handle=handle))
+    return list(found.values())
+
+
+@dataclass
+class PreviewPage:
+    """One ``t.me/s`` page: its messages (newest last, as Telegram orders them) and the next ``before``."""
+
+    messages: list[CollectedItem] = field(default_factory=list)
+    before: int | None = None
+    channel_title: str | None = None
+
+
+def _message_item(message: Any, source: str) -> CollectedItem:
+    data_post = (message.get("data-post") or "").strip()
+    match = _DATA_POST.match(data_post)
+    if match is None:
+        raise MalformedResponse(ARENA, f"a message's data-post is {data_post[:60]!r}, not '<channel>/<id>'")
+    channel, message_id = match.group(1).lower(), match.group(2)
+    classes = _Classes(message)
+    date_link = classes.first("tgme_widget_message_date", "a")
+    time_element = date_link.find(".//time") if date_link is not None else None
+    if time_element is None:
+        time_element = classes.first("time", "time")
+    if time_element is None or not time_element.get("datetime"):
+        raise MalformedResponse(ARENA, f"message {data_post} has no time[datetime]")
+    published = _parse_time(time_element.get("datetime"))
+    if published is None:
+        raise MalformedResponse(ARENA, f"message {data_post} has an unreadable time[datetime]")
+
+    text_element = classes.first("tgme_widget_message_text", "div")
+    text = None
+    if text_element is not None:
+        markup = etree.tostring(text_element, encoding="unicode", method="html")
+        text = html_to_text(markup, keep_paragraphs=True) or None
+
+    interactions: list[Interaction] = []
+    raw: dict[str, Any] = {"channel": channel, "message_id": int(message_id)}
+    forwarded = classes.first("tgme_widget_message_forwarded_from_name")
+    if forwarded is not None:
+        raw["forwarded_from_name"] = _text_of(forwarded)
+        ref = _post_ref(forwarded.get("href"))
+        if ref is not None:
+            interactions.append(Interaction("repost", platform_id=f"{ref[0]}/{ref[1]}", handle=ref[0]))
+        elif forwarded.get("href"):
+            handle = normalise_channel(forwarded.get("href"))
+            if handle:
+                interactions.append(Interaction("repost", handle=handle))
+    reply = classes.first("tgme_widget_message_reply", "a")
+    if reply is not None:
+        ref = _post_ref(reply.get("href"))
+        if ref is not None:
+            interactions.append(Interaction("reply", platform_id=f"{ref[0]}/{ref[1]}", handle=ref[0]))
+    interactions += _mentions(text_element)
+
+    preview = classes.first("tgme_widget_message_link_preview", "a")
+    if preview is not None:
+        raw["link_preview"] = {
+            "url": (preview.get("href") or "").strip() or None,
+            "site_name": _text_of(_first(preview, "link_preview_site_name")),
+            "title": _text_of(_first(preview, "link_preview_title")),
+        }
+    signature = _text_of(classes.first("tgme_widget_message_from_author"))
+    if signature:
+        raw["signature"] = signature
+    meta = classes.first("tgme_widget_message_meta")
+    if meta is not None and "edited" in (meta.text_content() or "").lower():
+        raw["edited"] = True
+
+    return CollectedItem(
+        platform="telegram",
+        platform_id=f"{channel}/{message_id}",
+        published_at=published,
+        content_type="post",
+        url=f"https://t.me/{channel}/{message_id}",
+        text_content=text,
+        author_platform_id=channel,
+        author_display_name=_text_of(classes.first("tgme_widget_message_owner_name")),
+        views_count=parse_count(_text_of(classes.first("tgme_widget_message_views"))),
+        media_urls=_media(classes),
+        raw_metadata=raw,
+        interactions=interactions,
+        source=source,
+    )
+
+
+def parse_preview(body: bytes, source: str = "") -> PreviewPage:
+    """The messages of one ``t.me/s/<channel>`` page. Pure; raises only ``MalformedResponse``.
+
+    A page is recognised by its channel header or its messages; a page with neither is not the
+    preview (or the preview changed). A message without ``data-post`` or ``time[datetime]`` fails
+    the page: those are what the item is keyed and windowed on.
+    """
+    if not body.strip():
+        raise MalformedResponse(ARENA, f"{source or 'the preview'} answered with an empty page")
+    try:
+        document = lxml_html.document_fromstring(body)
+    except (etree.ParserError, ValueError) as exc:
+        raise MalformedResponse(
+            ARENA, f"{source or 'the preview'} is not readable HTML ({type(exc).__name__})"
+        ) from None
+    messages = _MESSAGES(document)
+    if len(_ANY_MESSAGE(document)) != len(messages):
+        # Dropping them would lose messages without a word; the markup has changed.
+        raise MalformedResponse(ARENA, f"{source or 'the preview'} has a message without data-post")
+    if not messages:
+        if not _CHANNEL_INFO(document):
+            raise MalformedResponse(
+                ARENA,
+                f"{source or 'the preview'} has neither tgme_widget_message nor tgme_channel_info markup; "
+                "the web preview may have changed",
+            )
+    page = PreviewPage(channel_title=_text_of(_first(document, "tgme_channel_info_header_title")))
+    page.messages = [_message_item(message, source) for message in messages]
+    more = _MORE(document)
+    if more:
+        before = (more[0].get("data-before") or "").strip()
+        page.before = int(before) if before.isdigit() and len(before) < 19 else None
+    return page
+
+
+def _channels(spec: QuerySpec, options: Mapping[str, Any]) -> list[str]:
+    names = list(options["channels"])
+    for actor in spec.actors:
+        if actor.platform.lower() == "telegram":
+            name = normalise_channel(actor.username)
+            if name:
+                names.append(name)
+    return list(dict.fromkeys(names))
+
+
+@register
+class TelegramArena(Arena):
+    name = "telegram"
+    platform = "telegram"
+    description = "Messages of public Telegram channels (the design's actors and listed channels), from t.me/s."
+    keep_unmatched = False
+    enabled_by_default = False
+    expected_items_per_month = 2_000
+
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        for key in options:
+            if key not in DEFAULT_OPTIONS:
+                raise ValueError(f"arena '{self.name}' has no option '{key}'; use one of {', '.join(DEFAULT_OPTIONS)}")
+        raw_channels = options.get("channels", [])
+        if isinstance(raw_channels, str) or not isinstance(raw_channels, (list, tuple)):
+            raise ValueError(f"option 'channels' must be a list of channel usernames, not {raw_channels!r}")
+        channels = []
+        for value in raw_channels:
+            name = normalise_channel(value)
+            if name is None:
+                raise ValueError(f"option 'channels' holds {value!r}, which is not a channel username or t.me link")
+            channels.append(name)
+        base_url = options.get("base_url", DEFAULT_BASE_URL)
+        if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https"):
+            raise ValueError(f"option 'base_url' must be an http(s) URL, not {base_url!r}")
+        max_pages = options.get("max_pages_per_channel", DEFAULT_OPTIONS["max_pages_per_channel"])
+        if isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1:
+            raise ValueError(f"option 'max_pages_per_channel' must be a whole number >= 1, not {max_pages!r}")
+        return {
+            "channels": channels,
+            "base_url": base_url.rstrip("/"),
+            "min_interval_seconds": validate_min_interval(
+                options.get("min_interval_seconds", DEFAULT_OPTIONS["min_interval_seconds"])
+            ),
+            "max_pages_per_channel": max_pages,
+        }
+
+    # The preview is free at every tier.
+    def estimate_credits(self, spec: QuerySpec) -> int:
+        return 0
+
+    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
+        return 0
+
+    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
+        options = self.validate_options(spec.options)
+        channels = _channels(spec, options)
+        if not channels:
+            raise ArenaError(
+                ARENA,
+                "no channels to collect: add Telegram accounts to the design's actor lists or the option 'channels'",
+            )
+        for channel in channels:
+            source = f"t.me/s/{channel}"
+            ctx.searched(source)
+            yield from self._channel(spec, ctx, channel, source, options)
+
+    def _channel(
+        self, spec: QuerySpec, ctx: CollectionContext, channel: str, source: str, options: Mapping[str, Any]
+    ) -> Iterator[CollectedItem | Rejected]:
+        url = f"{options['base_url']}/s/{channel}"
+        before: int | None = None
+        kept = 0
+        for page_number in range(1, options["max_pages_per_channel"] + 1):
+            params = {"before": before} if before is not None else None
+            try:
+                response = ctx.http.get(
+                    url, params=params, arena=self.name, min_interval_seconds=options["min_interval_seconds"]
+                )
+            except (CredentialError, RateLimited, ServerError, TransportError):
+                raise
+            except ArenaError as err:
+                # A 404 or other refusal of one channel says nothing about the others.
+                yield Rejected(f"channel '{channel}' could not be read: {err}", source)
+                return
+            if urlsplit(str(response.url)).path.rstrip("/") != urlsplit(url).path.rstrip("/"):
+                # Telegram answers a channel without a public preview with a redirect to t.me/<channel>.
+                yield Rejected(
+                    f"channel '{channel}' has no public web preview (it does not exist, is private, or is a user)",
+                    source,
+                )
+                return
+            page = parse_preview(response.content, source)
+            if page_number == 1 and not page.messages:
+                yield Rejected(f"channel '{channel}' shows no messages in its web preview", source)
+                return
+            oldest: datetime | None = None
+            for item in page.messages:
+                published = item.published_at
+                if published is None:  # parse_preview refuses undated messages; this keeps mypy sure
+                    continue
+                oldest = published if oldest is None else min(oldest, published)
+                if spec.window_start <= published < spec.window_end:
+                    kept += 1
+                    yield item
+            message_ids = [int(item.platform_id.rsplit("/", 1)[1]) for item in page.messages]
+            next_before = page.before if page.before is not None else (min(message_ids) if message_ids else None)
+            finished = (
+                oldest is None
+                or oldest < spec.window_start
+                or next_before is None
+                or next_before <= 1
+                or (before is not None and next_before >= before)
+            )
+            if finished:
+                ctx.log(f"{self.name}: {kept} messages in the window from {source} ({page_number} pages)")
+                return
+            before = next_before
+        ctx.log(f"{self.name}: stopped {source} after {options['max_pages_per_channel']} pages (max_pages_per_channel)")
+        yield Rejected(
+            f"channel '{channel}' still had older pages in the window after {options['max_pages_per_channel']} "
+            "pages; raise the option 'max_pages_per_channel'",
+            source,
+        )
