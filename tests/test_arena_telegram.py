@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from observatory_pipelines.core.collection import privacy
 from observatory_pipelines.core.collection import run as collection
-from observatory_pipelines.core.collection.arenas import registry
+from observatory_pipelines.core.collection.arenas import registry, telegram
 from observatory_pipelines.core.collection.arenas.base import (
     ActorHandle,
     CollectedItem,
@@ -29,19 +33,28 @@ from observatory_pipelines.core.collection.arenas.base import (
     QuerySpec,
     Rejected,
 )
-from observatory_pipelines.core.collection.arenas.errors import ArenaError, MalformedResponse, ServerError
+from observatory_pipelines.core.collection.arenas.errors import (
+    ArenaError,
+    MalformedResponse,
+    QuotaExceeded,
+    ServerError,
+)
 from observatory_pipelines.core.collection.arenas.file_import import read_import_file
 from observatory_pipelines.core.collection.arenas.telegram import TelegramArena, parse_count, parse_preview
 from observatory_pipelines.core.collection.tiers import Tier
+from observatory_pipelines.core.platform.errors import ConfigError
 from observatory_pipelines.core.platform.http import HttpClient
 from tests.factories import (
+    CREDENTIAL_KEY,
     MARCH,
     SALT,
     FakeClock,
     add_actor_list,
+    add_platform_credential,
     content_rows,
     make_actor,
     make_design,
+    platform_credential,
     pseudonym,
     task,
 )
@@ -398,3 +411,404 @@ def test_a_design_that_does_not_configure_telegram_skips_it(engine):
         engine, design_slug="uden-telegram", month=MARCH, arena_name="telegram", dagster_run_id="run-0", salt=SALT
     )
     assert outcome.status == "skipped" and content_rows(engine, design) == []
+
+
+# --- the Telethon path (option client: telethon) ----------------------------------------------------
+#
+# MTProto is not HTTP, so the fixture server cannot answer it: ``telethon_client_factory`` is swapped
+# for a fake that resolves channels and yields real ``telethon.tl.types.Message`` objects, newest
+# first and strictly older than ``offset_date``, as Telethon's ``iter_messages`` does.
+
+KLIMA_ID, ENERGI_ID, HEMMELIG_ID = 1_001_234_567, 1_009_876_543, 1_005_550_001
+NOW = datetime(2026, 4, 2, 12, tzinfo=UTC)
+
+
+def tg_message(message_id: int, when: datetime, text: str | None = None, *, channel_id: int = KLIMA_ID, **fields):
+    from telethon.tl.types import Message, PeerChannel
+
+    return Message(id=message_id, peer_id=PeerChannel(channel_id), date=when, message=text, post=True, **fields)
+
+
+def klimanyt_messages() -> list:
+    """klimanyt_dk around March 2026: two April messages, March's, then February's, newest first."""
+    from telethon.tl.types import (
+        MessageActionPinMessage,
+        MessageEntityMention,
+        MessageFwdHeader,
+        MessageMediaWebPage,
+        MessageReactions,
+        MessageReplies,
+        MessageReplyHeader,
+        MessageService,
+        PeerChannel,
+        ReactionCount,
+        ReactionEmoji,
+        WebPage,
+    )
+
+    mention_text = "🌍 Tak til @GronneTanker og @landbrugsavisen for debatten om CO2-afgift på landbruget."
+    return [
+        tg_message(1243, datetime(2026, 4, 1, 9, tzinfo=UTC), "April: nyt fra Folketinget om klima."),
+        tg_message(1242, datetime(2026, 4, 1, 0, 0, tzinfo=UTC), "Midnat i april."),
+        tg_message(
+            1241,
+            datetime(2026, 3, 31, 21, 30, tzinfo=UTC),
+            mention_text,
+            # Offsets in UTF-16 units: the globe emoji counts two.
+            entities=[MessageEntityMention(offset=11, length=13), MessageEntityMention(offset=28, length=16)],
+            views=1200,
+        ),
+        tg_message(
+            1240,
+            datetime(2026, 3, 30, 8, 5, tzinfo=UTC),
+            "Ny rapport: vindmøller på havet leverede 52 % af strømmen i marts.\n\nLæs mere på dr.dk",
+            views=3400,
+            forwards=87,
+            replies=MessageReplies(replies=14, replies_pts=0),
+            reactions=MessageReactions(
+                results=[
+                    ReactionCount(reaction=ReactionEmoji("👍"), count=120),
+                    ReactionCount(reaction=ReactionEmoji("❤"), count=31),
+                ]
+            ),
+        ),
+        MessageService(
+            id=1239,
+            peer_id=PeerChannel(KLIMA_ID),
+            date=datetime(2026, 3, 20, tzinfo=UTC),
+            action=MessageActionPinMessage(),
+        ),
+        tg_message(
+            1238,
+            datetime(2026, 3, 16, 7, 0, tzinfo=UTC),
+            "Oversvømmelse i Vejle: se billederne.",
+            reply_to=MessageReplyHeader(reply_to_msg_id=1230),
+            post_author="Søren Ødegaard",
+            edit_date=datetime(2026, 3, 16, 7, 20, tzinfo=UTC),
+        ),
+        tg_message(
+            1237,
+            datetime(2026, 3, 15, 12, 0, tzinfo=UTC),
+            "Klimarådet: Danmark når ikke 70 %-målet uden nye tiltag.",
+            fwd_from=MessageFwdHeader(
+                date=datetime(2026, 3, 15, 10, 30, tzinfo=UTC), from_id=PeerChannel(ENERGI_ID), channel_post=877
+            ),
+            views=4_012_345,
+        ),
+        tg_message(
+            1236,
+            datetime(2026, 3, 1, 0, 0, tzinfo=UTC),
+            "Grøn omstilling koster. Æblegrød og kaffe til alle fremmødte i Ålborg.",
+            media=MessageMediaWebPage(
+                webpage=WebPage(
+                    id=1,
+                    url="https://www.altinget.dk/klima/artikel/groen-omstilling-koster",
+                    display_url="altinget.dk/klima/artikel/groen-omstilling-koster",
+                    hash=0,
+                    site_name="Altinget",
+                    title="Grøn omstilling koster – men hvem betaler?",
+                )
+            ),
+        ),
+        tg_message(1235, datetime(2026, 2, 28, 23, 59, tzinfo=UTC), "Februars sidste nyt."),
+        *(tg_message(n, datetime(2026, 2, 10, tzinfo=UTC), "Gammelt nyt.") for n in range(1234, 1200, -1)),
+    ]
+
+
+class FakeTelethon:
+    """One Telethon client: channels by username, each (entity, messages newest first); ``failure``
+    is raised on connect (a refused session, a FloodWait)."""
+
+    def __init__(self, channels: dict, *, authorized: bool = True, failure: Exception | None = None):
+        self.channels = channels
+        self.authorized = authorized
+        self.failure = failure
+        self.connected = False
+        self.offset_dates: list[datetime] = []
+        self.read: list[int] = []
+
+    def connect(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.connected = True
+
+    def disconnect(self) -> None:
+        self.connected = False
+
+    def is_user_authorized(self) -> bool:
+        return self.authorized
+
+    def get_entity(self, what):
+        from telethon.tl.types import PeerChannel
+
+        if isinstance(what, PeerChannel):
+            named = {ENERGI_ID: "Energinyt", KLIMA_ID: "KlimaNyt_DK"}
+            if what.channel_id not in named:
+                raise ValueError(f"Could not find the input entity for {what!r}")
+            return SimpleNamespace(id=what.channel_id, username=named[what.channel_id], title=None)
+        found = self.channels.get(what)
+        if isinstance(found, Exception):
+            raise found
+        if found is None:
+            raise ValueError(f'No user has "{what}" as username')
+        return found[0]
+
+    def iter_messages(self, entity, offset_date=None):
+        assert self.connected
+        self.offset_dates.append(offset_date)
+        for message in next(
+            found[1] for found in self.channels.values() if isinstance(found, tuple) and found[0] is entity
+        ):
+            if offset_date is None or message.date < offset_date:
+                self.read.append(message.id)
+                yield message
+
+
+def klimanyt_channels() -> dict:
+    return {
+        "klimanyt_dk": (SimpleNamespace(id=KLIMA_ID, username="KlimaNyt_DK", title="Klimanyt DK"), klimanyt_messages())
+    }
+
+
+def secret(session: str) -> str:
+    return json.dumps({"api_id": 2040123, "api_hash": "0123456789abcdef0123456789abcdef", "session": session})
+
+
+@pytest.fixture
+def telethon_clients(monkeypatch):
+    """Fake clients by session string; the factory records the sessions it was asked for."""
+    clients: dict[str, FakeTelethon] = {}
+    asked: list[tuple[str, int, str]] = []
+
+    def factory(session: str, api_id: int, api_hash: str) -> FakeTelethon:
+        asked.append((session, api_id, api_hash))
+        return clients[session]
+
+    monkeypatch.setattr(telegram, "telethon_client_factory", factory)
+    clients_asked = SimpleNamespace(clients=clients, asked=asked)
+    return clients_asked
+
+
+class OneLease:
+    """``ctx.credentials`` for unit tests: every call gets the same lease of one session."""
+
+    def __init__(self, session: str):
+        from observatory_pipelines.core.platform.settings import Secret
+
+        self.lease = SimpleNamespace(
+            name="forsker-1", field=lambda name: Secret(str(json.loads(secret(session))[name]))
+        )
+
+    def call(self, request):
+        return request(self.lease)
+
+
+def run_telethon(session: str, channels: list[str]):
+    log: list[str] = []
+    searched: list[str] = []
+    ctx = CollectionContext(http=None, log=log.append, searched=searched.append, credentials=OneLease(session))
+    results = list(TelegramArena().collect(make_spec(channels=channels, client="telethon"), ctx))
+    return results, searched, log
+
+
+def test_telethon_reads_the_month_back_to_its_start_with_danish_text(telethon_clients):
+    telethon_clients.clients["sess-1"] = client = FakeTelethon(klimanyt_channels())
+    results, searched, log = run_telethon("sess-1", ["klimanyt_dk"])
+
+    assert telethon_clients.asked == [("sess-1", 2040123, "0123456789abcdef0123456789abcdef")]
+    assert client.offset_dates == [WINDOW[1]] and not client.connected
+    # Paging stops at the first February message; the 34 older ones are never asked for.
+    assert client.read == [1241, 1240, 1239, 1238, 1237, 1236, 1235]
+    by_id = {i.platform_id: i for i in items(results)}
+    assert sorted(by_id) == [f"klimanyt_dk/{n}" for n in (1236, 1237, 1238, 1240, 1241)]  # no pinned-notice
+    assert rejected(results) == [] and searched == ["telethon:klimanyt_dk"]
+    assert log == ["telegram: 5 messages in the window from telethon:klimanyt_dk"]
+
+    first = by_id["klimanyt_dk/1240"]
+    assert (first.url, first.author_platform_id, first.author_display_name) == (
+        "https://t.me/klimanyt_dk/1240",
+        "klimanyt_dk",
+        "Klimanyt DK",
+    )
+    assert first.text_content == "Ny rapport: vindmøller på havet leverede 52 % af strømmen i marts.\nLæs mere på dr.dk"
+    assert (first.views_count, first.shares_count, first.comments_count) == (3400, 87, 14)
+    assert first.raw_metadata == {"channel": "klimanyt_dk", "message_id": 1240, "reactions": 151}
+    assert by_id["klimanyt_dk/1236"].published_at == datetime(2026, 3, 1, tzinfo=UTC)
+    assert by_id["klimanyt_dk/1236"].text_content.endswith("Æblegrød og kaffe til alle fremmødte i Ålborg.")
+    assert by_id["klimanyt_dk/1236"].raw_metadata["link_preview"] == {
+        "url": "https://www.altinget.dk/klima/artikel/groen-omstilling-koster",
+        "site_name": "Altinget",
+        "title": "Grøn omstilling koster – men hvem betaler?",
+    }
+    assert by_id["klimanyt_dk/1237"].interactions == [
+        Interaction("repost", platform_id="energinyt/877", handle="energinyt")
+    ]
+    reply = by_id["klimanyt_dk/1238"]
+    assert reply.interactions == [Interaction("reply", platform_id="klimanyt_dk/1230", handle="klimanyt_dk")]
+    assert reply.raw_metadata["signature"] == "Søren Ødegaard" and reply.raw_metadata["edited"] is True
+    assert by_id["klimanyt_dk/1241"].interactions == [
+        Interaction("mention", handle="gronnetanker"),
+        Interaction("mention", handle="landbrugsavisen"),
+    ]
+
+
+def test_one_message_read_by_the_preview_and_by_telethon_is_one_item(arena_server, telethon_clients):
+    arena_server.route("/s/klimanyt_dk", *the_channel())
+    [web] = [
+        i for i in items(run(arena_server, make_spec(channels=["klimanyt_dk"]))[0]) if i.platform_id.endswith("/1240")
+    ]
+    telethon_clients.clients["sess-1"] = FakeTelethon(klimanyt_channels())
+    [api] = [i for i in items(run_telethon("sess-1", ["klimanyt_dk"])[0]) if i.platform_id.endswith("/1240")]
+
+    fields = ("platform", "platform_id", "url", "author_platform_id", "text_content", "published_at", "views_count")
+    assert {f: getattr(api, f) for f in fields} == {f: getattr(web, f) for f in fields}
+    salt = SALT.encode()
+    assert privacy.pseudonymise(api.platform, api.author_platform_id, salt) == privacy.pseudonymise(
+        web.platform, web.author_platform_id, salt
+    )
+
+
+def test_telethon_rejects_a_private_or_missing_channel_and_reads_the_others(telethon_clients):
+    from telethon.errors import ChannelPrivateError, UsernameNotOccupiedError
+
+    channels = {
+        "hemmelig_kanal": ChannelPrivateError(request=None),
+        "findes_ikke_dk": UsernameNotOccupiedError(request=None),
+        **klimanyt_channels(),
+    }
+    telethon_clients.clients["sess-1"] = FakeTelethon(channels)
+    results, searched, _ = run_telethon("sess-1", ["hemmelig_kanal", "findes_ikke_dk", "ukendt_dk", "klimanyt_dk"])
+
+    assert rejected(results) == [
+        Rejected(
+            "channel 'hemmelig_kanal' could not be read with Telethon (ChannelPrivateError)", "telethon:hemmelig_kanal"
+        ),
+        Rejected(
+            "channel 'findes_ikke_dk' could not be read with Telethon (UsernameNotOccupiedError)",
+            "telethon:findes_ikke_dk",
+        ),
+        Rejected("channel 'ukendt_dk' could not be read with Telethon (ValueError)", "telethon:ukendt_dk"),
+    ]
+    assert len(items(results)) == 5 and len(searched) == 4
+
+
+def test_the_telethon_option_is_what_needs_a_credential():
+    arena = TelegramArena()
+    assert not arena.needs_credential and not arena.needs_credential_for({"client": "web"})
+    assert not arena.needs_credential_for({}) and arena.needs_credential_for({"client": "telethon"})
+    assert arena.validate_options({"client": "telethon"})["client"] == "telethon"
+    with pytest.raises(ValueError, match="option 'client' must be one of web, telethon, not 'mtproto'"):
+        arena.validate_options({"client": "mtproto"})
+
+
+def test_the_preview_path_never_imports_telethon():
+    code = (
+        "import sys; import observatory_pipelines.definitions; "
+        "from observatory_pipelines.core.collection.arenas import telegram; "
+        "assert not [m for m in sys.modules if m.startswith('telethon')], 'telethon imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# --- the Telethon path end to end, with the credential pool on PostgreSQL -------------------------
+
+
+def telethon_design(engine):
+    config = {"telegram": {"options": {"client": "telethon", "channels": ["klimanyt_dk"]}}}
+    return make_design(engine, slug="telegram-telethon", arenas_config=config)
+
+
+def used_today(engine, **uses: int) -> None:
+    """Counts uses on credentials by name, so the pool (least used first) hands them out in order."""
+    with engine.begin() as conn:
+        for name, count in uses.items():
+            conn.execute(
+                sa.text("UPDATE api_credentials SET quota_used_today = :c, quota_date = :d WHERE credential_name = :n"),
+                {"c": count, "d": NOW.date(), "n": name.replace("_", "-")},
+            )
+
+
+def collect_telethon(engine, **kwargs):
+    return collection.collect_arena(
+        engine,
+        design_slug="telegram-telethon",
+        month=MARCH,
+        arena_name="telegram",
+        dagster_run_id="run-telethon",
+        salt=SALT,
+        now=NOW,
+        **kwargs,
+    )
+
+
+def test_end_to_end_a_flood_wait_rests_the_credential_and_the_next_reads(engine, telethon_clients):
+    from telethon.errors import FloodWaitError
+
+    design = telethon_design(engine)
+    add_platform_credential(engine, "telegram", "a-travl", secret("sess-travl"))
+    add_platform_credential(engine, "telegram", "b-god", secret("sess-god"))
+    telethon_clients.clients["sess-travl"] = FakeTelethon({}, failure=FloodWaitError(request=None, capture=90))
+    telethon_clients.clients["sess-god"] = FakeTelethon(klimanyt_channels())
+    used_today(engine, b_god=5)
+
+    outcome = collect_telethon(engine, credential_key=CREDENTIAL_KEY)
+
+    assert outcome.status == "completed", outcome.message
+    rows = content_rows(engine, design)
+    # The design's terms are matched locally, as on the preview path.
+    assert [r["platform_id"] for r in rows] == [f"klimanyt_dk/{n}" for n in (1236, 1240, 1241)]
+    assert {r["pseudonymized_author_id"] for r in rows} == {pseudonym("telegram", "klimanyt_dk")}
+    rested = platform_credential(engine, "telegram", "a-travl")
+    assert rested["is_active"] and rested["exhausted_until"] == NOW + timedelta(seconds=90)
+    assert "wait 90 s" in rested["last_error"] and "sess-travl" not in rested["last_error"]
+
+
+def test_end_to_end_all_credentials_resting_fails_in_one_line(engine, telethon_clients):
+    from telethon.errors import FloodWaitError
+
+    design = telethon_design(engine)
+    for name in ("a", "b"):
+        add_platform_credential(engine, "telegram", name, secret(f"sess-{name}"))
+        telethon_clients.clients[f"sess-{name}"] = FakeTelethon({}, failure=FloodWaitError(request=None, capture=600))
+
+    with pytest.raises(QuotaExceeded) as err:
+        collect_telethon(engine, credential_key=CREDENTIAL_KEY)
+
+    message = str(err.value)
+    assert message == (
+        "telegram: all 2 telegram credentials (free tier) are spent until 12:10 UTC; the collection can be retried then"
+    )
+    assert task(engine, design, "telegram")["status"] == "failed" and content_rows(engine, design) == []
+
+
+def test_end_to_end_an_unauthorised_session_is_switched_off_and_never_printed(engine, telethon_clients):
+    from telethon.errors import AuthKeyUnregisteredError
+
+    design = telethon_design(engine)
+    add_platform_credential(engine, "telegram", "a-udlobet", secret("sess-udlobet-hemmelig"))
+    add_platform_credential(engine, "telegram", "b-ikke-logget-ind", secret("sess-ikke-logget-ind"))
+    add_platform_credential(engine, "telegram", "c-god", secret("sess-god"))
+    telethon_clients.clients["sess-udlobet-hemmelig"] = FakeTelethon({}, failure=AuthKeyUnregisteredError(request=None))
+    telethon_clients.clients["sess-ikke-logget-ind"] = FakeTelethon({}, authorized=False)
+    telethon_clients.clients["sess-god"] = FakeTelethon(klimanyt_channels())
+    used_today(engine, b_ikke_logget_ind=1, c_god=5)
+    logs: list[str] = []
+
+    outcome = collect_telethon(engine, credential_key=CREDENTIAL_KEY, log=logs.append)
+
+    assert outcome.status == "completed" and len(content_rows(engine, design)) == 3
+    expired = platform_credential(engine, "telegram", "a-udlobet")
+    assert not expired["is_active"] and "AuthKeyUnregisteredError" in expired["last_error"]
+    unauthorised = platform_credential(engine, "telegram", "b-ikke-logget-ind")
+    assert not unauthorised["is_active"] and "not logged in" in unauthorised["last_error"]
+    for text in [outcome.message or "", *logs, expired["last_error"], unauthorised["last_error"]]:
+        assert "sess-" not in text and "0123456789abcdef" not in text
+
+
+def test_end_to_end_telethon_without_the_key_refuses_in_one_line(engine, telethon_clients, monkeypatch):
+    monkeypatch.delenv("OBSERVATORY_CREDENTIAL_KEY", raising=False)
+    telethon_design(engine)
+    with pytest.raises(ConfigError) as err:
+        collect_telethon(engine)
+    assert "OBSERVATORY_CREDENTIAL_KEY" in str(err.value) and "\n" not in str(err.value)
+    assert telethon_clients.asked == []

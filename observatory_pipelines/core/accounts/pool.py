@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -290,14 +290,16 @@ def for_arena(
     arena: Arena,
     tier: str,
     *,
+    options: Mapping[str, Any] | None = None,
     key: str | None = None,
     clock: Callable[[], datetime] = months.utc,
     log: Callable[[str], None] = lambda message: None,
 ) -> ArenaCredentials | None:
-    """The pool as ``arena`` sees it, or None for an arena that needs no credential (it carries
-    on whatever the key). ``key`` overrides ``OBSERVATORY_CREDENTIAL_KEY``; without either, an
-    arena that needs credentials refuses to start, in one line naming the variable."""
-    if not arena.needs_credential:
+    """The pool as ``arena`` sees it, or None for an arena that needs no credential with the
+    design's ``options`` (it carries on whatever the key). ``key`` overrides
+    ``OBSERVATORY_CREDENTIAL_KEY``; without either, an arena that needs credentials refuses to
+    start, in one line naming the variable."""
+    if not arena.needs_credential_for(options or {}):
         return None
     try:
         parsed = CredentialKey.parse(Secret(key)) if key else CredentialKey.from_settings()

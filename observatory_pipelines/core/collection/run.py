@@ -249,6 +249,7 @@ def collect_arena(
         engine,
         arena,
         settings.tier.value,
+        options=settings.options,
         key=credential_key,
         clock=(lambda: now) if now is not None else months.utc,
         log=log,

@@ -132,7 +132,7 @@ class Arena(ABC):
     description: ClassVar[str]
     supported_tiers: ClassVar[frozenset[Tier]] = frozenset({Tier.FREE})
     #: Whether the arena calls a keyed API through ``ctx.credentials``: it then refuses to start
-    #: without ``OBSERVATORY_CREDENTIAL_KEY``.
+    #: without ``OBSERVATORY_CREDENTIAL_KEY``. Per design, ``needs_credential_for(options)`` decides.
     needs_credential: ClassVar[bool] = False
     #: Whether items that match none of the design's terms are kept. Sources that already
     #: searched server-side, or deliberate imports, keep them; plain feeds do not.
@@ -146,6 +146,11 @@ class Arena(ABC):
     #: Whether the source only ever shows its latest items (an RSS feed's last few dozen): such
     #: arenas are also collected hourly for the current month, so nothing scrolls out between runs.
     latest_only: ClassVar[bool] = False
+
+    def needs_credential_for(self, options: Mapping[str, Any]) -> bool:
+        """``needs_credential`` for a design's (validated) options: an arena with an optional keyed
+        path overrides this, so its keyless path still runs without ``OBSERVATORY_CREDENTIAL_KEY``."""
+        return self.needs_credential
 
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Check per-design options; raise ``ValueError`` naming the bad key. Default: none allowed."""

@@ -15,17 +15,22 @@ preview's markup raises ``MalformedResponse`` naming what is missing, so a chang
 task loudly instead of writing nothing. The HTML parsing follows the selectors in the notes, which
 come from widely used scrapers, not from a Telegram specification: hence the loud failure.
 
-Telethon (an authenticated MTProto session) is deliberately not used; see docs/collection.md.
+With the option ``client: telethon`` the channels are read instead through Telegram's own API
+(MTProto) with Telethon, as a logged-in user whose ``api_id``, ``api_hash`` and StringSession come
+from the credential pool (platform ``telegram``). Telethon is an optional extra
+(``observatory-pipelines[telegram]``) and is imported only on that path. Its messages map to the
+same fields as the preview's, so one message read either way is one record with one pseudonym.
+See docs/collection.md, "telegram".
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -51,11 +56,18 @@ from observatory_pipelines.core.collection.arenas.errors import (
 from observatory_pipelines.core.collection.text import html_to_text
 from observatory_pipelines.core.platform.http import validate_min_interval
 
+if TYPE_CHECKING:
+    from observatory_pipelines.core.accounts.pool import Lease
+
 ARENA = "telegram"
 DEFAULT_BASE_URL = "https://t.me"
 
+CLIENTS = ("web", "telethon")
+
 DEFAULT_OPTIONS: dict[str, Any] = {
     "channels": [],
+    # "web": the t.me/s preview, no account. "telethon": MTProto with a pooled user session.
+    "client": "web",
     "base_url": DEFAULT_BASE_URL,
     # Telegram publishes no rate limit for the preview [U]; one request a second is polite.
     "min_interval_seconds": 1.0,
@@ -353,11 +365,15 @@ class TelegramArena(Arena):
         base_url = options.get("base_url", DEFAULT_BASE_URL)
         if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(f"option 'base_url' must be an http(s) URL, not {base_url!r}")
+        client = options.get("client", DEFAULT_OPTIONS["client"])
+        if client not in CLIENTS:
+            raise ValueError(f"option 'client' must be one of {', '.join(CLIENTS)}, not {client!r}")
         max_pages = options.get("max_pages_per_channel", DEFAULT_OPTIONS["max_pages_per_channel"])
         if isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1:
             raise ValueError(f"option 'max_pages_per_channel' must be a whole number >= 1, not {max_pages!r}")
         return {
             "channels": channels,
+            "client": client,
             "base_url": base_url.rstrip("/"),
             "min_interval_seconds": validate_min_interval(
                 options.get("min_interval_seconds", DEFAULT_OPTIONS["min_interval_seconds"])
@@ -365,7 +381,10 @@ class TelegramArena(Arena):
             "max_pages_per_channel": max_pages,
         }
 
-    # The preview is free at every tier.
+    def needs_credential_for(self, options: Mapping[str, Any]) -> bool:
+        return options.get("client", DEFAULT_OPTIONS["client"]) == "telethon"
+
+    # The preview is free at every tier, and Telegram's API charges nothing either.
     def estimate_credits(self, spec: QuerySpec) -> int:
         return 0
 
@@ -380,10 +399,32 @@ class TelegramArena(Arena):
                 ARENA,
                 "no channels to collect: add Telegram accounts to the design's actor lists or the option 'channels'",
             )
+        if options["client"] == "telethon":
+            yield from self._telethon(spec, ctx, channels)
+            return
         for channel in channels:
             source = f"t.me/s/{channel}"
             ctx.searched(source)
             yield from self._channel(spec, ctx, channel, source, options)
+
+    def _telethon(
+        self, spec: QuerySpec, ctx: CollectionContext, channels: list[str]
+    ) -> Iterator[CollectedItem | Rejected]:
+        if ctx.credentials is None:
+            raise CredentialError(
+                ARENA, "option client: telethon needs the credential pool (OBSERVATORY_CREDENTIAL_KEY)"
+            )
+        for channel in channels:
+            source = f"telethon:{channel}"
+            ctx.searched(source)
+            # A whole channel per lease: a FloodWait half-way rests the credential and the next one
+            # reads the channel again from the start, so nothing is yielded twice.
+            result = ctx.credentials.call(functools.partial(read_channel, channel=channel, spec=spec, source=source))
+            if isinstance(result, Rejected):
+                yield result
+                continue
+            ctx.log(f"{self.name}: {len(result)} messages in the window from {source}")
+            yield from result
 
     def _channel(
         self, spec: QuerySpec, ctx: CollectionContext, channel: str, source: str, options: Mapping[str, Any]
@@ -442,3 +483,199 @@ class TelegramArena(Arena):
             "pages; raise the option 'max_pages_per_channel'",
             source,
         )
+
+
+# --- Telethon (option client: telethon) ------------------------------------------------------------
+
+
+def _telethon_client(session: str, api_id: int, api_hash: str) -> Any:
+    # telethon.sync runs the client's coroutines on an event loop of this thread, so the arena stays
+    # synchronous like the others; imported here so the preview path never needs the extra.
+    from telethon.sessions import StringSession
+    from telethon.sync import TelegramClient
+
+    return TelegramClient(StringSession(session), api_id, api_hash)
+
+
+#: Builds a Telethon client from (session, api_id, api_hash). A seam for tests: MTProto is not HTTP,
+#: so the fixture server cannot answer it. The client needs ``connect``, ``is_user_authorized``,
+#: ``get_entity``, ``iter_messages`` and ``disconnect``.
+telethon_client_factory: Callable[[str, int, str], Any] = _telethon_client
+
+
+def _utf16_slice(text: str, offset: int, length: int) -> str:
+    # Telegram counts entity offsets in UTF-16 code units: an emoji before a mention shifts it.
+    units = text.encode("utf-16-le")
+    return units[2 * offset : 2 * (offset + length)].decode("utf-16-le", errors="ignore")
+
+
+def _telethon_text(text: str | None) -> str | None:
+    # The preview renders line breaks as <br>, which html_to_text keeps as single breaks with blank
+    # lines dropped; doing the same here gives one message the same text either way.
+    lines = [" ".join(line.split()) for line in (text or "").split("\n")]
+    return "\n".join(line for line in lines if line) or None
+
+
+def _peer_channel_id(peer: Any) -> int | None:
+    return getattr(peer, "channel_id", None) if type(peer).__name__ == "PeerChannel" else None
+
+
+def telethon_item(
+    message: Any,
+    channel: str,
+    source: str,
+    *,
+    title: str | None = None,
+    handle_of: Callable[[Any], str | None] = lambda peer: None,
+) -> CollectedItem:
+    """A Telethon ``Message`` of ``channel`` as the preview path maps it; ``handle_of`` names
+    another channel's peer (forwards, replies elsewhere), or None when it cannot."""
+    published = message.date
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=timezone.utc)
+    published = published.astimezone(timezone.utc)
+    text = message.message or ""
+    raw: dict[str, Any] = {"channel": channel, "message_id": int(message.id)}
+    interactions: list[Interaction] = []
+
+    forward = message.fwd_from
+    if forward is not None:
+        if forward.from_name:
+            raw["forwarded_from_name"] = forward.from_name
+        handle = handle_of(forward.from_id) if _peer_channel_id(forward.from_id) is not None else None
+        if handle and forward.channel_post:
+            interactions.append(Interaction("repost", platform_id=f"{handle}/{forward.channel_post}", handle=handle))
+        elif handle:
+            interactions.append(Interaction("repost", handle=handle))
+    reply = message.reply_to
+    reply_id = getattr(reply, "reply_to_msg_id", None)
+    if reply_id:
+        peer = getattr(reply, "reply_to_peer_id", None)
+        reply_channel = channel if peer is None or peer == message.peer_id else handle_of(peer)
+        if reply_channel:
+            interactions.append(Interaction("reply", platform_id=f"{reply_channel}/{reply_id}", handle=reply_channel))
+    mentions: dict[str, Interaction] = {}
+    for entity in message.entities or ():
+        if type(entity).__name__ == "MessageEntityMention":
+            handle = normalise_channel(_utf16_slice(text, entity.offset, entity.length))
+            if handle:
+                mentions.setdefault(handle, Interaction("mention", handle=handle))
+    interactions += mentions.values()
+
+    media = message.media
+    if media is not None:
+        kind = type(media).__name__.removeprefix("MessageMedia").lower()
+        raw["media"] = kind
+        page: Any = getattr(media, "webpage", None)
+        if kind == "webpage" and getattr(page, "url", None):
+            raw["link_preview"] = {
+                "url": page.url,
+                "site_name": getattr(page, "site_name", None),
+                "title": getattr(page, "title", None),
+            }
+    if message.post_author:
+        raw["signature"] = message.post_author
+    if message.edit_date is not None and not message.edit_hide:
+        raw["edited"] = True
+    reactions = getattr(message.reactions, "results", None) or []
+    if reactions:
+        raw["reactions"] = sum(int(r.count) for r in reactions)
+
+    replies = message.replies
+    return CollectedItem(
+        platform="telegram",
+        platform_id=f"{channel}/{message.id}",
+        published_at=published,
+        content_type="post",
+        url=f"https://t.me/{channel}/{message.id}",
+        text_content=_telethon_text(text),
+        author_platform_id=channel,
+        author_display_name=title,
+        views_count=message.views,
+        shares_count=message.forwards,
+        comments_count=replies.replies if replies is not None else None,
+        raw_metadata=raw,
+        interactions=interactions,
+        source=source,
+    )
+
+
+def _secret_fields(lease: Lease) -> tuple[str, int, str]:
+    api_id_text = lease.field("api_id").reveal()
+    try:
+        api_id = int(api_id_text)
+    except ValueError:
+        raise CredentialError(ARENA, f"credential {lease.name}: api_id is not a whole number") from None
+    return lease.field("session").reveal(), api_id, lease.field("api_hash").reveal()
+
+
+def read_channel(lease: Lease, channel: str, spec: QuerySpec, source: str) -> list[CollectedItem] | Rejected:
+    """The messages of ``channel`` in the spec's window, read with Telethon under ``lease``.
+
+    A refused session or api_id raises ``CredentialError`` and a FloodWait ``RateLimited``, which
+    the pool turns into switching the credential off or resting it; a channel that cannot be
+    read is a ``Rejected``. Telethon's exceptions are never chained: their text is not ours to vouch for.
+    """
+    from telethon import errors
+
+    session, api_id, api_hash = _secret_fields(lease)
+    try:
+        client = telethon_client_factory(session, api_id, api_hash)
+    except ValueError:
+        raise CredentialError(ARENA, f"credential {lease.name}: session is not a Telethon StringSession") from None
+    refused = (errors.UnauthorizedError, errors.AuthKeyError, errors.ApiIdInvalidError)
+    unreadable = (errors.UsernameNotOccupiedError, errors.UsernameInvalidError, errors.ChannelPrivateError)
+    handles: dict[int, str | None] = {}
+
+    def handle_of(peer: Any) -> str | None:
+        # Forwards repeat a few sources; one lookup each, and an unknown peer is simply unnamed.
+        key = _peer_channel_id(peer)
+        if key is None:
+            return None
+        if key not in handles:
+            try:
+                handles[key] = normalise_channel(getattr(client.get_entity(peer), "username", None))
+            except (ValueError, *unreadable):
+                handles[key] = None
+        return handles[key]
+
+    try:
+        # connect(), not ``with client``: that calls start(), which asks for a phone number on stdin.
+        client.connect()
+        try:
+            if not client.is_user_authorized():
+                raise CredentialError(
+                    ARENA, f"credential {lease.name}: the session is not logged in; make a new StringSession"
+                )
+            try:
+                entity = client.get_entity(channel)
+            except (ValueError, *unreadable) as err:
+                return Rejected(f"channel '{channel}' could not be read with Telethon ({type(err).__name__})", source)
+            title = getattr(entity, "title", None)
+            found = []
+            for message in client.iter_messages(entity, offset_date=spec.window_end):
+                if message.date is None:
+                    continue
+                published = message.date if message.date.tzinfo else message.date.replace(tzinfo=timezone.utc)
+                if published < spec.window_start:
+                    break
+                if published >= spec.window_end or type(message).__name__ != "Message":
+                    continue  # service messages (MessageService) carry no post
+                found.append(telethon_item(message, channel, source, title=title, handle_of=handle_of))
+            return found
+        finally:
+            client.disconnect()
+    except refused as err:
+        raise CredentialError(ARENA, f"Telegram refused credential {lease.name} ({type(err).__name__})") from None
+    except errors.FloodWaitError as err:
+        raise RateLimited(
+            ARENA, f"Telegram asks credential {lease.name} to wait {err.seconds} s", retry_after=err.seconds
+        ) from None
+    except unreadable as err:
+        return Rejected(f"channel '{channel}' could not be read with Telethon ({type(err).__name__})", source)
+    except (errors.ServerError, errors.TimedOutError) as err:
+        raise ServerError(ARENA, f"Telegram failed reading {channel} ({type(err).__name__})") from None
+    except errors.RPCError as err:
+        raise ArenaError(ARENA, f"Telegram refused reading {channel} ({type(err).__name__})") from None
+    except (ConnectionError, OSError) as err:
+        raise TransportError(ARENA, f"could not reach Telegram ({type(err).__name__})") from None
