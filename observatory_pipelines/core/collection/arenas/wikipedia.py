@@ -189,7 +189,8 @@ def revision_item(revision: Any, page: Mapping[str, Any], wiki: str, source: str
     user = revision.get("user") if isinstance(revision.get("user"), str) else None
     comment = revision.get("comment") if isinstance(revision.get("comment"), str) else None
     size = revision.get("size") if isinstance(revision.get("size"), int) else None
-    tags = [t for t in revision.get("tags") or [] if isinstance(t, str)]
+    listed = revision.get("tags")
+    tags = [t for t in listed if isinstance(t, str)] if isinstance(listed, list) else []
     title = page.get("title") if isinstance(page.get("title"), str) else None
     return CollectedItem(
         platform="wikipedia",
