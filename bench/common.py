@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from observatory_pipelines.core.collection import privacy, records, terms, text
+from observatory_pipelines.core.collection.arenas.base import CollectedItem, Interaction
 from observatory_pipelines.core.platform import database, migrate
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,10 +63,25 @@ def make_design(engine: sa.Engine) -> tuple[uuid.UUID, uuid.UUID]:
     return design, run
 
 
+SHAPES = ("x", "social")
+SOCIAL_PLATFORMS = ("bluesky", "mastodon", "reddit", "youtube", "telegram")
+_EMOJI = ("🌍", "🔥", "💨", "🌱", "👍", "😡", "🚲", "⚡")
+_HASHTAGS = ("#klima", "#dkpol", "#grønomstilling", "#havvind", "#landbrug", "#co2")
+
+
 def synthetic_rows(
-    n: int, design_id: uuid.UUID, run_id: uuid.UUID, month_start: datetime, seed: int = 7
+    n: int, design_id: uuid.UUID, run_id: uuid.UUID, month_start: datetime, seed: int = 7, shape: str = "x"
 ) -> list[tuple]:
-    """``n`` rows in ``records.COLUMNS`` order, ~300 characters of Danish text each, one month."""
+    """``n`` rows in ``records.COLUMNS`` order, one month.
+
+    ``shape="x"``: X posts of 45 Danish words (~300 characters) with little metadata.
+    ``shape="social"``: posts of the social arenas (``SOCIAL_PLATFORMS`` mixed), 10–25 words with
+    emoji, hashtags and mentions, one to three interactions each, platform fields and media URLs.
+    """
+    if shape == "social":
+        return _social_rows(n, design_id, run_id, month_start, seed)
+    if shape != "x":
+        raise ValueError(f"unknown row shape {shape!r}; use one of {', '.join(SHAPES)}")
     rng = random.Random(seed)
     salt = b"benchmark-salt-not-secret"
     matcher = terms.TermMatcher(TERMS)
@@ -107,6 +123,114 @@ def synthetic_rows(
                 text.simhash(body),
             )
         )
+    return rows
+
+
+def _social_item(i: int, n: int, platform: str, rng: random.Random, published: datetime) -> CollectedItem:
+    """One item as the social arenas map it, so ``records.prepare`` builds its row and metadata."""
+    words = [rng.choice(WORDS) for _ in range(rng.randint(10, 25))]
+    for extra in (_EMOJI, _HASHTAGS):
+        for _ in range(rng.randint(0, 2)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(extra))
+    author = f"user{rng.randrange(n // 20 + 1)}"
+    others = [f"user{rng.randrange(n // 20 + 1)}" for _ in range(rng.randint(1, 3))]
+    interactions = []
+    for k, other in enumerate(others):
+        kind = "mention" if k else rng.choice(("reply", "quote", "repost", "mention"))
+        if kind == "mention":
+            words.insert(rng.randrange(len(words) + 1), f"@{other}")
+            interactions.append(Interaction("mention", author_id=f"id-{other}", handle=other))
+        else:
+            parent = f"{platform}-post-{rng.randrange(max(i, 1))}"
+            interactions.append(Interaction(kind, platform_id=parent, author_id=f"id-{other}", handle=other))
+    body = " ".join(words)
+    likes, shares, comments = rng.randrange(500), rng.randrange(50), rng.randrange(80)
+    media = [f"https://media.example/{platform}/{i}/{k}.jpg" for k in range(rng.choice((0, 0, 1, 2)))]
+    content_type, title, raw = "post", None, {}
+    if platform == "bluesky":
+        raw = {
+            "cid": f"bafyrei{rng.getrandbits(160):040x}",
+            "handle": f"{author}.bsky.social",
+            "indexed_at": published.isoformat(),
+            "langs": ["da"],
+            "repost_count": shares,
+            "quote_count": rng.randrange(10),
+        }
+    elif platform == "mastodon":
+        raw = {
+            "instance": "mastodon.example",
+            "local_id": str(110_000_000_000_000_000 + i),
+            "visibility": "public",
+            "tags": [tag.lstrip("#") for tag in words if tag.startswith("#")],
+        }
+    elif platform == "reddit":
+        content_type = rng.choice(("post", "comment"))
+        title = " ".join(rng.choice(WORDS) for _ in range(8)) if content_type == "post" else None
+        raw = {
+            "subreddit": "Denmark",
+            "subreddit_id": "t5_2qjto",
+            "permalink": f"/r/Denmark/comments/{i:x}/",
+            "domain": "self.Denmark",
+            "is_self": True,
+            "upvote_ratio": round(rng.random(), 2),
+            "author_user_id": f"t2_{author}",
+        }
+    elif platform == "youtube":
+        content_type = "comment"
+        raw = {"video_id": f"vid{rng.randrange(5000):08d}"}
+    elif platform == "telegram":
+        raw = {"channel": author, "message_id": i, "signature": f"Bruger {author}"}
+    return CollectedItem(
+        platform=platform,
+        platform_id=f"{platform}-post-{i}",
+        published_at=published,
+        content_type=content_type,
+        url=f"https://{platform}.example/{author}/{i}",
+        text_content=body,
+        title=title,
+        language="da",
+        author_platform_id=f"id-{author}",
+        author_display_name=f"Bruger {author}",
+        views_count=rng.randrange(10_000) if platform in ("youtube", "telegram") else None,
+        likes_count=likes,
+        shares_count=shares,
+        comments_count=comments,
+        media_urls=media,
+        raw_metadata=raw,
+        interactions=interactions,
+    )
+
+
+def record_context(
+    arena: str, design_id: uuid.UUID, run_id: uuid.UUID, start: datetime, end: datetime, collected: datetime
+) -> records.RecordContext:
+    """The conversion context a collection of ``arena`` would use, keeping every item it is given."""
+    return records.RecordContext(
+        arena=arena,
+        query_design_id=design_id,
+        collection_run_id=run_id,
+        tier="free",
+        window_start=start,
+        window_end=end,
+        collected_at=collected,
+        salt=b"benchmark-salt-not-secret",
+        matcher=terms.TermMatcher(TERMS),
+        keep_unmatched=True,
+    )
+
+
+def _social_rows(n: int, design_id: uuid.UUID, run_id: uuid.UUID, month_start: datetime, seed: int) -> list[tuple]:
+    rng = random.Random(seed)
+    end = month_start + timedelta(days=31)
+    contexts = {p: record_context(p, design_id, run_id, month_start, end, end) for p in SOCIAL_PLATFORMS}
+    rows = []
+    for i in range(n):
+        platform = rng.choice(SOCIAL_PLATFORMS)
+        item = _social_item(i, n, platform, rng, month_start + timedelta(seconds=rng.randrange(28 * 86400)))
+        row = records.prepare(item, contexts[platform])
+        if not isinstance(row, tuple):
+            raise AssertionError(f"synthetic item {i} did not become a row: {row}")
+        rows.append(row)
     return rows
 
 

@@ -1,6 +1,10 @@
 """Ingest benchmark: the real write path against the machine's limit.
 
-    .venv/bin/python -m bench.ingest [--sizes 100000 1000000]
+    .venv/bin/python -m bench.ingest [--sizes 100000 1000000] [--shape x|social]
+
+``--shape x`` (the default): X posts of 45 Danish words with little metadata. ``--shape social``:
+posts of the social arenas (Bluesky, Mastodon, Reddit, YouTube, Telegram mixed), shorter text and
+richer ``raw_metadata`` (interactions, platform fields) and media URLs, built by ``records.prepare``.
 
 For each size, the same synthetic rows go into the same indexed, partitioned content_records:
 - limit: raw ``COPY content_records (...) FROM STDIN``;
@@ -55,16 +59,17 @@ def row_by_row(engine: sa.Engine, rows: list[tuple], commit_each: bool = False) 
                 conn.commit()
 
 
-def run(sizes: list[int]) -> dict:
+def run(sizes: list[int], shape: str = "x") -> dict:
     url = common.bench_database()
     engine = database.make_engine(url)
     design, run_id = common.make_design(engine)
-    report = {"benchmark": "ingest", "environment": common.environment(), "sizes": {}}
-    warm = common.synthetic_rows(WARM_UP_ROWS, design, run_id, datetime(2026, 3, 1, tzinfo=timezone.utc), seed=1)
+    report = {"benchmark": "ingest", "shape": shape, "environment": common.environment(), "sizes": {}}
+    month = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    warm = common.synthetic_rows(WARM_UP_ROWS, design, run_id, month, seed=1, shape=shape)
     raw_copy(engine, warm)
     our_ingest(engine, warm)
     for n in sizes:
-        rows = common.synthetic_rows(n, design, run_id, datetime(2026, 3, 1, tzinfo=timezone.utc))
+        rows = common.synthetic_rows(n, design, run_id, month, shape=shape)
         t: dict = {}
         common.truncate_content(engine)
         with common.timed(t, "raw_copy_s"):
@@ -94,6 +99,9 @@ def run(sizes: list[int]) -> dict:
         figures = {
             **t,
             "rows": n,
+            "shape": shape,
+            "mean_text_chars": round(sum(len(row[6] or "") for row in rows) / n),
+            "mean_metadata_bytes": round(sum(len(row[23].encode()) for row in rows) / n),
             "stored_after_three_runs": stored,
             "first_run": vars(first),
             "rerun": vars(rerun),
@@ -110,7 +118,7 @@ def run(sizes: list[int]) -> dict:
         }
         report["sizes"][n] = figures
         print(
-            f"{n:>9} rows: ingest {figures['ratio_vs_raw_copy']:.2f} × raw COPY "
+            f"{n:>9} {shape} rows: ingest {figures['ratio_vs_raw_copy']:.2f} × raw COPY "
             f"({figures['ingest_rows_per_s']:,} vs {figures['raw_copy_rows_per_s']:,} rows/s), "
             f"re-run {figures['ratio_rerun_vs_raw_copy']:.2f} × raw COPY, "
             f"re-run with every date moved {figures['ratio_rerun_moved_dates_vs_raw_copy']:.2f} × raw COPY, "
@@ -120,12 +128,14 @@ def run(sizes: list[int]) -> dict:
             f"stored {stored:,} after three runs",
             flush=True,
         )
-    return common.finish("ingest", report, engine)
+    return common.finish("ingest" if shape == "x" else f"ingest-{shape}", report, engine)
 
 
 def main() -> None:
     parser = common.size_parser(__doc__, [100_000, 1_000_000])
-    run(parser.parse_args().sizes)
+    parser.add_argument("--shape", choices=common.SHAPES, default="x")
+    args = parser.parse_args()
+    run(args.sizes, args.shape)
 
 
 if __name__ == "__main__":
