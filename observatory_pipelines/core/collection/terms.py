@@ -140,6 +140,16 @@ class Clause:
     excluded: tuple[Node, ...] = ()
 
 
+def spell_exclusions(node: Node) -> list[Atom]:
+    """An excluded node as atoms each excluded on its own, for engines that take only ``-word``:
+    ``-(a OR b)`` is ``-a -b``. ``ValueError`` naming the group when that cannot be done (``-(a b)``)."""
+    if isinstance(node, AnyOf) and not any(isinstance(o, AllOf | AnyOf) for o in node.options):
+        return [option for option in node.options if not isinstance(option, AllOf | AnyOf)]
+    if isinstance(node, AllOf | AnyOf):
+        raise ValueError(f"-({node.render()})")
+    return [node]
+
+
 def _atoms(node: Node) -> Iterator[Atom]:
     if isinstance(node, AllOf):
         for child in node.required + node.excluded:

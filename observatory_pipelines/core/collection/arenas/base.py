@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from observatory_pipelines.core.collection import terms
+from observatory_pipelines.core.collection.arenas.errors import ArenaError
 from observatory_pipelines.core.collection.tiers import TIER_DEFAULTS, Tier
 
 if TYPE_CHECKING:
@@ -90,6 +92,20 @@ class ActorHandle:
     platform: str
     username: str | None = None
     user_id: str | None = None
+
+
+def design_terms(arena: str, raw_terms: Iterable[str]) -> list[terms.Term]:
+    """The design's terms parsed for an arena to spell in its platform's query; blank ones are
+    skipped, and one that does not parse is a one-line ``ArenaError`` naming it."""
+    parsed = []
+    for raw in raw_terms:
+        if not raw.strip():
+            continue
+        try:
+            parsed.append(terms.parse_term(raw))
+        except terms.TermSyntaxError as err:
+            raise ArenaError(arena, f"term {raw!r}: {err}") from None
+    return parsed
 
 
 @dataclass(frozen=True)

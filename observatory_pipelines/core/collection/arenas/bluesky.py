@@ -29,6 +29,7 @@ from observatory_pipelines.core.collection.arenas.base import (
     Interaction,
     QuerySpec,
     Rejected,
+    design_terms,
 )
 from observatory_pipelines.core.collection.arenas.errors import (
     ArenaError,
@@ -259,20 +260,14 @@ def _query_atom(atom: terms.Atom) -> str:
     return atom.render()  # words as they are, hashtags with their '#'
 
 
-def build_queries(design_terms: tuple[str, ...]) -> list[str]:
+def build_queries(raw_terms: tuple[str, ...]) -> list[str]:
     """One ``q`` per all-of alternative of each term: its required words, phrases and hashtags.
 
     Exclusions are left to the local term match (search syntax for them is not documented), so a
     query finds a superset of what the term means.
     """
     queries: dict[str, None] = {}
-    for raw in design_terms:
-        if not raw.strip():
-            continue
-        try:
-            term = terms.parse_term(raw)
-        except terms.TermSyntaxError as err:
-            raise ArenaError(ARENA, f"term {raw!r}: {err}") from None
+    for term in design_terms(ARENA, raw_terms):
         for clause in term.disjuncts():
             queries.setdefault(" ".join(_query_atom(atom) for atom in clause.required))
     return list(queries)

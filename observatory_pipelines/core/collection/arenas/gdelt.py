@@ -30,6 +30,7 @@ from observatory_pipelines.core.collection.arenas.base import (
     CollectionContext,
     QuerySpec,
     Rejected,
+    design_terms,
 )
 from observatory_pipelines.core.collection.arenas.errors import ArenaError, MalformedResponse
 from observatory_pipelines.core.collection.text import html_to_text
@@ -91,19 +92,8 @@ def _gdelt_atom(atom: terms.Atom) -> str:
     return joined if len(words) == 1 and _BARE_WORD.match(joined) else f'"{joined}"'
 
 
-def _gdelt_exclusions(node: terms.Node, term: str) -> list[str]:
-    """``-a -b`` for an excluded word, phrase or any-of of them (not (a or b) is not a and not b)."""
-    if isinstance(node, terms.AnyOf) and not any(isinstance(o, terms.AllOf | terms.AnyOf) for o in node.options):
-        return [part for option in node.options for part in _gdelt_exclusions(option, term)]
-    if isinstance(node, terms.AllOf | terms.AnyOf):
-        raise ArenaError(
-            ARENA, f"GDELT cannot exclude the group -({node.render()}) of term '{term}'; exclude words or phrases"
-        )
-    return [f"-{_gdelt_atom(node)}"]
-
-
 def build_queries(
-    design_terms: Sequence[str], source_country: str | None, source_language: str | None
+    raw_terms: Sequence[str], source_country: str | None, source_language: str | None
 ) -> list[GdeltQuery]:
     """The GDELT queries that together search for every term, each followed by the source filters.
 
@@ -114,19 +104,18 @@ def build_queries(
     """
     shared: dict[str, set[str]] = {}
     own: dict[str, str] = {}
-    for raw in design_terms:
-        if not raw.strip():
-            continue
-        try:
-            term = terms.parse_term(raw)
-        except terms.TermSyntaxError as err:
-            raise ArenaError(ARENA, f"term {raw!r}: {err}") from None
+    for term in design_terms(ARENA, raw_terms):
         for clause in term.disjuncts():
             if len(clause.required) == 1 and not clause.excluded:
                 shared.setdefault(_gdelt_atom(clause.required[0]), set()).add(term.text)
                 continue
             words = [_gdelt_atom(atom) for atom in clause.required]
-            words += [part for node in clause.excluded for part in _gdelt_exclusions(node, term.text)]
+            try:
+                words += [f"-{_gdelt_atom(atom)}" for node in clause.excluded for atom in terms.spell_exclusions(node)]
+            except ValueError as group:
+                raise ArenaError(
+                    ARENA, f"GDELT cannot exclude the group {group} of term '{term.text}'; exclude words or phrases"
+                ) from None
             own.setdefault(" ".join(words), term.text)
     if not shared and not own:
         raise ArenaError(ARENA, "the design has no search terms and GDELT only searches by terms; add terms")

@@ -33,6 +33,7 @@ from observatory_pipelines.core.collection.arenas.base import (
     Interaction,
     QuerySpec,
     Rejected,
+    design_terms,
 )
 from observatory_pipelines.core.collection.arenas.errors import ArenaError, MalformedResponse, RateLimited
 from observatory_pipelines.core.collection.arenas.social import (
@@ -73,17 +74,11 @@ _HASHTAG = re.compile(r"^[\w·]+$")
 _sleep = time.sleep
 
 
-def hashtags_for(design_terms: tuple[str, ...]) -> list[str]:
+def hashtags_for(raw_terms: tuple[str, ...]) -> list[str]:
     """The tag timelines to read: each term's required words and hashtags that are valid Mastodon
     hashtags, lower-cased, once (phrases have no timeline of their own)."""
     tags: dict[str, None] = {}
-    for raw in design_terms:
-        if not raw.strip():
-            continue
-        try:
-            term = terms.parse_term(raw)
-        except terms.TermSyntaxError as err:
-            raise ArenaError(ARENA, f"term {raw!r}: {err}") from None
+    for term in design_terms(ARENA, raw_terms):
         for clause in term.disjuncts():
             for atom in clause.required:
                 if isinstance(atom, terms.Word | terms.Hashtag) and _HASHTAG.match(atom.text):

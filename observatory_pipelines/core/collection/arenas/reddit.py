@@ -29,6 +29,7 @@ from observatory_pipelines.core.collection.arenas.base import (
     Interaction,
     QuerySpec,
     Rejected,
+    design_terms,
 )
 from observatory_pipelines.core.collection.arenas.errors import (
     ArenaError,
@@ -76,19 +77,15 @@ def _group(node: terms.Node) -> str:
     return f"({render_query(node)})" if isinstance(node, terms.AllOf | terms.AnyOf) else render_query(node)
 
 
-def build_queries(design_terms: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+def build_queries(raw_terms: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     """(query, term) per term: one query each, so the listing cap applies per term."""
     queries = []
-    for raw in design_terms:
-        if not raw.strip():
-            continue
-        try:
-            term = terms.parse_term(raw)
-        except terms.TermSyntaxError as err:
-            raise ArenaError(ARENA, f"term {raw!r}: {err}") from None
+    for term in design_terms(ARENA, raw_terms):
         query = render_query(term.root)
         if len(query) > _QUERY_CHARS:
-            raise ArenaError(ARENA, f"term {raw!r} is over Reddit's {_QUERY_CHARS}-character query limit; shorten it")
+            raise ArenaError(
+                ARENA, f"term {term.text!r} is over Reddit's {_QUERY_CHARS}-character query limit; shorten it"
+            )
         queries.append((query, term.text))
     return queries
 

@@ -34,6 +34,7 @@ from observatory_pipelines.core.collection.arenas.base import (
     CollectionContext,
     QuerySpec,
     Rejected,
+    design_terms,
 )
 from observatory_pipelines.core.collection.arenas.errors import (
     ArenaError,
@@ -103,29 +104,18 @@ def _search_atom(atom: terms.Atom) -> str:
     return words[0] if len(words) == 1 else '"' + " ".join(words) + '"'
 
 
-def _exclusions(node: terms.Node, term: str) -> list[str]:
-    if isinstance(node, terms.AnyOf) and not any(isinstance(o, terms.AllOf | terms.AnyOf) for o in node.options):
-        return [part for option in node.options for part in _exclusions(option, term)]
-    if isinstance(node, terms.AllOf | terms.AnyOf):
-        raise ArenaError(
-            ARENA, f"MediaWiki search cannot exclude the group -({node.render()}) of term '{term}'; exclude words"
-        )
-    return [f"-{_search_atom(node)}"]
-
-
-def search_queries(design_terms: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+def search_queries(raw_terms: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     """(srsearch, design term) for every all-of alternative of every term: quotes and ``-`` as CirrusSearch reads them."""
     queries: dict[str, str] = {}
-    for raw in design_terms:
-        if not raw.strip():
-            continue
-        try:
-            term = terms.parse_term(raw)
-        except terms.TermSyntaxError as err:
-            raise ArenaError(ARENA, f"term {raw!r}: {err}") from None
+    for term in design_terms(ARENA, raw_terms):
         for clause in term.disjuncts():
             words = [_search_atom(atom) for atom in clause.required]
-            words += [part for node in clause.excluded for part in _exclusions(node, term.text)]
+            try:
+                words += [f"-{_search_atom(atom)}" for node in clause.excluded for atom in terms.spell_exclusions(node)]
+            except ValueError as group:
+                raise ArenaError(
+                    ARENA, f"MediaWiki search cannot exclude the group {group} of term '{term.text}'; exclude words"
+                ) from None
             queries.setdefault(" ".join(words), term.text)
     return list(queries.items())
 

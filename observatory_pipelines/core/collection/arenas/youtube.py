@@ -28,6 +28,7 @@ from observatory_pipelines.core.collection.arenas.base import (
     Interaction,
     QuerySpec,
     Rejected,
+    design_terms,
 )
 from observatory_pipelines.core.collection.arenas.errors import (
     ArenaError,
@@ -62,31 +63,21 @@ def _yt_atom(atom: terms.Atom) -> str:
     return '"' + " ".join(atom.words) + '"' if isinstance(atom, terms.Phrase) else atom.text
 
 
-def build_queries(design_terms: tuple[str, ...] | list[str]) -> list[tuple[str, str | None]]:
+def build_queries(raw_terms: tuple[str, ...] | list[str]) -> list[tuple[str, str | None]]:
     """(q, term) pairs: one-atom clauses share one ``|``-ed query (search.list is dear), other
     clauses are a query each with ``-`` exclusions; the term is named when a query has one owner."""
     shared: dict[str, set[str]] = {}
     own: dict[str, str] = {}
-    for raw in design_terms:
-        if not raw.strip():
-            continue
-        try:
-            term = terms.parse_term(raw)
-        except terms.TermSyntaxError as err:
-            raise ArenaError(ARENA, f"term {raw!r}: {err}") from None
+    for term in design_terms(ARENA, raw_terms):
         for clause in term.disjuncts():
             if len(clause.required) == 1 and not clause.excluded:
                 shared.setdefault(_yt_atom(clause.required[0]), set()).add(term.text)
                 continue
             words = [_yt_atom(a) for a in clause.required]
-            for node in clause.excluded:
-                if isinstance(node, terms.AllOf):
-                    raise ArenaError(ARENA, f"YouTube cannot exclude the group -({node.render()}) of term '{raw}'")
-                options = node.options if isinstance(node, terms.AnyOf) else (node,)
-                for option in options:
-                    if not isinstance(option, terms.Word | terms.Hashtag | terms.Phrase):
-                        raise ArenaError(ARENA, f"YouTube cannot exclude nested groups in term '{raw}'")
-                    words.append("-" + _yt_atom(option))
+            try:
+                words += ["-" + _yt_atom(atom) for node in clause.excluded for atom in terms.spell_exclusions(node)]
+            except ValueError as group:
+                raise ArenaError(ARENA, f"YouTube cannot exclude the group {group} of term '{term.text}'") from None
             own.setdefault(" ".join(words), term.text)
     queries: list[tuple[str, str | None]] = []
     if shared:
