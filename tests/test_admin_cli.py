@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import threading
 from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from observatory_pipelines import cli
-from observatory_pipelines.core.accounts import credentials
+from observatory_pipelines.core.accounts import credentials, users
 from observatory_pipelines.core.platform.settings import Secret
 from tests.factories import (
     CREDENTIAL_KEY,
@@ -240,3 +241,29 @@ def test_the_installed_command_reads_a_piped_secret_and_never_echoes_it(db_url, 
     assert "already exists" in one_line_error(again) and SECRET not in again.stderr
     listed = piped("credentials", "list")
     assert listed.returncode == 0 and "kanal" in listed.stdout and SECRET not in listed.stdout
+
+
+def test_two_admins_adding_one_address_at_once_add_it_once(engine):
+    # Without the lock both see no user; with exact case one INSERT would then fail with a traceback,
+    # with different case both would succeed and the address would have two accounts.
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def add(address: str) -> None:
+        start.wait(timeout=30)
+        try:
+            users.add_user(engine, address)
+            outcomes.append("added")
+        except users.UserError as err:
+            outcomes.append(str(err))
+
+    threads = [threading.Thread(target=add, args=(a,)) for a in ("søren.ørsted@ku.dk", "Søren.Ørsted@ku.dk")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(outcomes)[0] == "added" and "already exists" in sorted(outcomes)[1]
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM users WHERE lower(email) = 'søren.ørsted@ku.dk'"))
+        assert count.scalar_one() == 1

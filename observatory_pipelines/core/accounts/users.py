@@ -46,6 +46,8 @@ def add_user(engine: sa.Engine, email: str, *, admin: bool = False, name: str | 
     address = check_email(email)
     role = "admin" if admin else "researcher"
     with engine.begin() as conn:
+        # Two admins adding one address (in any case) at once: the second waits here, then sees the first.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(lower(:email)))"), {"email": address})
         clash = conn.execute(
             sa.text("SELECT email FROM users WHERE lower(email) = lower(:email)"), {"email": address}
         ).scalar()
