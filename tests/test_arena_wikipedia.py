@@ -342,6 +342,8 @@ _DOCUMENTS = st.one_of(
         "continue": None,
     }
 )
+# Found by this test: a timestamp holding a line break, quoted into the error message.
+@example(document={"items": [{"timestamp": "\n"}]})
 def test_fuzz_parsers_raise_only_documented_errors(document):
     for parse in (
         lambda d: parse_revisions(d, "da.wikipedia.org", "s"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from observatory_pipelines.core.platform.errors import ObservatoryError
+
+_ONE_LINE = re.compile(r"\s*[\r\n]+\s*")
 
 
 class ArenaError(ObservatoryError):
@@ -14,7 +17,9 @@ class ArenaError(ObservatoryError):
 
     def __init__(self, arena: str, message: str):
         self.arena = arena
-        super().__init__(f"{arena}: {message}")
+        # Messages quote what platforms send (ids, timestamps, error text), which may hold line
+        # breaks; the user reads one line wherever the error lands.
+        super().__init__(_ONE_LINE.sub(" ", f"{arena}: {message}"))
 
 
 class RateLimited(ArenaError):
