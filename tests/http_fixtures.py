@@ -112,6 +112,12 @@ class ArenaServer:
                     pass  # the client gave up first (timeout tests); nothing left to tell it
                 self.close_connection = True
 
+            def do_POST(self) -> None:
+                # Token and login endpoints (Reddit's OAuth, Bluesky's createSession) answer from
+                # the same queues; the body is read so the client sees a clean exchange.
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+
             def log_message(self, format: str, *args: object) -> None:
                 pass  # keep pytest output clean; requests are recorded instead
 

@@ -9,7 +9,6 @@ import io
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -82,23 +81,9 @@ def bearer(token: str) -> tuple[str, str]:
     return ("authorization", f"Bearer {token}")
 
 
-class XrpcServer(ArenaServer):
-    """The tests' HTTP server, also answering POST (createSession) from the same queues."""
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        base = super()._handler_class()
-
-        class Handler(base):  # type: ignore[valid-type, misc]
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.do_GET()
-
-        return Handler
-
-
 @pytest.fixture
 def xrpc():
-    server = XrpcServer()
+    server = ArenaServer()
     server.start()
     yield server
     server.stop()

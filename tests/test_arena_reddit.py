@@ -67,23 +67,9 @@ NOW = datetime(2026, 3, 31, 22, tzinfo=UTC)
 CLIENT = {"client_id": "klient-id-0001", "client_secret": "klient-hemmelighed-0001"}
 
 
-class PostingArenaServer(ArenaServer):
-    """The shared fixture server, also answering POST (Reddit's token endpoint) like GET."""
-
-    def _handler_class(self):
-        handler = super()._handler_class()
-
-        class Handler(handler):  # type: ignore[valid-type,misc]
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.do_GET()
-
-        return Handler
-
-
 @pytest.fixture
 def reddit_server():
-    server = PostingArenaServer()
+    server = ArenaServer()
     server.start()
     yield server
     server.stop()
@@ -316,7 +302,7 @@ def test_a_429_in_a_200_body_and_a_429_are_rate_limits(reddit_server):
     with pytest.raises(RateLimited):
         run(reddit_server, spec())
 
-    other = PostingArenaServer()
+    other = ArenaServer()
     other.start()
     try:
         other.route(

@@ -157,6 +157,9 @@ class Arena(ABC):
     expected_items_per_month: ClassVar[int] = 1_000
     #: Whether a design without a setting for this arena collects from it.
     enabled_by_default: ClassVar[bool] = True
+    #: The platform charges nothing at any tier (it may still limit requests, which the
+    #: credential pool counts), whatever the tier table prices other arenas at.
+    free: ClassVar[bool] = False
     #: Tier written on records regardless of the design's tier (e.g. "manual" for imports).
     fixed_record_tier: ClassVar[str | None] = None
     #: Whether the source only ever shows its latest items (an RSS feed's last few dozen): such
@@ -177,11 +180,15 @@ class Arena(ABC):
 
     def estimate_credits(self, spec: QuerySpec) -> int:
         """Credits one collection is expected to cost; partial credits round up."""
+        if self.free:
+            return 0
         per_1k = TIER_DEFAULTS[spec.tier].credits_per_1k_items
         return math.ceil(self.expected_items_per_month * per_1k / 1000)
 
     def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
         """Credits a finished collection actually cost; the default prices items like the estimate."""
+        if self.free:
+            return 0
         per_1k = TIER_DEFAULTS[spec.tier].credits_per_1k_items
         return math.ceil(items * per_1k / 1000)
 

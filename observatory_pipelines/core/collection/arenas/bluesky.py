@@ -285,6 +285,8 @@ class BlueskyArena(Arena):
     name = "bluesky"
     platform = "bluesky"
     description = "Bluesky posts that match the design's terms (searchPosts) and the posts of its Bluesky actors."
+    # Bluesky charges nothing for reading; the pool still counts each request against a credential's quota.
+    free = True
     supported_tiers = frozenset({Tier.FREE})
     needs_credential = True
     # Bluesky's search already chose the posts, and an actor list means everything the actor posts;
@@ -325,13 +327,6 @@ class BlueskyArena(Arena):
                 options, "min_interval_seconds", DEFAULT_OPTIONS["min_interval_seconds"]
             ),
         }
-
-    # Bluesky charges nothing for reading; the pool still counts each request against a credential's quota.
-    def estimate_credits(self, spec: QuerySpec) -> int:
-        return 0
-
-    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
-        return 0
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)

@@ -248,6 +248,8 @@ class GdeltArena(Arena):
     name = "gdelt"
     platform = "gdelt"
     description = "News articles from the GDELT DOC 2.0 API (Danish sources by default) that match the design's terms."
+    # GDELT is free at every tier, whatever the tier table says about other arenas.
+    free = True
     keep_unmatched = True
     expected_items_per_month = 5_000
 
@@ -280,13 +282,6 @@ class GdeltArena(Arena):
                 options.get("min_interval_seconds", DEFAULT_OPTIONS["min_interval_seconds"])
             ),
         }
-
-    # GDELT is free at every tier, whatever the tier table says about other arenas.
-    def estimate_credits(self, spec: QuerySpec) -> int:
-        return 0
-
-    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
-        return 0
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)

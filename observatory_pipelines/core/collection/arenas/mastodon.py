@@ -210,6 +210,8 @@ class MastodonArena(Arena):
     name = "mastodon"
     platform = "mastodon"
     description = "Public Mastodon statuses from the hashtag timelines of the design's terms and its actors' accounts."
+    # Public timelines cost nothing.
+    free = True
     keep_unmatched = False  # a tag timeline is the tag's whole traffic; the term grammar decides
     enabled_by_default = False
     expected_items_per_month = 2_000
@@ -241,13 +243,6 @@ class MastodonArena(Arena):
                 options, "min_interval_seconds", DEFAULT_OPTIONS["min_interval_seconds"]
             ),
         }
-
-    # Public timelines cost nothing.
-    def estimate_credits(self, spec: QuerySpec) -> int:
-        return 0
-
-    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
-        return 0
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)

@@ -318,6 +318,8 @@ class RedditArena(Arena):
     name = "reddit"
     platform = "reddit"
     description = "Reddit submissions (and optionally comments) for the design's terms and accounts, via the OAuth API."
+    # Reddit's free tier costs nothing but requests; the pool's quota counts those.
+    free = True
     needs_credential = True
     enabled_by_default = False
     keep_unmatched = True  # Reddit searched server-side; actor lists are chosen accounts
@@ -349,13 +351,6 @@ class RedditArena(Arena):
             "comment_limit": _positive_int(merged, "comment_limit", 500),
             "min_interval_seconds": validate_min_interval(merged["min_interval_seconds"]),
         }
-
-    # Reddit's free tier costs nothing but requests; the pool's quota counts those.
-    def estimate_credits(self, spec: QuerySpec) -> int:
-        return 0
-
-    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
-        return 0
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)

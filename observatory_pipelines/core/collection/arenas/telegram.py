@@ -345,6 +345,8 @@ class TelegramArena(Arena):
     name = "telegram"
     platform = "telegram"
     description = "Messages of public Telegram channels (the design's actors and listed channels), from t.me/s."
+    # The preview is free at every tier, and Telegram's API charges nothing either.
+    free = True
     keep_unmatched = False
     enabled_by_default = False
     expected_items_per_month = 2_000
@@ -383,13 +385,6 @@ class TelegramArena(Arena):
 
     def needs_credential_for(self, options: Mapping[str, Any]) -> bool:
         return options.get("client", DEFAULT_OPTIONS["client"]) == "telethon"
-
-    # The preview is free at every tier, and Telegram's API charges nothing either.
-    def estimate_credits(self, spec: QuerySpec) -> int:
-        return 0
-
-    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
-        return 0
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)

@@ -268,6 +268,7 @@ class WikipediaArena(Arena):
     name = "wikipedia"
     platform = "wikipedia"
     description = "Wikipedia revisions in the month of the pages a design names or its terms find, with pageviews."
+    free = True
     keep_unmatched = True
     enabled_by_default = False
     expected_items_per_month = 1_000
@@ -317,12 +318,6 @@ class WikipediaArena(Arena):
                 options.get("min_interval_seconds", DEFAULT_OPTIONS["min_interval_seconds"])
             ),
         }
-
-    def estimate_credits(self, spec: QuerySpec) -> int:
-        return 0
-
-    def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
-        return 0
 
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)
