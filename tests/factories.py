@@ -1014,6 +1014,32 @@ def platform_credential(engine: sa.Engine, platform: str, name: str) -> dict:
     return next(row for row in platform_credentials(engine, platform) if row["credential_name"] == name)
 
 
+@dataclass
+class FakeLease:
+    """A pooled credential as an arena sees it, for arena tests that stand in for the pool."""
+
+    id: uuid.UUID
+    secret: Secret
+    name: str
+    platform: str
+
+    def field(self, name: str) -> Secret:
+        return Secret(json.loads(self.secret.reveal())[name])
+
+
+class OneCredential:
+    """``ctx.credentials`` holding one credential: each request once, as the pool's ``call`` does,
+    with the cost of every call recorded."""
+
+    def __init__(self, platform: str, secret: str, name: str = "forskning") -> None:
+        self.lease = FakeLease(uuid.uuid4(), Secret(secret), name, platform)
+        self.costs: list[int] = []
+
+    def call(self, request, *, platform=None, cost=1):
+        self.costs.append(cost)
+        return request(self.lease)
+
+
 # --- actor lists of a design (social arenas collect from them) ------------------------------------------
 
 

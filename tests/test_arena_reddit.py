@@ -9,7 +9,7 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -44,12 +44,12 @@ from observatory_pipelines.core.collection.arenas.reddit import (
 )
 from observatory_pipelines.core.collection.tiers import Tier
 from observatory_pipelines.core.platform.http import HttpClient
-from observatory_pipelines.core.platform.settings import Secret
 from tests.factories import (
     CREDENTIAL_KEY,
     MARCH,
     SALT,
     FakeClock,
+    OneCredential,
     add_platform_credential,
     content_rows,
     make_design,
@@ -73,29 +73,6 @@ def reddit_server():
     server.start()
     yield server
     server.stop()
-
-
-@dataclass
-class FakeLease:
-    id: uuid.UUID
-    secret: Secret
-    name: str = "forskning"
-    platform: str = "reddit"
-
-    def field(self, name: str) -> Secret:
-        return Secret(json.loads(self.secret.reveal())[name])
-
-
-class OneCredential:
-    """``ctx.credentials`` with one credential: each request once, as the pool's ``call`` does."""
-
-    def __init__(self) -> None:
-        self.lease = FakeLease(uuid.uuid4(), Secret(json.dumps(CLIENT)))
-        self.calls = 0
-
-    def call(self, request, *, platform=None, cost=1):
-        self.calls += cost
-        return request(self.lease)
 
 
 def body(name: str) -> Canned:
@@ -141,7 +118,7 @@ def run(server: ArenaServer, query: QuerySpec, *, token: Canned | None = None, c
     clock = FakeClock()
     http = HttpClient(sleep=clock.sleep, clock=clock.clock, random=lambda: 1.0, **client)
     searched: list[str] = []
-    creds = credentials or OneCredential()
+    creds = credentials or OneCredential("reddit", json.dumps(CLIENT))
     ctx = CollectionContext(http=http, credentials=creds, searched=searched.append)
     options = {
         "base_url": server.base_url,
@@ -260,7 +237,7 @@ def test_many_pages_are_read_in_order_without_duplicates(reddit_server):
     elapsed = time.perf_counter() - started
 
     assert [i.platform_id for i in items(results)] == [f"t3_1c{n:05d}" for n in range(40)]
-    assert credentials.calls == 5 and len(reddit_server.requests_to("/search")) == 5
+    assert sum(credentials.costs) == 5 and len(reddit_server.requests_to("/search")) == 5
     assert elapsed < 10
 
 
@@ -344,7 +321,11 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="'comments' must be true or false"):
         RedditArena().validate_options({"comments": "ja"})
     with pytest.raises(ArenaError, match="no terms and no reddit accounts"):
-        list(RedditArena().collect(spec(terms=()), CollectionContext(http=None, credentials=OneCredential())))
+        list(
+            RedditArena().collect(
+                spec(terms=()), CollectionContext(http=None, credentials=OneCredential("reddit", json.dumps(CLIENT)))
+            )
+        )
 
 
 json_values = st.recursive(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,12 +46,12 @@ from observatory_pipelines.core.collection.arenas.youtube import (
 )
 from observatory_pipelines.core.collection.tiers import Tier
 from observatory_pipelines.core.platform.http import HttpClient
-from observatory_pipelines.core.platform.settings import Secret
 from tests.factories import (
     CREDENTIAL_KEY,
     MARCH,
     SALT,
     FakeClock,
+    OneCredential,
     add_platform_credential,
     content_rows,
     make_design,
@@ -93,26 +93,6 @@ def youtube_server():
     server.stop()
 
 
-@dataclass
-class FakeLease:
-    id: uuid.UUID
-    secret: Secret
-    name: str = "kanal-1"
-    platform: str = "youtube"
-
-
-class OneKey:
-    """``ctx.credentials`` with one key, recording the cost of every call."""
-
-    def __init__(self) -> None:
-        self.lease = FakeLease(uuid.uuid4(), Secret(API_KEY))
-        self.costs: list[int] = []
-
-    def call(self, request, *, platform=None, cost=1):
-        self.costs.append(cost)
-        return request(self.lease)
-
-
 def body(name: str) -> Canned:
     return Canned(200, fixture_bytes(f"youtube/{name}"), JSON)
 
@@ -137,7 +117,7 @@ def run(server: ArenaServer, query: QuerySpec, arena: YouTubeArena | None = None
     clock = FakeClock()
     http = HttpClient(sleep=clock.sleep, clock=clock.clock, random=lambda: 1.0, **client)
     searched: list[str] = []
-    key = OneKey()
+    key = OneCredential("youtube", API_KEY, name="kanal-1")
     ctx = CollectionContext(http=http, credentials=key, searched=searched.append)
     arena = arena or YouTubeArena()
     options = {"base_url": server.base_url, **query.options}
