@@ -1,8 +1,10 @@
-"""Who may list and download which corpus exports, and the downloads themselves.
+"""Who may see which corpus (the access rule), and the export downloads themselves.
 
-A researcher sees the exports of the query designs they own; an admin sees every export. The
-person is identified by the email address they state (``observatory exports --user``): this is
-authorization for operators running the CLI on the researcher's behalf, not authentication.
+The rule, here and nowhere else (``may_see``): a researcher sees the query designs they own, with
+their corpora, statistics and exports; an admin sees everything. The CLI identifies the person by
+the email address they state (``observatory exports --user``: authorization for operators acting
+for a researcher, not authentication); the portal by a signed-in session or an API token. Both
+then ask this module.
 
 Refusals say nothing about what exists: asking for someone else's design and for a design that
 does not exist give the same message, whether or not its exports have been made. Only the
@@ -99,6 +101,31 @@ def viewer_for(engine: sa.Engine, email: str) -> Viewer:
     return Viewer(user_id=row["id"], email=row["email"], is_admin=row["role"] == "admin")
 
 
+def viewer_by_id(conn: sa.Connection, user_id: uuid.UUID) -> Viewer | None:
+    """The active user with this id, as a viewer; ``None`` for an unknown or deactivated account."""
+    row = conn.execute(
+        sa.text("SELECT id, email, role FROM users WHERE id = :id AND is_active"), {"id": user_id}
+    ).first()
+    return None if row is None else Viewer(user_id=row.id, email=row.email, is_admin=row.role == "admin")
+
+
+def may_see(viewer: Viewer, owner_id: uuid.UUID) -> bool:
+    """The access rule: a design's corpora are its owner's, and every admin's."""
+    return viewer.is_admin or owner_id == viewer.user_id
+
+
+def visible_corpus(conn: sa.Connection, viewer: Viewer, slug: str, month: str) -> designs.Corpus:
+    """The corpus, if the viewer may see it. Someone else's design and a design that does not exist
+    raise the same ``AccessRefused``, so the answer says nothing about what exists."""
+    try:
+        corpus = designs.find_corpus(conn, slug, month)
+    except designs.UnknownDesign:
+        corpus = None
+    if corpus is None or not may_see(viewer, corpus.owner_id):
+        raise AccessRefused(_refusal(slug, viewer))
+    return corpus
+
+
 def list_exports(engine: sa.Engine, store: ObjectStore, viewer: Viewer) -> list[ExportListing]:
     """Every export the viewer may download, by design, month and file."""
     if viewer.is_admin:
@@ -152,12 +179,7 @@ def locate(
 ) -> StoredObject:
     """The stored export (with its metadata), after checking the viewer may have it."""
     with engine.connect() as conn:
-        try:
-            corpus = designs.find_corpus(conn, slug, month)
-        except designs.UnknownDesign:
-            corpus = None
-    if corpus is None or not (viewer.is_admin or corpus.owner_id == viewer.user_id):
-        raise AccessRefused(_refusal(slug, viewer))
+        corpus = visible_corpus(conn, viewer, slug, month)
     month = corpus.month
     key = export_layout.corpus_export_key(corpus, file)
     try:
