@@ -18,7 +18,6 @@ from observatory_pipelines.core.platform.errors import DatabaseUnavailable
 TABLES = [
     "users",
     "credit_allocations",
-    "refresh_tokens",
     "api_credentials",
     "actors",
     "actor_aliases",
@@ -36,6 +35,11 @@ TABLES = [
     "actor_audit_log",
     "design_changes",
     "source_yields",
+    "invitations",
+    "portal_sessions",
+    "api_tokens",
+    "sign_in_failures",
+    "export_downloads",
 ]
 
 CONTENT_INDEXES = {
@@ -194,7 +198,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "009_source_yields"
+    assert head == "010_portal"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

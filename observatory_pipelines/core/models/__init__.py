@@ -16,7 +16,15 @@ from observatory_pipelines.core.models.content import (
 from observatory_pipelines.core.models.credentials import ApiCredential
 from observatory_pipelines.core.models.entities import ActorAuditLog, ActorMatchSuggestion
 from observatory_pipelines.core.models.query_design import ActorList, DesignChange, QueryDesign, SearchTerm
-from observatory_pipelines.core.models.users import CreditAllocation, RefreshToken, User
+from observatory_pipelines.core.models.users import (
+    ApiToken,
+    CreditAllocation,
+    ExportDownload,
+    Invitation,
+    PortalSession,
+    SignInFailure,
+    User,
+)
 
 __all__ = [
     "Actor",
@@ -40,7 +48,11 @@ __all__ = [
     "ITEM_COPY_KIND",
     "NAMING_CONVENTION",
     "QueryDesign",
-    "RefreshToken",
+    "ApiToken",
+    "ExportDownload",
+    "Invitation",
+    "PortalSession",
+    "SignInFailure",
     "SearchTerm",
     "SourceYield",
     "TIERS",
