@@ -1,4 +1,4 @@
-"""``observatory users``, ``observatory credits`` and ``observatory credentials``: an admin's accounts.
+"""``observatory users`` (with portal invitations and passwords), ``observatory credits`` and ``observatory credentials``: an admin's accounts.
 
 Wired into ``cli.build_parser`` through ``register(sub, add)``. The work is done in
 ``core.accounts`` and ``core.collection.credits``; this module reads arguments and prints. Failures
@@ -14,7 +14,7 @@ import argparse
 import getpass
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from observatory_pipelines.core.platform import settings
 from observatory_pipelines.core.platform.database import migrated_engine
@@ -49,6 +49,13 @@ def _integer_arg(value: str) -> int:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+
+
+def _positive_days(value: str) -> int:
+    days = _integer_arg(value)
+    if not 1 <= days <= 90:
+        raise argparse.ArgumentTypeError(f"{days} is not between 1 and 90 days")
+    return days
 
 
 def _read_secret(prompt: str) -> Secret:
@@ -94,6 +101,35 @@ def cmd_users_deactivate(args: argparse.Namespace) -> int:
     with migrated_engine() as engine:
         user, was_active = users.deactivate_user(engine, args.email)
     _print(f"deactivated {user.email}" if was_active else f"{user.email} was already deactivated")
+    return 0
+
+
+def _operator() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def cmd_users_invite(args: argparse.Namespace) -> int:
+    from observatory_pipelines.core.accounts import signin
+
+    with migrated_engine() as engine:
+        invitation = signin.invite(engine, args.email, _operator(), lifetime=timedelta(days=args.valid_days))
+    base = settings.current().portal_url
+    _print(f"invitation for {invitation.email}, valid until {invitation.expires_at:%Y-%m-%d %H:%M} UTC (once):")
+    _print(f"{base}/invitation/{invitation.token}")
+    return 0
+
+
+def cmd_users_set_password(args: argparse.Namespace) -> int:
+    from observatory_pipelines.core.accounts import signin
+
+    password = _read_secret("new password: ").reveal()
+    if sys.stdin is not None and sys.stdin.isatty() and getpass.getpass("again: ") != password:
+        raise ConfigError("the two passwords differ; nothing was changed")
+    # A piped password ends with the newline echo or a file added; the password itself never does.
+    password = password.rstrip("\r\n")
+    with migrated_engine() as engine:
+        user = signin.set_password(engine, args.email, password)
+    _print(f"password set for {user.email}; their other sessions and open invitations have ended")
     return 0
 
 
@@ -280,6 +316,11 @@ def register(sub, add) -> None:
     p.add_argument("--name", metavar="NAME", help="the name shown beside the address")
     add(users, "list", cmd_users_list, "list users, active or not")
     p = add(users, "deactivate", cmd_users_deactivate, "deactivate a user (accounts are never deleted)")
+    p.add_argument("email", metavar="EMAIL")
+    p = add(users, "invite", cmd_users_invite, "print a one-time link with which the user sets a portal password")
+    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("--valid-days", type=_positive_days, default=7, help="how long the link works (default 7)")
+    p = add(users, "set-password", cmd_users_set_password, "set a user's portal password (stdin or a prompt)")
     p.add_argument("email", metavar="EMAIL")
 
     credits = sub.add_parser("credits", help="grant credits and read a user's balance and ledger").add_subparsers(

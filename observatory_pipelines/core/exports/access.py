@@ -249,6 +249,33 @@ def link(
         raise ExportMissing(_missing(slug, months.month_key(months.parse_month(month)), file)) from None
 
 
+def record_download(
+    engine: sa.Engine,
+    viewer: Viewer,
+    corpus: designs.Corpus,
+    file: ExportFile,
+    *,
+    via: str,
+    api_token_id: uuid.UUID | None = None,
+) -> None:
+    """The audit row of one download: who, which export of which corpus, when, and how."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO export_downloads (user_id, query_design_id, month, file, via, api_token_id) "
+                "VALUES (:user, :design, :month, :file, :via, :token)"
+            ),
+            {
+                "user": viewer.user_id,
+                "design": corpus.design_id,
+                "month": corpus.month,
+                "file": file.filename,
+                "via": via,
+                "token": api_token_id,
+            },
+        )
+
+
 def _missing(slug: str, month: str, file: ExportFile) -> str:
     # Dagster shows a multi-partition key with its dimensions in name order: design|month.
     return (
