@@ -26,11 +26,7 @@ needs_compose = needs_tool("docker-compose", "docker-compose")
 
 
 def compose(*args, **variables):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in SECRETS and k not in BINDS and not k.startswith("MINIO_")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS and k not in BINDS and not k.startswith("MINIO_")}
     env.update(variables)
     return subprocess.run(
         [COMPOSE, "-f", str(ROOT / "docker-compose.yml"), *args],
@@ -66,6 +62,15 @@ def test_the_stack_is_valid_and_complete():
     user_code = services["user_code"]["environment"]
     assert user_code["MINIO_ENDPOINT"] == "http://minio:9000" and user_code["MINIO_SECRET_KEY"] == "minio-secret"
     assert user_code["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://")
+    # The portal gets the shared block plus its secret; no other container holds the secret.
+    portal = services["portal"]["environment"]
+    assert (
+        portal["OBSERVATORY_PORTAL_SECRET"] == "portal-secret" and portal["DATABASE_URL"] == user_code["DATABASE_URL"]
+    )
+    assert [name for name, s in services.items() if "OBSERVATORY_PORTAL_SECRET" in s.get("environment", {})] == [
+        "portal"
+    ]
+    assert user_code["OBSERVATORY_PORTAL_URL"] == "http://localhost:8080"
     for name in ("migrate", "user_code", "webserver", "daemon", "portal", "backup"):
         assert "observatory-state:/var/lib/observatory" in str(services[name]["volumes"])
 
@@ -116,7 +121,9 @@ def test_only_the_portal_and_the_s3_api_face_the_network_by_default():
     assert ports["webserver"] == [("127.0.0.1", 3000, 3000)]
     assert ("127.0.0.1", 9001, 9001) in ports["minio"]
     assert ports["portal"] == [("0.0.0.0", 8080, 8080)]
-    facing = sorted((name, published) for name, mapped in ports.items() for address, published, _ in mapped if _everywhere(address))
+    facing = sorted(
+        (name, published) for name, mapped in ports.items() for address, published, _ in mapped if _everywhere(address)
+    )
     assert facing == [("minio", 9000), ("portal", 8080)]
 
 
