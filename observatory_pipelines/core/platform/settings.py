@@ -52,6 +52,8 @@ OBSERVATORY_PG_BIN = Variable("OBSERVATORY_PG_BIN")
 DAGSTER_POSTGRES_URL = Variable("DAGSTER_POSTGRES_URL", secret=True)
 OBSERVATORY_DESIGNS_DIR = Variable("OBSERVATORY_DESIGNS_DIR")
 OBSERVATORY_CREDENTIAL_KEY = Variable("OBSERVATORY_CREDENTIAL_KEY", secret=True)
+OBSERVATORY_PORTAL_SECRET = Variable("OBSERVATORY_PORTAL_SECRET", secret=True)
+OBSERVATORY_PORTAL_URL = Variable("OBSERVATORY_PORTAL_URL")
 
 VARIABLES = (
     DATABASE_URL,
@@ -77,6 +79,8 @@ VARIABLES = (
     DAGSTER_POSTGRES_URL,
     OBSERVATORY_DESIGNS_DIR,
     OBSERVATORY_CREDENTIAL_KEY,
+    OBSERVATORY_PORTAL_SECRET,
+    OBSERVATORY_PORTAL_URL,
 )
 
 DEFAULT_BACKUP_RETENTION_DAYS = 30
@@ -244,6 +248,14 @@ class Settings:
     @property
     def credential_key(self) -> Secret | None:
         return self._secret(OBSERVATORY_CREDENTIAL_KEY)
+
+    @property
+    def portal_secret(self) -> Secret | None:
+        return self._secret(OBSERVATORY_PORTAL_SECRET)
+
+    @property
+    def portal_url(self) -> str | None:
+        return self.raw(OBSERVATORY_PORTAL_URL)
 
 
 def current() -> Settings:
