@@ -289,13 +289,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_demo_exports(demo.DEMO_EMAIL, demo.DESIGN_SLUG, args.month)
     if args.no_ui:
         return status
-    _print("")
-    _print(
-        f"Open the Dagster UI below, then Assets → collection → collect_rss_feeds → partition "
-        f"{demo.DESIGN_SLUG}|{args.month} to see what was collected. Ctrl-C stops it."
-    )
     os.environ[SALT_VARIABLE] = salt  # so runs launched from the UI pseudonymise the same way
+    engine = database.make_engine(url)
+    try:
+        password = demo.set_portal_password(engine)
+    finally:
+        engine.dispose()
+    portal_url = f"http://{args.host}:{args.portal_port}"
+    _start_portal(url, args.host, args.portal_port, portal_url)
+    _print("")
+    _print(f"Researcher portal on {portal_url}: sign in as {demo.DEMO_EMAIL} with password {password}")
+    _print(
+        f"Dagster UI below: Assets → collection → collect_rss_feeds → partition {demo.DESIGN_SLUG}|{args.month} "
+        "shows what was collected. Ctrl-C stops both."
+    )
     return cmd_ui(argparse.Namespace(host=args.host, port=args.port))
+
+
+def _start_portal(url: str, host: str, port: int, portal_url: str) -> None:
+    """The portal in a child process, beside the Dagster UI that replaces this one; Ctrl-C in the
+    terminal reaches both, as they share its process group."""
+    import subprocess
+
+    env = {**os.environ, "DATABASE_URL": url, "OBSERVATORY_PORTAL_URL": portal_url}
+    argv = [sys.executable, "-m", "observatory_pipelines.cli", "portal", "--host", host, "--port", str(port)]
+    subprocess.Popen(argv, env=env)
 
 
 def _print_demo_exports(email: str, slug: str, month: str) -> None:
@@ -396,6 +414,8 @@ def cmd_exports_download(args: argparse.Namespace) -> int:
         network=(args.network or "actor_cooccurrence") if args.format == "gexf" else None,
         dynamic=args.dynamic,
     )
+    if args.portal:
+        return _download_from_portal(args, file)
     email = _exports_user(args)
     store = storage.store_from_env()
     with migrated_engine() as engine:
@@ -405,6 +425,22 @@ def cmd_exports_download(args: argparse.Namespace) -> int:
             _print(url)
             return 0
         path = export_access.download(engine, store, viewer, args.design, args.month, file, args.to or os.getcwd())
+    _print(f"{path} ({_human_size(path.stat().st_size)}, checksum verified)")
+    return 0
+
+
+def _download_from_portal(args: argparse.Namespace, file) -> int:
+    from observatory_pipelines.portal import client
+
+    configured = settings.current().token
+    token = (args.token or (configured.reveal() if configured else "")).strip()
+    if not token:
+        raise ObservatoryError(
+            "--portal needs a token: pass --token or set OBSERVATORY_TOKEN (create one on the portal)"
+        )
+    if args.link or args.user:
+        raise ObservatoryError("--portal downloads as the token's owner: leave out --user and --link")
+    path = client.download(args.portal, token, args.design, args.month, file, args.to or os.getcwd())
     _print(f"{path} ({_human_size(path.stat().st_size)}, checksum verified)")
     return 0
 
@@ -495,11 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
         "basis); identified is refused without the design's recorded legal basis",
     )
 
-    p = add(sub, "demo", cmd_demo, "seed the offline demo, collect its month, then open the Dagster UI")
+    p = add(
+        sub, "demo", cmd_demo, "seed the offline demo, collect its month, then open the researcher portal and Dagster UI"
+    )
     p.add_argument("--no-ui", action="store_true", help="stop after collecting (for scripts)")
     p.add_argument("--month", type=_month_arg, default="2026-03", metavar="YYYY-MM")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
+    p.add_argument("--portal-port", type=int, default=8080, help="the researcher portal's port (default 8080)")
 
     p = add(sub, "ui", cmd_ui, "start the Dagster webserver and daemon on the project's instance")
     p.add_argument("--host", default="127.0.0.1")
@@ -538,13 +577,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--link", action="store_true", help="print a fresh download link (valid one hour) instead of downloading"
     )
     p.add_argument("--user", metavar="EMAIL", help=user_help)
+    p.add_argument("--portal", metavar="URL", help="download through the researcher portal's API (with --token)")
+    p.add_argument(
+        "--token", metavar="TOKEN", help="a portal API token (better: set OBSERVATORY_TOKEN, which ps does not show)"
+    )
 
-    from observatory_pipelines import cli_admin, cli_backup, cli_designs, cli_sources
+    from observatory_pipelines import cli_admin, cli_backup, cli_designs, cli_portal, cli_sources
 
     cli_backup.register(sub, add)
     cli_designs.register(sub, add)
     cli_admin.register(sub, add)
     cli_sources.register(sub, add)
+    cli_portal.register(sub, add)
     return parser
 
 

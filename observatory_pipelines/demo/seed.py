@@ -101,3 +101,13 @@ def seed(engine: sa.Engine, import_dir: Path) -> DemoSeed:
         if source.is_file():
             shutil.copyfile(source, folder / source.name)
     return DemoSeed(user_id=user_id, design_id=design_id, import_folder=folder)
+
+
+def set_portal_password(engine: sa.Engine) -> str:
+    """A fresh random password for the demo researcher, printed by ``observatory demo``: the demo
+    account never has a password anyone could know in advance."""
+    from observatory_pipelines.core.accounts import signin
+
+    password = secrets.token_urlsafe(12)
+    signin.set_password(engine, DEMO_EMAIL, password)
+    return password

@@ -157,7 +157,7 @@ def create_app(engine: sa.Engine, store: ObjectStore, config: security.PortalCon
             response.headers.setdefault("cache-control", "no-store")
         return response
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.exception_handler(PortalError)
     async def portal_error(request: Request, exc: PortalError) -> Response:
@@ -189,9 +189,9 @@ def error_response(
         return JSONResponse({"error": message}, status_code=status, headers=headers)
     if sign_in and request.method == "GET":
         # A page asked for while signed out: sign in, then come back to it.
-        response = RedirectResponse(f"/sign-in?next={_local_path(request)}", status_code=303)
-        response.delete_cookie(security.SESSION_COOKIE, path="/")
-        return response
+        redirect = RedirectResponse(f"/sign-in?next={_local_path(request)}", status_code=303)
+        redirect.delete_cookie(security.SESSION_COOKIE, path="/")
+        return redirect
     response = render(request, "error.html", status=status, message=message)
     for name, value in (headers or {}).items():
         response.headers[name] = value

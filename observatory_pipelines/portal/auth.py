@@ -75,8 +75,8 @@ def _authenticate(request: Request) -> Caller | None:
     cookie = request.cookies.get(security.SESSION_COOKIE)
     if cookie is None:
         return None
-    token = security.unsign(config.secret, "session", cookie)
-    viewer = signin.session_viewer(engine, token) if token else None
+    signed = security.unsign(config.secret, "session", cookie)
+    viewer = signin.session_viewer(engine, signed) if signed else None
     return None if viewer is None else Caller(viewer=viewer)
 
 

@@ -198,6 +198,11 @@ def revoke_token(request: Request, who: Signed, token_id: str, fields: Form) -> 
     return _see_other("/tokens")
 
 
+@router.get("/api")
+def api_page(request: Request, who: Signed) -> Response:
+    return render(request, "api.html", spec=request.app.openapi())
+
+
 @router.get("/admin/users")
 def users_page(request: Request, who: Admin) -> Response:
     return render(request, "users.html", users=users.list_users(engine_of(request)))

@@ -181,7 +181,9 @@ def _keyed(secret: bytes, kind: str, value: str) -> str:
 def _failures_since(conn: sa.Connection, column: str, value: str, since: datetime):
     assert column in ("account_hash", "address_hash")
     return conn.execute(
-        sa.text(f"SELECT count(*), min(failed_at) FROM sign_in_failures WHERE {column} = :value AND failed_at > :since"),
+        sa.text(
+            f"SELECT count(*), min(failed_at) FROM sign_in_failures WHERE {column} = :value AND failed_at > :since"
+        ),
         {"value": value, "since": since},
     ).one()
 

@@ -207,7 +207,7 @@ def download(
             f"{stored.key} has no recorded checksum, so it was not written by an export: materialize "
             f"the {file.format} export for partition {slug}|{month} again"
         )
-    target = _target_path(Path(destination), slug, month, file)
+    target = target_path(Path(destination), slug, month, file)
     try:
         handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
     except OSError as exc:
@@ -290,7 +290,8 @@ def _refusal(slug: str, viewer: Viewer) -> str:
     return f"no query design {slug!r}{whose}; `observatory exports list` shows what you can download"
 
 
-def _target_path(destination: Path, slug: str, month: str, file: ExportFile) -> Path:
+def target_path(destination: Path, slug: str, month: str, file: ExportFile) -> Path:
+    """Where a download goes: ``{slug}_{month}_{file name}`` inside a folder, or the file path given."""
     destination = destination.expanduser()
     if destination.is_dir():
         # Named for the corpus, so downloading several months into one folder overwrites nothing.

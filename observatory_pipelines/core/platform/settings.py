@@ -46,6 +46,7 @@ MINIO_PUBLIC_ENDPOINT = Variable("MINIO_PUBLIC_ENDPOINT")
 MINIO_REGION = Variable("MINIO_REGION")
 SSL_CERT_FILE = Variable("SSL_CERT_FILE")
 OBSERVATORY_USER = Variable("OBSERVATORY_USER")
+OBSERVATORY_TOKEN = Variable("OBSERVATORY_TOKEN", secret=True)
 BACKUP_RETENTION_DAYS = Variable("BACKUP_RETENTION_DAYS")
 CONTENT_RETENTION_DAYS = Variable("CONTENT_RETENTION_DAYS")
 OBSERVATORY_PG_BIN = Variable("OBSERVATORY_PG_BIN")
@@ -54,6 +55,8 @@ OBSERVATORY_DESIGNS_DIR = Variable("OBSERVATORY_DESIGNS_DIR")
 OBSERVATORY_CREDENTIAL_KEY = Variable("OBSERVATORY_CREDENTIAL_KEY", secret=True)
 OBSERVATORY_PORTAL_SECRET = Variable("OBSERVATORY_PORTAL_SECRET", secret=True)
 OBSERVATORY_PORTAL_URL = Variable("OBSERVATORY_PORTAL_URL")
+
+DEFAULT_PORTAL_URL = "http://127.0.0.1:8080"
 
 VARIABLES = (
     DATABASE_URL,
@@ -73,6 +76,7 @@ VARIABLES = (
     MINIO_REGION,
     SSL_CERT_FILE,
     OBSERVATORY_USER,
+    OBSERVATORY_TOKEN,
     BACKUP_RETENTION_DAYS,
     CONTENT_RETENTION_DAYS,
     OBSERVATORY_PG_BIN,
@@ -224,6 +228,10 @@ class Settings:
         return self.raw(OBSERVATORY_USER)
 
     @property
+    def token(self) -> Secret | None:
+        return self._secret(OBSERVATORY_TOKEN)
+
+    @property
     def backup_retention_days(self) -> int:
         value = self.raw(BACKUP_RETENTION_DAYS) or DEFAULT_BACKUP_RETENTION_DAYS
         return parse_days(BACKUP_RETENTION_DAYS.name, value)
@@ -254,8 +262,18 @@ class Settings:
         return self._secret(OBSERVATORY_PORTAL_SECRET)
 
     @property
-    def portal_url(self) -> str | None:
-        return self.raw(OBSERVATORY_PORTAL_URL)
+    def portal_url(self) -> str:
+        """The portal's public address without a trailing slash; ``observatory portal``'s own
+        default address when unset."""
+        from urllib.parse import urlsplit
+
+        value = (self.raw(OBSERVATORY_PORTAL_URL) or DEFAULT_PORTAL_URL).strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"{OBSERVATORY_PORTAL_URL.name} must be an http:// or https:// address, such as {DEFAULT_PORTAL_URL}"
+            )
+        return value
 
 
 def current() -> Settings:
