@@ -1056,3 +1056,51 @@ def add_actor_list(engine: sa.Engine, design_id: uuid.UUID, *actor_ids: uuid.UUI
                 {"l": list_id, "a": actor_id},
             )
     return list_id
+
+
+# --- collection runs -------------------------------------------------------------------------------------
+
+
+def add_run(
+    engine: sa.Engine,
+    design_id: uuid.UUID,
+    month: str,
+    started: datetime,
+    tasks: tuple[tuple[str, str, int, str | None], ...] = (),
+    status: str = "completed",
+) -> uuid.UUID:
+    """A collection run of the design's ``month`` started at ``started``, as collection records one,
+    with ``tasks`` (arena, status, records collected, error message); platform named as the arena."""
+    with engine.begin() as conn:
+        slug = conn.execute(sa.text("SELECT slug FROM query_designs WHERE id = :d"), {"d": design_id}).scalar_one()
+        run = conn.execute(
+            sa.text(
+                """
+                INSERT INTO collection_runs (query_design_id, status, date_from, date_to, dagster_run_id,
+                                             partition_key, started_at, completed_at)
+                VALUES (:d, :status, :start, :start + interval '1 month', :dagster, :partition,
+                        :started, :started + interval '5 minutes')
+                RETURNING id
+                """
+            ),
+            {
+                "d": design_id,
+                "status": status,
+                "start": datetime.fromisoformat(f"{month}-01T00:00:00+00:00"),
+                "dagster": f"run-{uuid.uuid4().hex[:8]}",
+                "partition": collection.collection_partition_key(slug, month),
+                "started": started,
+            },
+        ).scalar_one()
+        for arena, task_status, collected, error in tasks:
+            conn.execute(
+                sa.text(
+                    """
+                    INSERT INTO collection_tasks (collection_run_id, arena, platform, status, records_collected,
+                                                  error_message, started_at, completed_at)
+                    VALUES (:r, :a, :a, :s, :n, :e, :t, :t + interval '4 minutes')
+                    """
+                ),
+                {"r": run, "a": arena, "s": task_status, "n": collected, "e": error, "t": started},
+            )
+    return run

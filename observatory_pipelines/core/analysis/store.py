@@ -82,9 +82,26 @@ def read_table(slug: str, month: str, name: str) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
+def find_table(slug: str, month: str, name: str) -> pl.DataFrame | None:
+    """The table, or ``None`` when it has not been computed: a reader showing what exists (the
+    portal) treats a missing table as "not yet", where ``read_table``'s callers need it."""
+    path = table_path(slug, month, name)
+    return pl.read_parquet(path) if path.is_file() else None
+
+
+def image_path(slug: str, month: str, name: str) -> Path:
+    return _corpus_path(slug, month) / f"{_checked_name(name)}.png"
+
+
 def write_image(slug: str, month: str, name: str, png: bytes) -> Path:
-    target = corpus_dir(slug, month) / f"{_checked_name(name)}.png"
-    return _atomic_write(target, lambda path: path.write_bytes(png))
+    corpus_dir(slug, month)
+    return _atomic_write(image_path(slug, month, name), lambda path: path.write_bytes(png))
+
+
+def find_image(slug: str, month: str, name: str) -> bytes | None:
+    """The chart's PNG, or ``None`` when it has not been drawn."""
+    path = image_path(slug, month, name)
+    return path.read_bytes() if path.is_file() else None
 
 
 def remove_corpus(slug: str, month: str) -> bool:

@@ -152,26 +152,48 @@ def list_exports(engine: sa.Engine, store: ObjectStore, viewer: Viewer) -> list[
             parsed = export_layout.parse_key(found.key)
             if parsed is None or (allowed is not None and (parsed.owner, parsed.slug) not in allowed):
                 continue
-            try:
-                stored = store.stat(found.key)
-            except ObjectNotFound:
-                continue  # Replaced or removed since the listing: nothing to offer.
-            recorded = ExportMetadata.from_object_metadata(stored.metadata)
-            listings.append(
-                ExportListing(
-                    design=parsed.slug,
-                    month=parsed.month,
-                    owner=parsed.owner,
-                    file=parsed.file,
-                    key=found.key,
-                    size=stored.size,
-                    last_modified=stored.last_modified,
-                    rows=recorded.rows if recorded else None,
-                    sha256=recorded.sha256 if recorded else None,
-                )
-            )
+            listing = _listing(store, found.key, parsed)
+            if listing is not None:
+                listings.append(listing)
     listings.sort(key=lambda item: (item.design, item.month, _FILE_ORDER[item.file], item.owner))
     return listings
+
+
+def corpus_exports(store: ObjectStore, corpus: designs.Corpus) -> list[ExportListing]:
+    """The exports of one corpus, in ``layout.all_files()`` order. Only that corpus's folder is
+    listed, so a page about one corpus does not read every corpus of its owner. The caller has
+    checked the viewer may see ``corpus`` (``visible_corpus``)."""
+    prefix = export_layout.corpus_prefix(export_layout.owner_folder(corpus.owner_id), corpus.slug, corpus.month)
+    listings = []
+    for found in store.list(prefix):
+        parsed = export_layout.parse_key(found.key)
+        if parsed is None or parsed.slug != corpus.slug or parsed.month != corpus.month:
+            continue
+        listing = _listing(store, found.key, parsed)
+        if listing is not None:
+            listings.append(listing)
+    listings.sort(key=lambda item: _FILE_ORDER[item.file])
+    return listings
+
+
+def _listing(store: ObjectStore, key: str, parsed: export_layout.ParsedKey) -> ExportListing | None:
+    """The listing of a stored export, from its object metadata; ``None`` once it is gone."""
+    try:
+        stored = store.stat(key)
+    except ObjectNotFound:
+        return None  # Replaced or removed since the listing: nothing to offer.
+    recorded = ExportMetadata.from_object_metadata(stored.metadata)
+    return ExportListing(
+        design=parsed.slug,
+        month=parsed.month,
+        owner=parsed.owner,
+        file=parsed.file,
+        key=key,
+        size=stored.size,
+        last_modified=stored.last_modified,
+        rows=recorded.rows if recorded else None,
+        sha256=recorded.sha256 if recorded else None,
+    )
 
 
 def locate(
