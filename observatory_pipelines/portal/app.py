@@ -38,23 +38,26 @@ def is_api(request: Request) -> bool:
 
 def render(request: Request, template: str, status: int = 200, **context) -> Response:
     """A page, with the signed-in viewer and a CSRF token for its forms."""
-    token = request.state.csrf if hasattr(request.state, "csrf") else security.new_csrf_token()
-    request.state.csrf = token
     config: security.PortalConfig = request.app.state.config
+    # One token per browser until sign-in changes it, so two open tabs' forms both work.
+    token = security.unsign(config.secret, "csrf", request.cookies.get(security.CSRF_COOKIE))
+    fresh = token is None
+    token = token or security.new_csrf_token()
     response = templates.TemplateResponse(
         request,
         template,
         {"caller": optional_caller_quiet(request), "csrf_token": token, **context},
         status_code=status,
     )
-    response.set_cookie(
-        security.CSRF_COOKIE,
-        security.sign(config.secret, "csrf", token),
-        httponly=True,
-        samesite="strict",
-        secure=config.secure_cookies,
-        path="/",
-    )
+    if fresh:
+        response.set_cookie(
+            security.CSRF_COOKIE,
+            security.sign(config.secret, "csrf", token),
+            httponly=True,
+            samesite="strict",
+            secure=config.secure_cookies,
+            path="/",
+        )
     return response
 
 

@@ -95,6 +95,8 @@ def sign_in(request: Request, fields: Form) -> Response:
         secure=config.secure_cookies,
         path="/",
     )
+    # A new CSRF token for the signed-in browser: one planted before sign-in is worth nothing after.
+    response.delete_cookie(security.CSRF_COOKIE, path="/")
     return response
 
 
@@ -106,6 +108,7 @@ def sign_out(request: Request, fields: Form) -> Response:
         signin.end_session(engine_of(request), token)
     response = _see_other("/sign-in?signed_out=1")
     response.delete_cookie(security.SESSION_COOKIE, path="/")
+    response.delete_cookie(security.CSRF_COOKIE, path="/")
     return response
 
 
