@@ -122,6 +122,24 @@ _RUNS = """
 """
 
 
+_COUNTS = sa.text(
+    """
+    SELECT query_design_id AS design_id, to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+           count(*) AS records
+    FROM content_records WHERE query_design_id = ANY(:ids)
+    GROUP BY 1, 2
+    """
+)
+_COUNTS_IN_MONTH = sa.text(
+    """
+    SELECT query_design_id AS design_id, to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+           count(*) AS records
+    FROM content_records WHERE query_design_id = ANY(:ids) AND published_at >= :start AND published_at < :end
+    GROUP BY 1, 2
+    """
+)
+
+
 def list_corpora(conn: sa.Connection, viewer: Viewer, *, design: str | None = None) -> list[CorpusSummary]:
     """Every corpus the viewer may see that has a collection run or records, newest month first,
     then by slug. ``design`` narrows to one slug; a slug the viewer may not see gives ``[]``, as an
@@ -197,24 +215,9 @@ def _summaries(conn: sa.Connection, designs: Sequence[_Design], month: str | Non
     start, end = months.month_bounds(month) if month else (None, None)
     window = {"ids": ids, "month": month, "start": start, "end": end}
 
-    # Grouped by the partition column, so each partition is read by its design index only.
-    counts = {
-        (row.design_id, row.month): row.records
-        for row in conn.execute(
-            sa.text(
-                """
-                SELECT query_design_id AS design_id,
-                       to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*) AS records
-                FROM content_records
-                WHERE query_design_id = ANY(:ids)
-                  AND (CAST(:start AS timestamptz) IS NULL
-                       OR (published_at >= :start AND published_at < :end))
-                GROUP BY 1, 2
-                """
-            ),
-            window,
-        )
-    }
+    # Grouped by the partition column; with a month, its bounds let PostgreSQL read one partition.
+    counted = _COUNTS_IN_MONTH if month else _COUNTS
+    counts = {(row.design_id, row.month): row.records for row in conn.execute(counted, window)}
     runs = {
         (row.design_id, row.month): LastRun(
             status=row.status,
