@@ -532,7 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add(
-        sub, "demo", cmd_demo, "seed the offline demo, collect its month, then open the researcher portal and Dagster UI"
+        sub,
+        "demo",
+        cmd_demo,
+        "seed the offline demo, collect its month, then open the researcher portal and Dagster UI",
     )
     p.add_argument("--no-ui", action="store_true", help="stop after collecting (for scripts)")
     p.add_argument("--month", type=_month_arg, default="2026-03", metavar="YYYY-MM")

@@ -167,10 +167,11 @@ def test_a_tampered_or_expired_session_cookie_signs_nobody_in(app, engine):
         assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in"), forged
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE portal_sessions SET expires_at = now() - interval '1 second'"))
-    assert client.get("/corpora").headers["location"].startswith("/sign-in")
-    # The API says so in JSON instead of redirecting.
+    # The API says so in JSON; a page sends the browser to sign in, and forgets the dead cookie.
     answer = client.get("/api/v1/corpora")
     assert answer.status_code == 401 and answer.json() == {"error": "your session has ended; sign in again"}
+    assert client.get("/corpora").headers["location"].startswith("/sign-in")
+    assert security.SESSION_COOKIE not in client.cookies
 
 
 def test_every_changing_form_needs_its_csrf_token(app, engine):
@@ -218,7 +219,9 @@ def test_invitation_links_work_once_and_expire(app, engine, people):
     used = client.get(f"/invitation/{invitation.token}")
     assert used.status_code == 410 and "expired or was already used; ask an admin for a new one" in used.text
 
-    expired = signin.invite(engine, KAREN, "cli:test", lifetime=timedelta(days=1), now=datetime.now(UTC) - timedelta(days=2))
+    expired = signin.invite(
+        engine, KAREN, "cli:test", lifetime=timedelta(days=1), now=datetime.now(UTC) - timedelta(days=2)
+    )
     answer = client.get(f"/invitation/{expired.token}")
     assert answer.status_code == 410 and "expired or was already used" in answer.text
     assert client.get("/invitation/made-up-token").status_code == 410
@@ -267,7 +270,9 @@ def test_a_token_needs_a_name(app):
 
 def test_a_malformed_authorization_header_is_one_json_line(app):
     answer = client_for(app).get("/api/v1/corpora", headers={"authorization": "Basic a2FyZW46aGVtbWVsaWc="})
-    assert answer.status_code == 401 and answer.json() == {"error": "send the API token as: Authorization: Bearer obs_..."}
+    assert answer.status_code == 401 and answer.json() == {
+        "error": "send the API token as: Authorization: Bearer obs_..."
+    }
 
 
 # --- corpora and downloads -------------------------------------------------------------------------
@@ -293,7 +298,9 @@ def test_the_corpus_page_shows_its_exports_and_downloads_them_byte_for_byte_with
     download = client.get("/corpora/klimadebat/2026-03/exports/content.csv")
     assert download.status_code == 200 and download.content == KLIMA_CSV
     assert download.headers["content-disposition"] == 'attachment; filename="klimadebat_2026-03_content.csv"'
-    via_api = client_for(app).get("/api/v1/corpora/klimadebat/2026-03/exports/content.csv", headers=bearer(engine, KAREN))
+    via_api = client_for(app).get(
+        "/api/v1/corpora/klimadebat/2026-03/exports/content.csv", headers=bearer(engine, KAREN)
+    )
     assert via_api.content == KLIMA_CSV
     with engine.connect() as conn:
         audit = conn.execute(
@@ -310,7 +317,9 @@ def test_the_corpus_page_shows_its_exports_and_downloads_them_byte_for_byte_with
 
 
 def test_a_missing_export_tells_its_owner_what_to_materialize(app, engine):
-    answer = client_for(app).get("/api/v1/corpora/klimadebat/2026-03/exports/content.xlsx", headers=bearer(engine, KAREN))
+    answer = client_for(app).get(
+        "/api/v1/corpora/klimadebat/2026-03/exports/content.xlsx", headers=bearer(engine, KAREN)
+    )
     assert answer.status_code == 404
     assert "materialize the xlsx export for partition klimadebat|2026-03" in answer.json()["error"]
 
@@ -395,7 +404,10 @@ def test_no_page_reveals_a_stack_trace_and_every_page_sends_the_security_headers
         raise RuntimeError("database exploded with secret detail")
 
     monkeypatch.setattr(corpora, "list_corpora", broken)
-    client = signed_in(app, KAREN)
+    # As a real server answers: the error handler's page, not the exception re-raised into the test.
+    client = TestClient(
+        app, follow_redirects=False, raise_server_exceptions=False, cookies=signed_in(app, KAREN).cookies
+    )
     answer = client.get("/corpora")
     assert answer.status_code == 500 and "something went wrong on our side" in answer.text
     assert "secret detail" not in answer.text and "Traceback" not in answer.text

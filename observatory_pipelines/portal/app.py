@@ -129,6 +129,14 @@ SECURITY_HEADERS = {
 }
 
 
+def with_security_headers(request: Request, response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not request.url.path.startswith("/static/"):
+        response.headers.setdefault("cache-control", "no-store")
+    return response
+
+
 def create_app(engine: sa.Engine, store: ObjectStore, config: security.PortalConfig) -> FastAPI:
     from observatory_pipelines.portal import api, pages
 
@@ -153,12 +161,7 @@ def create_app(engine: sa.Engine, store: ObjectStore, config: security.PortalCon
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("cache-control", "no-store")
-        return response
+        return with_security_headers(request, await call_next(request))
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
@@ -180,7 +183,9 @@ def create_app(engine: sa.Engine, store: ObjectStore, config: security.PortalCon
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("portal: %s %s failed", request.method, request.url.path)
-        return error_response(request, 500, "something went wrong on our side; try again, or tell an admin")
+        # Answered outside the other middleware (Starlette's outermost layer), so the headers go on here.
+        answer = error_response(request, 500, "something went wrong on our side; try again, or tell an admin")
+        return with_security_headers(request, answer)
 
     return app
 
