@@ -267,3 +267,53 @@ def test_two_admins_adding_one_address_at_once_add_it_once(engine):
     with engine.connect() as conn:
         count = conn.execute(sa.text("SELECT count(*) FROM users WHERE lower(email) = 'søren.ørsted@ku.dk'"))
         assert count.scalar_one() == 1
+
+
+def test_an_invitation_link_is_printed_once_and_sets_the_password_it_was_for(admin_cli, engine, isolated_settings):
+    from observatory_pipelines.core.accounts import signin
+
+    isolated_settings.setenv("OBSERVATORY_PORTAL_URL", "https://portal.observatoriet.dk/")
+    admin_cli("users", "add", "søren.ørsted@au.dk")
+    code, out, _ = admin_cli("users", "invite", "Søren.Ørsted@au.dk", "--valid-days", "2")
+    assert code == 0
+    heading, link = out.splitlines()
+    assert heading.startswith("invitation for søren.ørsted@au.dk, valid until ") and heading.endswith("UTC (once):")
+    assert link.startswith("https://portal.observatoriet.dk/invitation/")
+    token = link.rsplit("/", 1)[1]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT token_hash, expires_at - created_at AS valid FROM invitations")).one()
+    assert token not in stored.token_hash and stored.valid == timedelta(days=2)
+    assert signin.accept_invitation(engine, token, "Kodeord med æøå og tal 7") == "søren.ørsted@au.dk"
+    with pytest.raises(signin.InvitationInvalid):
+        signin.accept_invitation(engine, token, "Et andet kodeord 8")
+
+    assert "is not between 1 and 90 days" in refused(admin_cli("users", "invite", "søren.ørsted@au.dk", "--valid-days", "0"))
+    assert refused(admin_cli("users", "invite", "ingen@ku.dk")) == (
+        "observatory: error: no user 'ingen@ku.dk'; see: observatory users list"
+    )
+    isolated_settings.setenv("OBSERVATORY_PORTAL_URL", "portal.observatoriet.dk")
+    assert "OBSERVATORY_PORTAL_URL must be an http:// or https:// address" in refused(
+        admin_cli("users", "invite", "søren.ørsted@au.dk")
+    )
+
+
+def test_a_password_is_set_from_stdin_hashed_and_never_printed(admin_cli, engine):
+    from observatory_pipelines.core.accounts import signin
+
+    admin_cli("users", "add", "karen.blixen@ku.dk")
+    password = "Rødgrød med fløde og æbler"
+    code, out, err = admin_cli("users", "set-password", "karen.blixen@ku.dk", stdin=password + "\n")
+    assert code == 0 and password not in out + err
+    assert out == "password set for karen.blixen@ku.dk; their other sessions and open invitations have ended\n"
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT password_hash FROM users")).scalar_one()
+    assert stored.startswith("$argon2id$") and password not in stored
+    assert signin.sign_in(engine, "karen.blixen@ku.dk", password, "127.0.0.1", secret=b"k")
+
+    assert refused(admin_cli("users", "set-password", "karen.blixen@ku.dk", stdin="kort\n")) == (
+        "observatory: error: the password must have at least 12 characters"
+    )
+    admin_cli("users", "deactivate", "karen.blixen@ku.dk")
+    assert "is deactivated; reactivate the account first" in refused(
+        admin_cli("users", "set-password", "karen.blixen@ku.dk", stdin=password)
+    )

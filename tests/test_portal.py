@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from observatory_pipelines.core.accounts import api_tokens, signin
+from observatory_pipelines.core.accounts import users as users_module
 from observatory_pipelines.core.collection import ingest
 from observatory_pipelines.core.exports.access import Viewer
 from observatory_pipelines.core.platform.storage import LocalObjectStore
@@ -424,3 +425,62 @@ def test_the_openapi_page_describes_the_json_api(app):
     }
     page = signed_in(app, KAREN).get("/api")
     assert page.status_code == 200 and "/api/v1/corpora/{design}/{month}/exports/{file}" in page.text
+
+
+# --- pages stay fast as corpora grow ---------------------------------------------------------------
+
+
+def statements_for(app, client: TestClient, paths: list[str]) -> dict[str, int]:
+    """How many SQL statements each page issues (the session lookup included)."""
+    engine = app.state.engine
+    counts = {}
+    for path in paths:
+        seen: list[str] = []
+
+        def counted(conn, cursor, statement, parameters, context, executemany):
+            seen.append(statement)
+
+        sa.event.listen(engine, "before_cursor_execute", counted)
+        try:
+            assert client.get(path).status_code == 200, path
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", counted)
+        counts[path] = len(seen)
+    return counts
+
+
+LIST_PAGES = ["/corpora", "/api/v1/corpora", "/tokens", "/credits", "/admin/users"]
+
+
+def test_list_pages_run_as_many_queries_for_240_corpora_as_for_one(app, engine):
+    from tests.factories import add_run, make_design
+
+    admin = signed_in(app, ADMIN)
+    first = make_design(engine, slug="aeroe-1", terms=("ærø",))
+    add_run(engine, first, "2026-03", at(1), (("rss_feeds", "failed", 0, "ingen forbindelse til feedet"),), "failed")
+    ingest.write_batch(engine, [record(first, "x1", at(2), terms=["ærø"])])
+    small = statements_for(app, admin, LIST_PAGES)
+
+    designs = [first, *(make_design(engine, slug=f"aeroe-{n}", terms=("ærø",)) for n in range(2, 11))]
+    months = [f"{2026 + (i + 1) // 12}-{(i + 1) % 12 + 1:02d}" for i in range(24)]
+    rows = []
+    for design in designs:
+        for number, month in enumerate(months):
+            add_run(
+                engine,
+                design,
+                month,
+                datetime.fromisoformat(f"{month}-01T08:00:00+00:00"),
+                (("rss_feeds", "completed", 1, None), ("file_import", "failed", 0, "fil mangler: data.ndjson")),
+            )
+            rows.append(record(design, f"{month}-{number}", datetime.fromisoformat(f"{month}-10T12:00:00+00:00")))
+    ingest.write_batch(engine, rows)
+    for number in range(30):
+        api_tokens.create_token(engine, viewer(engine, ADMIN), f"script {number}")
+    for number in range(40):
+        users_module.add_user(engine, f"forsker{number}@ruc.dk", name=f"Forsker Ø{number}")
+    large = statements_for(app, admin, LIST_PAGES)
+
+    page = admin.get("/corpora").text
+    assert page.count("fil mangler: data.ndjson") == 240
+    assert large == small

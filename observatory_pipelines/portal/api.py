@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from observatory_pipelines.core import corpora
 from observatory_pipelines.core.exports import access
-from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.portal import auth, downloads
 from observatory_pipelines.portal.auth import Caller, engine_of
 
@@ -93,10 +92,7 @@ def list_corpora(request: Request, who: Signed) -> list[CorpusOut]:
 def list_exports(request: Request, who: Signed, design: str, month: str) -> list[ExportOut]:
     """The exports made of one corpus month, with their size, rows and SHA-256."""
     corpus = auth.corpus(request, who, design, month)
-    try:
-        found = corpora.corpus_month(engine_of(request), request.app.state.store, who.viewer, design, month).exports
-    except (access.AccessRefused, ObservatoryError, ValueError):
-        raise auth.not_found() from None
+    found = access.corpus_exports(request.app.state.store, corpus)
     return [
         ExportOut(
             file=item.file.filename,

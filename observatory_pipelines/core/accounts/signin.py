@@ -130,17 +130,18 @@ def invite(
 ) -> Invitation:
     """A one-time token with which the account's owner sets a password (``observatory users invite``)."""
     token = new_token()
-    expires_at = _now(now) + lifetime
+    created_at = _now(now)
+    expires_at = created_at + lifetime
     with engine.begin() as conn:
         user = find_user(conn, email)
         if not user.is_active:
             raise UserError(f"user {user.email} is deactivated; reactivate the account first")
         conn.execute(
             sa.text(
-                "INSERT INTO invitations (user_id, token_hash, created_by, expires_at) "
-                "VALUES (:user, :hash, :by, :expires)"
+                "INSERT INTO invitations (user_id, token_hash, created_by, expires_at, created_at) "
+                "VALUES (:user, :hash, :by, :expires, :created)"
             ),
-            {"user": user.id, "hash": token_hash(token), "by": created_by, "expires": expires_at},
+            {"user": user.id, "hash": token_hash(token), "by": created_by, "expires": expires_at, "created": created_at},
         )
     return Invitation(token=token, email=user.email, expires_at=expires_at)
 
