@@ -287,7 +287,9 @@ def test_an_invitation_link_is_printed_once_and_sets_the_password_it_was_for(adm
     with pytest.raises(signin.InvitationInvalid):
         signin.accept_invitation(engine, token, "Et andet kodeord 8")
 
-    assert "is not between 1 and 90 days" in refused(admin_cli("users", "invite", "søren.ørsted@au.dk", "--valid-days", "0"))
+    assert "is not between 1 and 90 days" in refused(
+        admin_cli("users", "invite", "søren.ørsted@au.dk", "--valid-days", "0")
+    )
     assert refused(admin_cli("users", "invite", "ingen@ku.dk")) == (
         "observatory: error: no user 'ingen@ku.dk'; see: observatory users list"
     )

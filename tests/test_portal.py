@@ -484,3 +484,44 @@ def test_list_pages_run_as_many_queries_for_240_corpora_as_for_one(app, engine):
     page = admin.get("/corpora").text
     assert page.count("fil mangler: data.ndjson") == 240
     assert large == small
+
+
+def test_an_unreachable_database_is_a_503_in_one_line_not_a_stack_trace(store, isolated_settings):
+    from observatory_pipelines.core.platform import database
+
+    unreachable = database.make_engine(
+        "postgresql://postgres@127.0.0.1:9/observatory", connect_args={"connect_timeout": 2}
+    )
+    app = create_app(unreachable, store, security.PortalConfig(secret=SECRET, base_url="http://testserver"))
+    client = client_for(app)
+    token = csrf_of(client)
+    for answer in (
+        client.post("/sign-in", data={"email": KAREN, "password": PASSWORD, "csrf_token": token}),
+        client.get("/healthz"),
+        client.get("/api/v1/corpora", headers={"authorization": "Bearer obs_anything"}),
+    ):
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "60"
+        assert "the database is not answering; try again in a few minutes" in answer.text
+        assert "Traceback" not in answer.text and "127.0.0.1:9" not in answer.text
+    unreachable.dispose()
+
+
+def test_the_credits_page_shows_the_balance_and_each_charge_with_its_arena_and_run(app, engine, people):
+    from observatory_pipelines.core.collection.credits import CreditService
+    from tests.factories import add_run
+
+    service = CreditService(engine)
+    before = service.available(people.karen)
+    service.grant(people.karen, 1_200)
+    design = corpus_of(engine, "klimadebat", "2026-03").design_id
+    run = add_run(engine, design, "2026-03", at(1))
+    service.reserve(people.karen, run, 300, arena="google_search", description="Søgning: grøn omstilling")
+    service.settle(run, 120, arena="google_search")
+    page = signed_in(app, KAREN).get("/credits")
+    assert page.status_code == 200
+    assert f"{before + 1_200 - 120:,} credits available" in page.text
+    assert re.search(r"Spent</th><td class=\"num\">120<", page.text)
+    assert page.text.count("google_search") >= 2 and str(run)[:8] in page.text
+    assert "Søgning: grøn omstilling" in page.text
+    # Someone else's ledger is not on anyone else's page.
+    assert "google_search" not in signed_in(app, SOEREN).get("/credits").text

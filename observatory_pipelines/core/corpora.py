@@ -315,6 +315,10 @@ def _networks(slug: str, month: str) -> list[dict]:
 def _manifest(store: ObjectStore, key: str) -> dict | None:
     try:
         with store.open(key) as stored:
-            return json.loads(stored.read())
+            found = json.loads(stored.read())
     except ObjectNotFound:
         return None
+    except ValueError:
+        # Not what an export writes: the page shows no manifest rather than no corpus.
+        return None
+    return found if isinstance(found, dict) else None

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from observatory_pipelines.core.platform.errors import DatabaseUnavailable
 from observatory_pipelines.core.platform.storage import ObjectStore
 from observatory_pipelines.portal import security
 from observatory_pipelines.portal.auth import PortalError, SignInNeeded, optional_caller
@@ -62,10 +63,11 @@ def render(request: Request, template: str, status: int = 200, **context) -> Res
 
 
 def optional_caller_quiet(request: Request):
-    """The caller for the page's header; a revoked token or ended session just shows no one."""
+    """The caller for the page's header; a revoked token, an ended session or a database that does
+    not answer just shows no one (an error page must render whatever went wrong)."""
     try:
         return optional_caller(request)
-    except PortalError:
+    except (PortalError, DatabaseUnavailable, sa.exc.OperationalError):
         return None
 
 
@@ -179,6 +181,14 @@ def create_app(engine: sa.Engine, store: ObjectStore, config: security.PortalCon
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
         return error_response(request, 422, f"{where}: {first.get('msg', 'is not valid')}".lower())
+
+    @app.exception_handler(DatabaseUnavailable)
+    @app.exception_handler(sa.exc.OperationalError)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        log.warning("portal: %s %s: the database did not answer: %s", request.method, request.url.path, exc)
+        answer = error_response(request, 503, "the database is not answering; try again in a few minutes")
+        answer.headers["retry-after"] = "60"
+        return answer
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

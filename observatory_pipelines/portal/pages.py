@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from observatory_pipelines.core import corpora
 from observatory_pipelines.core.accounts import api_tokens, signin, users
 from observatory_pipelines.core.exports import access
+from observatory_pipelines.core.platform import database
 from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.portal import auth, downloads, security
 from observatory_pipelines.portal.app import optional_caller_quiet, render
@@ -53,8 +54,7 @@ def _safe_next(value: str | None) -> str:
 
 @router.get("/healthz")
 def healthz(request: Request) -> dict[str, str]:
-    with engine_of(request).connect() as conn:
-        conn.exec_driver_sql("SELECT 1")
+    database.ping(engine_of(request))
     return {"status": "ok"}
 
 

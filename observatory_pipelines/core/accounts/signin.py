@@ -141,7 +141,13 @@ def invite(
                 "INSERT INTO invitations (user_id, token_hash, created_by, expires_at, created_at) "
                 "VALUES (:user, :hash, :by, :expires, :created)"
             ),
-            {"user": user.id, "hash": token_hash(token), "by": created_by, "expires": expires_at, "created": created_at},
+            {
+                "user": user.id,
+                "hash": token_hash(token),
+                "by": created_by,
+                "expires": expires_at,
+                "created": created_at,
+            },
         )
     return Invitation(token=token, email=user.email, expires_at=expires_at)
 

@@ -100,6 +100,15 @@ def unavailable(url: str | None, err: BaseException) -> DatabaseUnavailable:
     )
 
 
+def ping(engine: Engine) -> None:
+    """One round trip to the server; ``DatabaseUnavailable`` in one line when it does not answer."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as err:
+        raise unavailable(engine.url.render_as_string(hide_password=True), err) from None
+
+
 @contextmanager
 def connect(url: str) -> Iterator[sa.Connection]:
     """A connection in a transaction, with connection failures turned into ``DatabaseUnavailable``."""
