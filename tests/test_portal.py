@@ -433,19 +433,20 @@ def test_the_openapi_page_describes_the_json_api(app):
 def statements_for(app, client: TestClient, paths: list[str]) -> dict[str, int]:
     """How many SQL statements each page issues (the session lookup included)."""
     engine = app.state.engine
+    seen: list[str] = []
+
+    def counted(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
     counts = {}
-    for path in paths:
-        seen: list[str] = []
-
-        def counted(conn, cursor, statement, parameters, context, executemany):
-            seen.append(statement)
-
-        sa.event.listen(engine, "before_cursor_execute", counted)
-        try:
+    sa.event.listen(engine, "before_cursor_execute", counted)
+    try:
+        for path in paths:
+            seen.clear()
             assert client.get(path).status_code == 200, path
-        finally:
-            sa.event.remove(engine, "before_cursor_execute", counted)
-        counts[path] = len(seen)
+            counts[path] = len(seen)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", counted)
     return counts
 
 
