@@ -526,3 +526,43 @@ def test_the_credits_page_shows_the_balance_and_each_charge_with_its_arena_and_r
     assert "Søgning: grøn omstilling" in page.text
     # Someone else's ledger is not on anyone else's page.
     assert "google_search" not in signed_in(app, SOEREN).get("/credits").text
+
+
+def test_the_cli_downloads_through_the_portal_with_a_token_and_checks_the_bytes(
+    engine, store, people, isolated_settings, tmp_path, capsys
+):
+    from observatory_pipelines import cli
+    from tests.live_portal import live_portal
+
+    def download(*extra: str) -> tuple[int, str, str]:
+        argv = ["exports", "download", "--design", "klimadebat", "--month", "2026-03", "--to", str(tmp_path), *extra]
+        code = cli.main(argv)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    _, token = api_tokens.create_token(engine, viewer(engine, KAREN), "laptop")
+    isolated_settings.setenv("OBSERVATORY_TOKEN", token)
+    with live_portal(engine, store) as url:
+        code, out, err = download("--portal", url, "--format", "csv")
+        assert code == 0, err
+        saved = tmp_path / "klimadebat_2026-03_content.csv"
+        assert out.startswith(f"{saved} (") and out.rstrip().endswith("checksum verified)")
+        assert saved.read_bytes() == KLIMA_CSV
+
+        code, _, err = download("--portal", url, "--format", "xlsx")
+        assert code == 2 and err.count("\n") == 1
+        assert "materialize the xlsx export for partition klimadebat|2026-03" in err
+
+        isolated_settings.setenv("OBSERVATORY_TOKEN", bearer(engine, SOEREN)["authorization"].split()[1])
+        code, _, err = download("--portal", url, "--format", "csv")
+        assert code == 2 and "answered 404: there is nothing here, or nothing you may see" in err
+
+        api_tokens.revoke_token(engine, viewer(engine, KAREN), api_tokens.list_tokens(engine, viewer(engine, KAREN))[0].id)
+        code, _, err = download("--portal", url, "--format", "csv", "--token", token)
+        assert code == 2 and err == (
+            "observatory: error: the portal refused the token: this API token is revoked or unknown; "
+            "create a new one on the portal's Tokens page\n"
+        )
+    code, _, err = download("--portal", url, "--format", "csv")
+    assert code == 2 and err.startswith(f"observatory: error: cannot reach the portal at {url} (ConnectError)")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["klimadebat_2026-03_content.csv"]
