@@ -10,6 +10,14 @@ DevTools protocol, so each page is captured once it has rendered rather than aft
   export-asset.png   export_csv's partition klimadebat|2026-03: the object's URI, size, rows,
                      SHA-256 and download link as the export recorded them
 
+and the researcher portal, served in this process (``tests/live_portal.py``) on the same database,
+object store and analysis store, signed in as the demo researcher with a fresh password:
+
+  portal-corpus.png     klimadebat 2026-03's page: its downloads, the volume chart, top actors and terms
+  portal-downloads.png  that page's downloads table, each export with its rows, size and SHA-256
+
+``--only dagster`` or ``--only portal`` takes one half (the portal's needs no Dagster UI).
+
 Everything started here (the UI's process group, Chromium's, the embedded PostgreSQL) is stopped
 at the end, whatever happens. Needs Chromium (``--chromium``, default: found on PATH).
 """
@@ -214,6 +222,93 @@ def export_asset(browser: Chromium, stack: LiveStack, out: Path) -> int:
     return browser.screenshot(out, height=_clip_height(bottom, margin=120))
 
 
+# --- the portal ---------------------------------------------------------------------------------
+
+
+def portal_sign_in(browser: Chromium, url: str, email: str, password: str) -> None:
+    """Fill the sign-in form and submit it as the button would (the page itself runs no script)."""
+    browser.goto(f"{url}/sign-in?next=/corpora/{DESIGN}/{MONTH}")
+    browser.wait_for("document.querySelector('#password')", "the sign-in form")
+    browser.eval(
+        f"document.querySelector('#email').value = {json.dumps(email)};"
+        f"document.querySelector('#password').value = {json.dumps(password)};"
+        "document.querySelector('form.stack').requestSubmit(); true"
+    )
+    browser.wait_for(f"location.pathname === '/corpora/{DESIGN}/{MONTH}'", "the corpus page after signing in")
+
+
+def _region(browser: Chromium, selector: str, margin: int = 16) -> dict:
+    box = browser.eval(
+        f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+        " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; })()"
+    )
+    return {
+        "x": max(0, box["x"] - margin),
+        "y": max(0, box["y"] - margin),
+        "width": box["width"] + 2 * margin,
+        "height": box["height"] + 2 * margin,
+        "scale": 1,
+    }
+
+
+def _capture(browser: Chromium, path: Path, clip: dict) -> int:
+    shot = browser.call("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)
+    data = base64.b64decode(shot["data"])
+    path.write_bytes(data)
+    return len(data)
+
+
+def portal_corpus(browser: Chromium, url: str, out: Path) -> int:
+    browser.goto(f"{url}/corpora/{DESIGN}/{MONTH}")
+    browser.wait_for(
+        f"document.querySelector('svg.chart rect') && {texts_present('Downloads', 'Top terms', 'Top actors')}",
+        "the corpus page with its chart",
+    )
+    # From the header down to the end of the top actors and terms, as wide as the page's column.
+    top = _region(browser, "header", margin=0)
+    main = _region(browser, "main", margin=0)
+    bottom = _region(browser, "main .columns", margin=0)
+    clip = {"x": main["x"], "y": 0, "width": main["width"], "height": bottom["y"] + bottom["height"], "scale": 1}
+    clip["height"] = max(clip["height"], top["height"])
+    return _capture(browser, out, clip)
+
+
+def portal_downloads(browser: Chromium, url: str, out: Path) -> int:
+    browser.goto(f"{url}/corpora/{DESIGN}/{MONTH}")
+    browser.wait_for(texts_present("Downloads", "content.csv"), "the downloads table")
+    return _capture(browser, out, _region(browser, "section[aria-labelledby=exports-heading]"))
+
+
+@contextlib.contextmanager
+def portal_on(stack: LiveStack):
+    """The portal on the demo's database and stores, and the demo researcher's fresh password."""
+    # This process takes the stack's environment, as the CLI it started did: same home, same stores.
+    os.environ.clear()
+    os.environ.update(stack.env)
+    from observatory_pipelines.core.platform import storage
+    from observatory_pipelines.core.platform.database import migrated_engine
+    from observatory_pipelines.demo import seed
+    from tests.live_portal import live_portal
+
+    with migrated_engine() as engine:
+        password = seed.set_portal_password(engine)
+        with live_portal(engine, storage.store_from_env()) as url:
+            yield url, seed.DEMO_EMAIL, password
+
+
+def _take(browser: Chromium, out: Path, shots) -> None:
+    for name, take in shots:
+        try:
+            size = take(out / name)
+        except Exception:
+            seen = Path(tempfile.gettempdir()) / f"screenshots-failed-{name}"
+            browser.screenshot(seen)
+            print(f"failed on {name}; the page as it was: {seen}", file=sys.stderr, flush=True)
+            raise
+        note = "" if size <= MAX_BYTES else f" (over {MAX_BYTES // 1000} KB)"
+        print(f"{out / name}: {size // 1024} KiB{note}", flush=True)
+
+
 def _clip_height(bottom, margin: int) -> int:
     """The window's height, or less when the content ends higher up (never a sliver)."""
     if not isinstance(bottom, (int, float)) or bottom <= 0:
@@ -234,6 +329,7 @@ def main(argv=None) -> int:
             (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), "chromium"
         ),
     )
+    parser.add_argument("--only", choices=("dagster", "portal"), help="take only the Dagster UI's or the portal's")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -243,23 +339,35 @@ def main(argv=None) -> int:
         with LiveStack(home) as stack:
             print(f"observatory demo --no-ui in {home} ...", flush=True)
             stack.cli("demo", "--no-ui", timeout=900)
-            salt_file = home / "demo_salt"
-            extra = {"PSEUDONYMIZATION_SALT": salt_file.read_text().strip()} if salt_file.exists() else {}
-            stack.start_ui(extra_env=extra)
-            print(f"Dagster UI on {stack.url}", flush=True)
-            stack.graphql("mutation { setNuxSeen }")  # no "join the community" dialog over the pages
             browser = Chromium(args.chromium, WIDTH, HEIGHT)
             try:
-                for name, take in (("asset-graph.png", asset_graph), ("export-asset.png", export_asset)):
-                    try:
-                        size = take(browser, stack, args.out / name)
-                    except Exception:
-                        seen = Path(tempfile.gettempdir()) / f"screenshots-failed-{name}"
-                        browser.screenshot(seen)
-                        print(f"failed on {name}; the page as it was: {seen}", file=sys.stderr, flush=True)
-                        raise
-                    note = "" if size <= MAX_BYTES else f" (over {MAX_BYTES // 1000} KB)"
-                    print(f"{args.out / name}: {size // 1024} KiB{note}", flush=True)
+                if args.only in (None, "dagster"):
+                    salt_file = home / "demo_salt"
+                    extra = {"PSEUDONYMIZATION_SALT": salt_file.read_text().strip()} if salt_file.exists() else {}
+                    stack.start_ui(extra_env=extra)
+                    print(f"Dagster UI on {stack.url}", flush=True)
+                    stack.graphql("mutation { setNuxSeen }")  # no "join the community" dialog over the pages
+                    _take(
+                        browser,
+                        args.out,
+                        [
+                            ("asset-graph.png", lambda path: asset_graph(browser, stack, path)),
+                            ("export-asset.png", lambda path: export_asset(browser, stack, path)),
+                        ],
+                    )
+                    stack.stop_ui()
+                if args.only in (None, "portal"):
+                    with portal_on(stack) as (url, email, password):
+                        print(f"portal on {url}, signed in as {email}", flush=True)
+                        portal_sign_in(browser, url, email, password)
+                        _take(
+                            browser,
+                            args.out,
+                            [
+                                ("portal-corpus.png", lambda path: portal_corpus(browser, url, path)),
+                                ("portal-downloads.png", lambda path: portal_downloads(browser, url, path)),
+                            ],
+                        )
             finally:
                 browser.close()
     finally:

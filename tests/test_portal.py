@@ -296,6 +296,8 @@ def test_the_corpus_page_shows_its_exports_and_downloads_them_byte_for_byte_with
     page = client.get("/corpora/klimadebat/2026-03")
     assert page.status_code == 200
     assert "content.csv" in page.text and "manifest.json" in page.text
+    # The manifest is shown for reading: æøå as themselves, not JSON's \\u00e6 escapes.
+    assert "&#34;note&#34;: &#34;æøå&#34;" in page.text and "\\u00e6" not in page.text
     download = client.get("/corpora/klimadebat/2026-03/exports/content.csv")
     assert download.status_code == 200 and download.content == KLIMA_CSV
     assert download.headers["content-disposition"] == 'attachment; filename="klimadebat_2026-03_content.csv"'

@@ -7,6 +7,7 @@ answered with a plain 500.
 
 from __future__ import annotations
 
+import json
 import logging
 from importlib import resources
 
@@ -31,6 +32,15 @@ MAX_BODY_BYTES = 16 * 1024
 
 _PACKAGE = resources.files("observatory_pipelines.portal")
 templates = Jinja2Templates(directory=str(_PACKAGE / "templates"))
+
+
+def pretty_json(value: object) -> str:
+    """JSON for people to read in a page: indented, æøå as themselves (``tojson`` writes \\u00e6),
+    and HTML-escaped by the template's autoescaping like any other text."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+templates.env.filters["pretty_json"] = pretty_json
 
 
 def is_api(request: Request) -> bool:
