@@ -531,10 +531,12 @@ def test_the_credits_page_shows_the_balance_and_each_charge_with_its_arena_and_r
 
 
 def test_the_cli_downloads_through_the_portal_with_a_token_and_checks_the_bytes(
-    engine, store, people, isolated_settings, tmp_path, capsys
+    engine, store, people, isolated_settings, tmp_path_factory, capsys
 ):
     from observatory_pipelines import cli
     from tests.live_portal import live_portal
+
+    tmp_path = tmp_path_factory.mktemp("laptop")
 
     def download(*extra: str) -> tuple[int, str, str]:
         argv = ["exports", "download", "--design", "klimadebat", "--month", "2026-03", "--to", str(tmp_path), *extra]
@@ -553,13 +555,18 @@ def test_the_cli_downloads_through_the_portal_with_a_token_and_checks_the_bytes(
 
         code, _, err = download("--portal", url, "--format", "xlsx")
         assert code == 2 and err.count("\n") == 1
-        assert "materialize the xlsx export for partition klimadebat|2026-03" in err
+        assert err == (
+            "observatory: error: no content.xlsx export of 'klimadebat' for 2026-03 yet (made so far: content.csv, "
+            "actor_cooccurrence.gexf, manifest.json); ask the observatory's data engineers to make it\n"
+        )
 
         isolated_settings.setenv("OBSERVATORY_TOKEN", bearer(engine, SOEREN)["authorization"].split()[1])
         code, _, err = download("--portal", url, "--format", "csv")
         assert code == 2 and "answered 404: there is nothing here, or nothing you may see" in err
 
-        api_tokens.revoke_token(engine, viewer(engine, KAREN), api_tokens.list_tokens(engine, viewer(engine, KAREN))[0].id)
+        api_tokens.revoke_token(
+            engine, viewer(engine, KAREN), api_tokens.list_tokens(engine, viewer(engine, KAREN))[0].id
+        )
         code, _, err = download("--portal", url, "--format", "csv", "--token", token)
         assert code == 2 and err == (
             "observatory: error: the portal refused the token: this API token is revoked or unknown; "

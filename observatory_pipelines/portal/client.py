@@ -47,7 +47,11 @@ def download(
                 raise _failure(listing, portal)
             recorded = next((item for item in listing.json() if item.get("file") == file.filename), None)
             if recorded is None:
-                raise ObservatoryError(f"no {file.filename} export of {slug!r} for {month} on the portal yet")
+                made = ", ".join(item["file"] for item in listing.json()) or "none"
+                raise ObservatoryError(
+                    f"no {file.filename} export of {slug!r} for {month} yet (made so far: {made}); ask the "
+                    "observatory's data engineers to make it"
+                )
             handle = tempfile.NamedTemporaryFile(
                 dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
             )
