@@ -1104,3 +1104,24 @@ def add_run(
                 {"r": run, "a": arena, "s": task_status, "n": collected, "e": error, "t": started},
             )
     return run
+
+
+def add_many_corpora(engine: sa.Engine, first: uuid.UUID) -> None:
+    """Nine more designs beside ``first``, and all ten with 24 months each (2026-02 .. 2028-01) of a
+    collection run (one arena completed, one failed) and one record: 240 corpora."""
+    designs = [first, *(make_design(engine, slug=f"aeroe-{n}", terms=("ærø",)) for n in range(2, 11))]
+    months = [f"{2026 + (i + 1) // 12}-{(i + 1) % 12 + 1:02d}" for i in range(24)]
+    rows = []
+    for design in designs:
+        for number, month in enumerate(months):
+            add_run(
+                engine,
+                design,
+                month,
+                datetime.fromisoformat(f"{month}-01T08:00:00+00:00"),
+                (("rss_feeds", "completed", 1, None), ("file_import", "failed", 0, "fil mangler: data.ndjson")),
+            )
+            rows.append(
+                record(design, f"{month}-{number}", datetime.fromisoformat(f"{month}-10T12:00:00+00:00"), terms=["ærø"])
+            )
+    ingest.write_batch(engine, rows)

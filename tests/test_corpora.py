@@ -21,7 +21,19 @@ from observatory_pipelines.defs.analysis.statistics import corpus_statistics
 from observatory_pipelines.defs.exports.assets import content_exports, export_gexf, export_manifest
 from observatory_pipelines.defs.partitions import corpus_key, query_design_partitions
 from observatory_pipelines.defs.resources import PostgresResource, StorageResource
-from tests.factories import ADMIN, KAREN, MARCH, SOEREN, People, add_run, at, make_design, record, seed_exports
+from tests.factories import (
+    ADMIN,
+    KAREN,
+    MARCH,
+    SOEREN,
+    People,
+    add_many_corpora,
+    add_run,
+    at,
+    make_design,
+    record,
+    seed_exports,
+)
 
 pytestmark = pytest.mark.usefixtures("analysis_dir")
 
@@ -164,22 +176,7 @@ def test_listing_takes_as_many_statements_for_240_corpora_as_for_one(engine, peo
     small = count_statements(engine, admin)
     assert small[1] == 1
 
-    many = [one, *(make_design(engine, slug=f"aeroe-{n}", terms=("ærø",)) for n in range(2, 11))]
-    all_months = [f"{2026 + (i + 1) // 12}-{(i + 1) % 12 + 1:02d}" for i in range(24)]  # 2026-02 .. 2028-01
-    rows = []
-    for design in many:
-        for number, month in enumerate(all_months):
-            add_run(
-                engine,
-                design,
-                month,
-                datetime.fromisoformat(f"{month}-01T08:00:00+00:00"),
-                (("rss_feeds", "completed", 1, None), ("file_import", "failed", 0, "fil mangler: data.ndjson")),
-            )
-            rows.append(
-                record(design, f"{month}-{number}", datetime.fromisoformat(f"{month}-10T12:00:00+00:00"), terms=["ærø"])
-            )
-    ingest.write_batch(engine, rows)
+    add_many_corpora(engine, one)
     large = count_statements(engine, admin)
 
     assert large[1] == 240

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from observatory_pipelines.core import corpora
+from observatory_pipelines.core.corpora import ArenaStatus
 from observatory_pipelines.core.exports import access
 from observatory_pipelines.portal import auth, downloads
 from observatory_pipelines.portal.auth import Caller, engine_of
@@ -29,15 +30,6 @@ _ERRORS: dict[int | str, dict] = {
 }
 
 
-class ArenaOut(BaseModel):
-    arena: str
-    platform: str
-    status: str
-    records_collected: int
-    error: str | None
-    completed_at: datetime | None
-
-
 class CorpusOut(BaseModel):
     design: str
     name: str
@@ -46,7 +38,7 @@ class CorpusOut(BaseModel):
     last_run_status: str | None
     last_run_completed_at: datetime | None
     failures: list[str]
-    arenas: list[ArenaOut]
+    arenas: list[ArenaStatus]
     exports_url: str
 
 
@@ -76,7 +68,7 @@ def list_corpora(request: Request, who: Signed) -> list[CorpusOut]:
             last_run_status=item.last_run.status if item.last_run else None,
             last_run_completed_at=item.last_run.completed_at if item.last_run else None,
             failures=list(item.failures),
-            arenas=[ArenaOut(**vars(arena)) for arena in item.arenas],
+            arenas=list(item.arenas),
             exports_url=f"/api/v1/corpora/{item.slug}/{item.month}/exports",
         )
         for item in found
