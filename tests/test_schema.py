@@ -40,6 +40,7 @@ TABLES = [
     "api_tokens",
     "sign_in_failures",
     "export_downloads",
+    "collection_checkpoints",
 ]
 
 CONTENT_INDEXES = {
@@ -198,7 +199,7 @@ def test_fulltext_index_is_the_documented_expression(engine):
 
 def test_upgrade_downgrade_upgrade(empty_db_url):
     head = migrate.head()
-    assert head == "010_portal"
+    assert head == "011_collection_checkpoints"
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)

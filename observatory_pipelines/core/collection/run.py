@@ -32,11 +32,18 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from observatory_pipelines.core.accounts import pool
-from observatory_pipelines.core.collection import ingest, privacy, records, terms, yields
+from observatory_pipelines.core.collection import checkpoints, ingest, privacy, records, terms, yields
 from observatory_pipelines.core.collection.arenas import get_arena
-from observatory_pipelines.core.collection.arenas.base import CollectedItem, CollectionContext, QuerySpec, Rejected
+from observatory_pipelines.core.collection.arenas.base import (
+    Checkpoint,
+    CollectedItem,
+    CollectionContext,
+    QuerySpec,
+    Rejected,
+)
 from observatory_pipelines.core.collection.credits import CreditService
 from observatory_pipelines.core.collection.designs import Design, load_design
+from observatory_pipelines.core.collection.spending import Budget, BudgetExhausted
 from observatory_pipelines.core.platform import months
 from observatory_pipelines.core.platform.errors import ObservatoryError
 from observatory_pipelines.core.platform.http import HttpClient
@@ -66,6 +73,8 @@ class CollectionOutcome:
     api_calls: int = 0
     credits_reserved: int = 0
     credits_spent: int = 0
+    #: Set when a metered arena stopped at its reservation (not a failure): the one line saying so.
+    stopped: str | None = None
     message: str = ""
     #: Sources the arena queried (``source_yields`` rows written for this task).
     sources: int = 0
@@ -323,6 +332,7 @@ def _collect_locked(
     tally = yields.SourceTally()
     failure: BaseException | None = None
     reserved = False
+    budget: Budget | None = None
     items = 0
     http = http_factory(log=log)
     try:
@@ -336,6 +346,10 @@ def _collect_locked(
             description=f"{design.slug} {month} {arena.name} ({settings.tier.value})",
         )
         reserved = True
+        budget = Budget(reserved=outcome.credits_reserved) if arena.metered else None
+        today = collected_at.astimezone(timezone.utc).date()
+        with engine.connect() as conn:
+            resumes = checkpoints.load(conn, design.id, arena.name, month, today)
         ctx = records.RecordContext(
             arena=arena.name,
             query_design_id=design.id,
@@ -354,9 +368,22 @@ def _collect_locked(
             for found in arena.collect(
                 spec,
                 CollectionContext(
-                    http=http, import_dir=import_dir, log=log, credentials=credentials, searched=tally.searched
+                    http=http,
+                    import_dir=import_dir,
+                    log=log,
+                    credentials=credentials,
+                    searched=tally.searched,
+                    budget=budget,
+                    resume=resumes.get,
                 ),
             ):
+                if isinstance(found, Checkpoint):
+                    # The page's items first: a checkpoint must never run ahead of what is stored.
+                    if batch:
+                        outcome.written += ingest.write_batch(engine, batch)
+                        batch = []
+                    checkpoints.save(engine, design.id, arena.name, month, today, found)
+                    continue
                 source = ""
                 if isinstance(found, CollectedItem):
                     items += 1
@@ -376,6 +403,10 @@ def _collect_locked(
                     if len(batch) >= BATCH_SIZE:
                         outcome.written += ingest.write_batch(engine, batch)
                         batch = []
+        except BudgetExhausted as stop:
+            # Not a failure: the reservation is the ceiling the researcher agreed to.
+            outcome.stopped = stop.summary
+            log(f"{arena.name}: {stop.summary}")
         finally:
             # Whatever was read before a failure is kept: re-running is idempotent anyway.
             if batch:
@@ -388,7 +419,7 @@ def _collect_locked(
 
     if reserved:
         try:
-            used = arena.credits_used(spec, items, outcome.api_calls)
+            used = budget.spent if budget is not None else arena.credits_used(spec, items, outcome.api_calls)
             outcome.credits_spent = credits.settle(outcome.collection_run_id, used, arena=arena.name).charged
         except ObservatoryError as err:
             failure = failure or err
@@ -401,6 +432,8 @@ def _collect_locked(
             f"{outcome.written.new} new, {outcome.written.updated} updated, {outcome.written.unchanged} unchanged, "
             f"{outcome.rejected} rejected, {outcome.filtered_total} filtered"
         )
+        if outcome.stopped:
+            outcome.message += f"; {outcome.stopped}"
     with engine.begin() as conn:
         _finish(conn, outcome)
         outcome.sources = yields.record_yields(

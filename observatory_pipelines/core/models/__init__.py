@@ -5,7 +5,13 @@ Importing this package registers all models on ``Base.metadata``.
 
 from observatory_pipelines.core.models.actors import Actor, ActorAlias, ActorListMember, ActorPlatformPresence
 from observatory_pipelines.core.models.base import NAMING_CONVENTION, TIERS, Base, TimestampMixin
-from observatory_pipelines.core.models.collection import CollectionRun, CollectionTask, CreditTransaction, SourceYield
+from observatory_pipelines.core.models.collection import (
+    CollectionCheckpoint,
+    CollectionRun,
+    CollectionTask,
+    CreditTransaction,
+    SourceYield,
+)
 from observatory_pipelines.core.models.content import (
     CORPUS_ITEM_CONSTRAINT,
     FULLTEXT_DOCUMENT_SQL,
@@ -37,6 +43,7 @@ __all__ = [
     "ApiCredential",
     "Base",
     "CORPUS_ITEM_CONSTRAINT",
+    "CollectionCheckpoint",
     "CollectionRun",
     "CollectionTask",
     "ContentItem",

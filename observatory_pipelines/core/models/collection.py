@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
+    Boolean,
+    Date,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -13,6 +15,7 @@ from sqlalchemy import (
     Integer,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -196,3 +199,20 @@ Index(
     CreditTransaction.created_at.desc(),
     CreditTransaction.id.desc(),
 )
+
+
+class CollectionCheckpoint(Base):
+    """Where one paged query of a corpus stood on one UTC day (``core.collection.checkpoints``)."""
+
+    __tablename__ = "collection_checkpoints"
+
+    query_design_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("query_designs.id", ondelete="CASCADE"), primary_key=True
+    )
+    arena: Mapped[str] = mapped_column(Text, primary_key=True)
+    month: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    collection_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    state: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    finished: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

@@ -53,6 +53,7 @@ OBSERVATORY_PG_BIN = Variable("OBSERVATORY_PG_BIN")
 DAGSTER_POSTGRES_URL = Variable("DAGSTER_POSTGRES_URL", secret=True)
 OBSERVATORY_DESIGNS_DIR = Variable("OBSERVATORY_DESIGNS_DIR")
 OBSERVATORY_CREDENTIAL_KEY = Variable("OBSERVATORY_CREDENTIAL_KEY", secret=True)
+OBSERVATORY_PRICES_FILE = Variable("OBSERVATORY_PRICES_FILE")
 OBSERVATORY_PORTAL_SECRET = Variable("OBSERVATORY_PORTAL_SECRET", secret=True)
 OBSERVATORY_PORTAL_URL = Variable("OBSERVATORY_PORTAL_URL")
 
@@ -83,6 +84,7 @@ VARIABLES = (
     DAGSTER_POSTGRES_URL,
     OBSERVATORY_DESIGNS_DIR,
     OBSERVATORY_CREDENTIAL_KEY,
+    OBSERVATORY_PRICES_FILE,
     OBSERVATORY_PORTAL_SECRET,
     OBSERVATORY_PORTAL_URL,
 )
@@ -256,6 +258,10 @@ class Settings:
     @property
     def credential_key(self) -> Secret | None:
         return self._secret(OBSERVATORY_CREDENTIAL_KEY)
+
+    @property
+    def prices_file(self) -> Path | None:
+        return self._path(OBSERVATORY_PRICES_FILE)
 
     @property
     def portal_secret(self) -> Secret | None:

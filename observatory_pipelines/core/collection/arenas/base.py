@@ -26,6 +26,7 @@ from observatory_pipelines.core.collection.tiers import TIER_DEFAULTS, Tier
 
 if TYPE_CHECKING:
     from observatory_pipelines.core.accounts.pool import ArenaCredentials
+    from observatory_pipelines.core.collection.spending import Budget
 
 
 INTERACTION_KINDS = ("reply", "quote", "repost", "mention")
@@ -109,6 +110,29 @@ def design_terms(arena: str, raw_terms: Iterable[str]) -> list[terms.Term]:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """Yielded by a paging arena after a page's items: where ``source`` (a query) stands. The runner
+    stores the items yielded before it first, then the checkpoint, so a killed run that is run
+    again resumes after the last page it stored instead of paying for it twice."""
+
+    source: str
+    #: JSON-serialisable: the platform's cursor, page number, search id, newest id seen...
+    state: Mapping[str, Any]
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The last checkpoint of a source in this corpus (``ctx.resume(source)``)."""
+
+    state: Mapping[str, Any]
+    finished: bool
+    #: Saved on this UTC day: the same collection run again (continue it, or skip a finished
+    #: source), rather than a later day's (search again, for what is new).
+    today: bool
+
+
+@dataclass(frozen=True)
 class QuerySpec:
     """What an arena is asked for: one query design, one arena, one time window."""
 
@@ -137,6 +161,11 @@ class CollectionContext:
     credentials: ArenaCredentials | None = None
     #: Called with each source the arena queries (see ``CollectedItem.source``), before its items.
     searched: Callable[[str], None] = lambda source: None
+    #: What a metered arena (``metered``) may spend: ask it before every paid request. None for
+    #: arenas that pay nothing per call.
+    budget: Budget | None = None
+    #: The last ``Checkpoint`` the arena yielded for a source in this corpus, or None.
+    resume: Callable[[str], Resume | None] = lambda source: None
 
 
 class Arena(ABC):
@@ -160,6 +189,9 @@ class Arena(ABC):
     #: The platform charges nothing at any tier (it may still limit requests, which the
     #: credential pool counts), whatever the tier table prices other arenas at.
     free: ClassVar[bool] = False
+    #: The arena pays per call or per result and counts it through ``ctx.budget``: what it counted
+    #: is what the run is charged (``credits_used`` is not asked).
+    metered: ClassVar[bool] = False
     #: Tier written on records regardless of the design's tier (e.g. "manual" for imports).
     fixed_record_tier: ClassVar[str | None] = None
     #: Whether the source only ever shows its latest items (an RSS feed's last few dozen): such
