@@ -7,8 +7,8 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
-    Date,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
