@@ -168,9 +168,9 @@ def _id(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value)
+        return str(value) if value >= 0 else None
     text = _text(value)
-    return text if text and text.isdigit() else None
+    return text if text and text.isascii() and text.isdigit() else None
 
 
 def video_item(video: Any, source: str) -> CollectedItem:
@@ -434,7 +434,7 @@ class TikTokArena(Arena):
         if response.status_code == 429:
             raise RateLimited(self.name, f"HTTP 429 from {where(url)}; rate-limited", retry_after=None)
         token = document.get("access_token") if isinstance(document, Mapping) else None
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str) or not token or not token.isascii() or not token.isprintable():
             raise MalformedResponse(
                 self.name, f"{where(url)} answered without 'access_token'; the API may have changed"
             )
