@@ -55,8 +55,10 @@ DEFAULTS: dict[tuple[str, str], Price] = {
     ("x_twitter", "premium"): Price(per_result=5),
     # TikTok Research API: free for approved researchers; its limits are quotas, kept by the pool. [V]
     ("tiktok", "medium"): Price(),
-    # Event Registry (NewsAPI.ai): one token per article search of the last 30 days, more for
-    # the archive; a token costs about $0.015 on the small plans. [U]
+    # Event Registry (NewsAPI.ai): an article search of the last 30 days uses 1 token, of the
+    # archive 5 tokens per searched year [V newsapi.ai/tokens]; a token costs about $0.015 (the 5K
+    # plan's overage) [S]. per_request is the price of ONE token: the arena multiplies it by the
+    # tokens a search uses (1 recent, 5 archive; arenas/event_registry.py).
     ("event_registry", "medium"): Price(per_request=15),
 }
 

@@ -19,12 +19,14 @@ def _load_builtin() -> None:
     # Importing the modules runs their @register decorators.
     from observatory_pipelines.core.collection.arenas import (  # noqa: F401
         bluesky,
+        event_registry,
         file_import,
         gdelt,
         mastodon,
         reddit,
         rss_feeds,
         telegram,
+        tiktok,
         wikipedia,
         youtube,
     )
