@@ -225,5 +225,5 @@ class Arena(ABC):
         return math.ceil(items * per_1k / 1000)
 
     @abstractmethod
-    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
+    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:
         """Yield the items for ``spec``; raise ``ArenaError`` when the arena as a whole fails."""

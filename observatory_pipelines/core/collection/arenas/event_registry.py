@@ -258,7 +258,7 @@ class EventRegistryArena(Arena):
         options = self.validate_options(spec.options)
         return len(self._queries(spec)) * options["max_pages"] * self.per_search(spec)
 
-    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:  # type: ignore[override]
+    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:
         options = self.validate_options(spec.options)
         if ctx.credentials is None:
             raise ArenaError(self.name, "no credential pool was given; Event Registry needs an API key")

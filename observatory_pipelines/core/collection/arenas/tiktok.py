@@ -318,7 +318,7 @@ class TikTokArena(Arena):
         options = self.validate_options(spec.options)
         return self.requests_needed(spec) * price(ARENA, spec.tier.value).of(options["max_count"])
 
-    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:  # type: ignore[override]
+    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:
         options = self.validate_options(spec.options)
         if ctx.credentials is None:
             raise ArenaError(self.name, "no credential pool was given; the TikTok Research API needs a client key")
