@@ -26,6 +26,7 @@ def _load_builtin() -> None:
         rss_feeds,
         telegram,
         wikipedia,
+        x_twitter,
         youtube,
     )
 
