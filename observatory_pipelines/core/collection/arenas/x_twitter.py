@@ -581,8 +581,8 @@ class XTwitterArena(Arena):
             ctx, options, url, params, lambda lease: {"Authorization": f"Bearer {lease.secret.reveal()}"}
         )
         items, token, newest_id = premium_items(document, source)
-        newest = max((int(i.platform_id) for i in items if i.platform_id.isdigit()), default=None)
-        if newest_id and newest_id.isdigit():
+        newest = max((int(i.platform_id) for i in items if i.platform_id.isdecimal()), default=None)
+        if newest_id and newest_id.isdecimal():
             newest = max(newest or 0, int(newest_id))
         return items, token, newest
 
@@ -648,7 +648,7 @@ def _wait(response: Any) -> float | None:
     """Seconds to rest the key: X's ``x-rate-limit-reset`` (epoch s), else ``Retry-After``, else a
     second (TwitterAPI.io limits requests per second)."""
     reset = response.headers.get("x-rate-limit-reset")
-    if reset and reset.strip().isdigit():
+    if reset and reset.strip().isdecimal():
         return max(1.0, float(reset) - time.time())
     waited = parse_retry_after(response.headers.get("retry-after"), 0.0)
     return waited if waited is not None else 1.0
