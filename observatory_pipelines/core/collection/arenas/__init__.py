@@ -28,6 +28,7 @@ def _load_builtin() -> None:
         telegram,
         tiktok,
         wikipedia,
+        x_twitter,
         youtube,
     )
 

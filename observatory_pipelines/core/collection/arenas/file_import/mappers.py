@@ -198,10 +198,38 @@ class _Post:
     comments: int | None = None
     media: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    interactions: list[Interaction] = field(default_factory=list)
 
 
 def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, "", [], {})}
+
+
+def x_interaction(kind: str, post_id: str | None, handle: str | None, user_id: str | None) -> Interaction | None:
+    """An X post's link to another post or account, spelled the one way both the Zeeschuimer import
+    and the x_twitter arena write it: X authors are keyed by handle (``_finish``), so the handle
+    names the other author and the numeric id only stands in when no handle is known."""
+    if post_id is None and handle is None and user_id is None:
+        return None
+    return Interaction(kind, platform_id=post_id, author_id=None if handle else user_id, handle=handle)
+
+
+def x_interactions(
+    reply: tuple[str | None, str | None, str | None],
+    quote: tuple[str | None, str | None, str | None],
+    repost: tuple[str | None, str | None, str | None],
+    mentions: Iterable[tuple[str | None, str | None]],
+) -> list[Interaction]:
+    """Reply, quote, repost (each (post id, handle, user id); a post id is needed), then mentions."""
+    found = [
+        x_interaction(kind, *link) for kind, link in (("reply", reply), ("quote", quote), ("repost", repost)) if link[0]
+    ]
+    found += [x_interaction("mention", None, handle, user_id) for handle, user_id in mentions]
+    return [link for link in found if link is not None]
+
+
+def _x_user_handle(user: dict[str, Any]) -> str | None:
+    return _text(_dig(user, "core", "screen_name")) or _text(_dig(user, "legacy", "screen_name"))
 
 
 def _map_x(data: dict[str, Any]) -> _Post:
@@ -239,6 +267,26 @@ def _map_x(data: dict[str, Any]) -> _Post:
     entities = _dict(legacy.get("entities"))
     media = _list(_dig(legacy, "extended_entities", "media")) or _list(entities.get("media"))
     url = f"https://x.com/{handle or 'i'}/status/{platform_id}" if platform_id else None
+    quoted = _dict(_dig(tweet, "quoted_status_result", "result"))
+    quoted = _dict(quoted.get("tweet")) or quoted
+    quoted_user = _dict(_dig(quoted, "core", "user_results", "result"))
+    interactions = x_interactions(
+        reply=(
+            _id(legacy.get("in_reply_to_status_id_str")),
+            _text(legacy.get("in_reply_to_screen_name")),
+            _id(legacy.get("in_reply_to_user_id_str")),
+        ),
+        quote=(_id(quoted.get("rest_id")), _x_user_handle(quoted_user), _id(quoted_user.get("rest_id"))),
+        repost=(
+            extra.get("retweet_of"),
+            _x_user_handle(_dict(_dig(retweeted, "core", "user_results", "result"))),
+            _id(_dig(retweeted, "core", "user_results", "result", "rest_id")),
+        ),
+        mentions=[
+            (_text(_dict(m).get("screen_name")), _id(_dict(m).get("id_str")))
+            for m in _list(entities.get("user_mentions"))
+        ],
+    )
     return _Post(
         platform_id=platform_id,
         time=legacy.get("created_at"),
@@ -253,12 +301,13 @@ def _map_x(data: dict[str, Any]) -> _Post:
         shares=_count(legacy.get("retweet_count")),
         comments=_count(legacy.get("reply_count")),
         media=[u for m in media if (u := _http(_dict(m).get("media_url_https")))],
+        interactions=interactions,
         extra=_compact(
             {
                 **extra,
                 "conversation_id": _id(legacy.get("conversation_id_str")),
                 "in_reply_to": _id(legacy.get("in_reply_to_status_id_str")),
-                "quoted": _id(_dig(tweet, "quoted_status_result", "result", "rest_id")),
+                "quoted": _id(quoted.get("rest_id")),
                 "quote_count": _count(legacy.get("quote_count")),
                 "hashtags": [t for tag in _list(entities.get("hashtags")) if (t := _text(_dict(tag).get("text")))],
                 "links": [u for link in _list(entities.get("urls")) if (u := _http(_dict(link).get("expanded_url")))],
@@ -636,6 +685,7 @@ def _finish(
         comments_count=post.comments,
         media_urls=post.media,
         raw_metadata=raw_metadata,
+        interactions=post.interactions,
     )
 
 
