@@ -479,7 +479,7 @@ class XTwitterArena(Arena):
     def credits_used(self, spec: QuerySpec, items: int, api_calls: int) -> int:
         return 0  # metered: the runner settles what ctx.budget counted
 
-    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:  # type: ignore[override]
+    def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:
         options = self.validate_options(spec.options)
         if ctx.credentials is None:
             raise ArenaError(self.name, "no credential pool was given; X needs an API key or bearer token")
