@@ -21,6 +21,7 @@ def _load_builtin() -> None:
         bluesky,
         file_import,
         gdelt,
+        google_search,
         mastodon,
         reddit,
         rss_feeds,
