@@ -15,7 +15,9 @@ staging table, then, in one transaction:
    - its first ``collected_at`` and ``collection_run_id`` are kept: they say when the corpus first
      had it;
    - ``raw_metadata`` is merged (``old || new``), so keys other steps wrote (``duplicate_of``)
-     survive;
+     survive; the lists named in ``ACCUMULATED`` (``rank_history``: when and where a search
+     engine ranked the item) are the one exception to "new replaces old": the stored list keeps
+     its entries and gains the new ones it does not hold yet, so each collection adds to it;
    - a registered item whose row is gone is inserted again.
 
 A row that no registration knows of (written by SQL that bypassed ingest) makes the plain INSERT
@@ -47,6 +49,11 @@ from observatory_pipelines.core.platform import database
 
 ITEM_KEY = ("query_design_id", "platform", "platform_id")
 _KEY_INDEXES = tuple(COLUMNS.index(c) for c in ITEM_KEY)
+#: ``raw_metadata`` keys holding a list that every collection adds to instead of replacing (above).
+#: Only a list is merged; entries equal to a stored one are not added again. Within one batch the
+#: item's last copy wins, as for every column, so an arena that sees an item twice in one batch
+#: merges its entries itself (paging arenas write each page as its own batch).
+ACCUMULATED = ("rank_history",)
 REFRESHED = ("views_count", "likes_count", "shares_count", "comments_count", "engagement_score", "search_terms_matched")
 
 _COLUMN_LIST = ", ".join(COLUMNS)
@@ -84,6 +91,24 @@ _REGISTERED_COLUMNS = ", ".join(
     else f"s.{c}"
     for c in COLUMNS
 )
+
+
+def _accumulated(key: str) -> str:
+    stored, staged = f"content_records.raw_metadata -> '{key}'", f"EXCLUDED.raw_metadata -> '{key}'"
+    old = f"CASE WHEN jsonb_typeof({stored}) = 'array' THEN {stored} ELSE '[]'::jsonb END"
+    added = (
+        f"(SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements({staged}) WITH ORDINALITY AS x(e, n) "
+        f"WHERE NOT ({old}) @> jsonb_build_array(e))"
+    )
+    return (
+        f"CASE WHEN jsonb_typeof({staged}) = 'array' "
+        f"THEN jsonb_build_object('{key}', ({old}) || coalesce({added}, '[]'::jsonb)) ELSE '{{}}'::jsonb END"
+    )
+
+
+_MERGED_METADATA = " || ".join(
+    ["content_records.raw_metadata || EXCLUDED.raw_metadata", *(_accumulated(k) for k in ACCUMULATED)]
+)
 # New rows keep the id generated in staging; an updated row keeps its old one. Joining the
 # returned ids back to staging therefore tells new from updated (RETURNING xmax is not allowed
 # on partitioned tables).
@@ -95,7 +120,7 @@ WITH merged AS (
     ORDER BY {_KEY_LIST}
     ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in REFRESHED)},
-        raw_metadata = content_records.raw_metadata || EXCLUDED.raw_metadata
+        raw_metadata = {_MERGED_METADATA}
     WHERE ({", ".join(f"content_records.{c}" for c in REFRESHED)}, content_records.raw_metadata @> EXCLUDED.raw_metadata)
         IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in REFRESHED)}, true)
     RETURNING id

@@ -375,6 +375,7 @@ def _collect_locked(
                     searched=tally.searched,
                     budget=budget,
                     resume=resumes.get,
+                    collected_at=collected_at,
                 ),
             ):
                 if isinstance(found, Checkpoint):

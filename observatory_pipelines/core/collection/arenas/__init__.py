@@ -22,6 +22,7 @@ def _load_builtin() -> None:
         event_registry,
         file_import,
         gdelt,
+        google_search,
         mastodon,
         reddit,
         rss_feeds,

@@ -155,6 +155,9 @@ class CollectionContext:
     import_dir: str | None = None  # folder (or object-store prefix) for file imports
     log: Callable[[str], None] = lambda message: None
     now: Callable[[], datetime] | None = None
+    #: The collection's own time (``collected_at`` of its records; its UTC day is the checkpoints'
+    #: day): an arena that notes when it saw something uses it. None outside the runner.
+    collected_at: datetime | None = None
     #: The credential pool, for arenas that call keyed APIs (``needs_credential``): leases of the
     #: arena's platform and the design's tier (see ``core.accounts.pool`` and docs/credentials.md).
     #: None for arenas that need no credential.
@@ -226,4 +229,5 @@ class Arena(ABC):
 
     @abstractmethod
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected | Checkpoint]:
-        """Yield the items for ``spec``; raise ``ArenaError`` when the arena as a whole fails."""
+        """Yield the items for ``spec`` (and, for a paging arena, a ``Checkpoint`` after each page);
+        raise ``ArenaError`` when the arena as a whole fails."""
