@@ -1,6 +1,6 @@
 """Dedup benchmark: the real pass over one month's corpus against the machine's read limit.
 
-    .venv/bin/python -m bench.dedup [--sizes 100000 300000 1000000]
+    .venv/bin/python -m bench.dedup [--sizes 100000 300000 1000000] [--template]
 
 For each size, a synthetic corpus of one month goes into content_records (raw COPY, untimed):
 20% RSS articles and 80% X posts with Danish-like text (stop words first, then a Zipf-distributed
@@ -20,6 +20,10 @@ Timed, in the same run and on the same rows:
 Reported: seconds, rows/s, the ratios to both limits, the growth between sizes (time ratio over
 size ratio: 1.0 is linear) in total and per phase, and how many planted pairs ended in one group.
 Target (issue 4): 1M rows within 60 s on 2 cores, growing no faster than linearly.
+
+``--template``: every post is 45 words drawn from one small vocabulary, as a bot campaign's are
+(SimHashes crowd together). The pass must finish with its peak memory under 2 GB and report what
+its bounds left out (issue 16). The peak is the pass's own: it runs in a child process.
 """
 
 from __future__ import annotations
@@ -49,17 +53,29 @@ STOP_WORDS = (
     "ind når være dog noget ville jo deres efter ned skulle denne end dette mit også under have dig anden"
 ).split()
 VOCABULARY_SIZE = 50_000
+#: A bot campaign's vocabulary (``--template``).
+TEMPLATE_WORDS = tuple(
+    dict.fromkeys(
+        "klima grøn omstilling vindmøller havvind landbruget regeringen skal nu handle for vores børn og "
+        "fremtid det er på tide at vi tager ansvar stem på os ved næste valg danmark kan gå forrest med "
+        "afgift ny energi til alle".split()
+    )
+)
 ZIPF_EXPONENT = 0.9  # measured: gives the bit bias and pair distances of the demo's Danish texts
 
 
 class Corpus:
     """Synthetic rows in ``records.COLUMNS`` order, and the planted pairs (platform ids)."""
 
-    def __init__(self, n: int, design_id: uuid.UUID, run_id: uuid.UUID, seed: int = 7):
+    def __init__(self, n: int, design_id: uuid.UUID, run_id: uuid.UUID, seed: int = 7, template: bool = False):
         self.rng = np.random.default_rng(seed)
         self.design_id, self.run_id = design_id, run_id
-        vocabulary = STOP_WORDS + common.WORDS + [f"ord{i}" for i in range(VOCABULARY_SIZE)]
-        weights = 1 / np.arange(1, len(vocabulary) + 1) ** ZIPF_EXPONENT
+        vocabulary = (
+            list(TEMPLATE_WORDS)
+            if template
+            else STOP_WORDS + common.WORDS + [f"ord{i}" for i in range(VOCABULARY_SIZE)]
+        )
+        weights = np.ones(len(vocabulary)) if template else 1 / np.arange(1, len(vocabulary) + 1) ** ZIPF_EXPONENT
         self.vocabulary = np.array(vocabulary, dtype=object)
         self.weights = weights / weights.sum()
         self._drawn: list[str] = []
@@ -203,14 +219,36 @@ def _growth(now: float, before: float, size_ratio: float) -> float:
     return round(now / before / size_ratio, 2)
 
 
-def run(sizes: list[int]) -> dict:
+def _dedup_in_child(url: str, design: uuid.UUID, queue) -> None:
+    import resource
+
+    engine = database.make_engine(url)
+    result = dedup.run_dedup(engine, design, MONTH)
+    engine.dispose()
+    queue.put((result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+def dedup_peak(url: str, design: uuid.UUID) -> tuple[dedup.DedupResult, int]:
+    """``run_dedup`` in a fresh process: its result and that process's peak RSS in bytes."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_dedup_in_child, args=(url, design, queue))
+    child.start()
+    result, peak = queue.get()
+    child.join()
+    return result, peak
+
+
+def run(sizes: list[int], template: bool = False) -> dict:
     url = common.bench_database("observatory_bench_dedup")
     engine = database.make_engine(url)
     design, run_id = common.make_design(engine)
-    report = {"benchmark": "dedup", "environment": common.environment(), "sizes": {}}
+    report = {"benchmark": "dedup", "template": template, "environment": common.environment(), "sizes": {}}
     previous: dict | None = None
     for n in sizes:
-        synthetic = Corpus(n, design, run_id)
+        synthetic = Corpus(n, design, run_id, template=template)
         common.truncate_content(engine)
         raw_copy(engine, synthetic.rows)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -220,7 +258,7 @@ def run(sizes: list[int]) -> dict:
         with common.timed(t, "load_corpus_s"):
             corpus.load_corpus(engine, design, MONTH, dedup.CORPUS_COLUMNS)
         with common.timed(t, "dedup_s"):
-            first = dedup.run_dedup(engine, design, MONTH)
+            first, peak = dedup_peak(url, design)
         with common.timed(t, "dedup_rerun_s"):
             rerun = dedup.run_dedup(engine, design, MONTH)
         with common.timed(t, "write_limit_s"):
@@ -242,7 +280,10 @@ def run(sizes: list[int]) -> dict:
             "records_marked": first.duplicates,
             "rows_written": first.marked,
             "rerun_rows_written": rerun.marked + rerun.unmarked,
-            "near_buckets_skipped": first.near_buckets_skipped,
+            "near_buckets_skipped": first.near_scan.buckets_skipped,
+            "near_candidates_checked": first.near_scan.candidates,
+            "near_candidates_skipped": first.near_scan.candidates_skipped,
+            "dedup_peak_rss_mb": round(peak / 2**20),
         }
         if previous:
             size_ratio = n / previous["rows"]
@@ -263,7 +304,9 @@ def run(sizes: list[int]) -> dict:
             f"{figures['ratio_vs_load_corpus']:.1f} × load_corpus ({t['load_corpus_s']:.2f} s); "
             f"re-run {t['dedup_rerun_s']:.1f} s writing {figures['rerun_rows_written']} rows; "
             f"{first.duplicates:,} marked, mark {figures['mark_ratio_vs_write_limit']:.2f} × plain UPDATE of those rows "
-            f"({t['write_limit_s']:.1f} s); planted pairs grouped {figures['planted_pairs_grouped']}"
+            f"({t['write_limit_s']:.1f} s); planted pairs grouped {figures['planted_pairs_grouped']}; "
+            f"peak RSS {figures['dedup_peak_rss_mb']} MB; near candidates checked {first.near_scan.candidates:,}, "
+            f"left out {first.near_scan.candidates_skipped:,} (+{first.near_scan.buckets_skipped:,} buckets)"
             + (f"; growth per size {growth}" if growth else ""),
             flush=True,
         )
@@ -272,7 +315,9 @@ def run(sizes: list[int]) -> dict:
 
 def main() -> None:
     parser = common.size_parser(__doc__, [100_000, 300_000, 1_000_000])
-    run(parser.parse_args().sizes)
+    parser.add_argument("--template", action="store_true", help="posts drawn from one 38-word vocabulary")
+    args = parser.parse_args()
+    run(args.sizes, template=args.template)
 
 
 if __name__ == "__main__":

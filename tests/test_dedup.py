@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
 import networkx as nx
@@ -30,6 +33,8 @@ from observatory_pipelines.defs.processing.dedup import MARKED_AT_MOST_HALF, ded
 from observatory_pipelines.defs.resources import PostgresResource
 from observatory_pipelines.demo import seed as demo
 from tests.factories import MARCH, make_design, record
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MANIFEST = json.loads((demo.data_dir() / "manifest.json").read_text(encoding="utf-8"))
 RETWEET = ("2033464538541371407", "2037514979398750231")  # sofie_kjaer_dk's post and its retweet
@@ -205,8 +210,8 @@ def test_a_crowded_bucket_is_skipped_and_counted(monkeypatch):
     monkeypatch.setattr(dedup, "MAX_BUCKET", 2)
     base = 0x5A5A_5A5A_5A5A_5A5A
     # Four hashes that differ only in the lowest block: they share every key not using it.
-    left, right, skipped = dedup.near_pairs(np.array([base, base ^ 1, base ^ 2, base ^ 4], dtype=np.int64))
-    assert len(left) == 0 and skipped == 6
+    left, right, scan = dedup.near_pairs(np.array([base, base ^ 1, base ^ 2, base ^ 4], dtype=np.int64))
+    assert len(left) == 0 and scan.buckets_skipped == 6
 
 
 @settings(max_examples=100, deadline=None)
@@ -552,3 +557,100 @@ def test_an_unknown_design_fails_in_one_line(db_url, instance):
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.error.message
     assert "no query design with slug 'findes-ikke'" in message and "\n" not in message.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Templated text: bounded, and honest about what it left out
+
+#: A bot campaign's vocabulary: every post is 45 words drawn from these (each word once).
+CAMPAIGN = list(
+    dict.fromkeys(
+        "klima grøn omstilling vindmøller havvind landbruget regeringen skal nu handle for vores børn og fremtid "
+        "det er på tide at vi tager ansvar stem på os ved næste valg danmark kan gå forrest med afgift ny "
+        "energi til alle".split()
+    )
+)
+
+
+def campaign_simhashes(count: int, seed: int = 3) -> np.ndarray:
+    """SimHashes of ``count`` posts of 45 words drawn from ``CAMPAIGN``, computed as
+    ``text.simhash`` does (a majority vote of the words' 64-bit hashes), a million at a time."""
+    rng = np.random.default_rng(seed)
+    words = text._feature_hashes(CAMPAIGN)
+    signs = np.unpackbits(words.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little").astype(np.int32) * 2 - 1
+    out = np.empty(count, dtype=np.int64)
+    for start in range(0, count, 100_000):
+        size = min(100_000, count - start)
+        picks = rng.integers(0, len(CAMPAIGN), (size, 45))
+        counts = np.zeros((size, len(CAMPAIGN)), dtype=np.int32)
+        np.add.at(counts, (np.arange(size)[:, None], picks), 1)
+        votes = counts @ signs
+        bits = (votes > 0).astype(np.uint8)
+        packed = np.packbits(bits, axis=1, bitorder="little").view("<u8")[:, 0]
+        out[start : start + size] = packed.view(np.int64)
+    return out
+
+
+def test_the_campaign_model_is_text_simhash():
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        post = " ".join(rng.choice(CAMPAIGN, 45))
+        words = post.split()
+        counts = np.array([words.count(w) for w in CAMPAIGN])
+        signs = (
+            np.unpackbits(
+                text._feature_hashes(CAMPAIGN).view(np.uint8).reshape(-1, 8), axis=1, bitorder="little"
+            ).astype(np.int64)
+            * 2
+            - 1
+        )
+        bits = ((counts @ signs) > 0).astype(np.uint8)
+        modelled = int(np.packbits(bits, bitorder="little").view("<u8")[0].view(np.int64))
+        assert modelled == text.simhash(post)
+
+
+def test_chunks_and_components_find_what_all_pairs_at_once_would(monkeypatch):
+    hashes = np.unique(campaign_simhashes(20_000))
+    whole_left, whole_right, whole = dedup.near_pairs(hashes)
+    assert whole.candidates_skipped == 0 and len(whole_left) > 1_000
+    monkeypatch.setattr(dedup, "PAIR_CHUNK", 5_000)
+    left, right, _ = dedup.near_pairs(hashes)
+    assert set(zip(left.tolist(), right.tolist())) == set(zip(whole_left.tolist(), whole_right.tolist()))
+    labels, _ = dedup.near_components(hashes)
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(hashes)))
+    graph.add_edges_from(zip(whole_left.tolist(), whole_right.tolist()))
+    for component in nx.connected_components(graph):
+        assert len({int(labels[node]) for node in component}) == 1
+        assert int(labels[next(iter(component))]) == min(component)
+
+
+def test_a_spent_candidate_budget_leaves_the_largest_buckets_out_and_says_how_much(monkeypatch):
+    hashes = np.unique(campaign_simhashes(20_000))
+    _, _, whole = dedup.near_pairs(hashes)
+    monkeypatch.setattr(dedup, "MAX_CANDIDATES", whole.candidates // 4)
+    left, _, bounded = dedup.near_pairs(hashes)
+    assert bounded.candidates <= whole.candidates // 4
+    assert bounded.candidates + bounded.candidates_skipped == whole.candidates
+    assert 0 < len(left)
+
+
+def test_a_million_templated_posts_group_in_bounded_memory():
+    """The pass that outgrew 24 GB: a million posts from one 45-word vocabulary, in a process of
+    its own so its peak memory is its own."""
+    script = (
+        "import resource, numpy as np\n"
+        "from observatory_pipelines.core.processing import dedup\n"
+        "from tests.test_dedup import campaign_simhashes\n"
+        "hashes = np.unique(campaign_simhashes(1_000_000))\n"
+        "labels, scan = dedup.near_components(hashes)\n"
+        "grouped = int((labels != np.arange(len(labels))).sum())\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "print(len(hashes), grouped, scan.candidates, scan.candidates_skipped, scan.buckets_skipped, peak)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    distinct, grouped, checked, left_out, buckets, peak = map(int, done.stdout.split())
+    assert distinct > 900_000 and grouped > 0
+    assert checked <= dedup.MAX_CANDIDATES and left_out + buckets > 0  # bounded, and says so
+    assert peak < 2 * 1024**3

@@ -41,6 +41,13 @@ bias SimHash bits), its candidates grow with the square of the corpus: 2.2 M at 
 hashes and 20 M at 300,000, against 45,000 and 425,000 with block pairs. A bucket holding more
 than ``MAX_BUCKET`` distinct hashes (templated spam) is skipped and counted: its pairs are found
 only if they also share another, smaller bucket.
+
+Memory and time are bounded whatever the text looks like. Candidates are checked a chunk of
+``PAIR_CHUNK`` at a time and folded into component labels at once, so no list of pairs is kept;
+each key table checks at most a tenth of ``MAX_CANDIDATES``, smallest buckets first (the likeliest
+real near-copies). On templated text, whose SimHashes crowd together (1M posts drawn from one
+45-word vocabulary), the pass used to hold every candidate pair of every table before checking one
+and outgrew 24 GB; what the bounds leave out is reported (``NearScan``) rather than guessed.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ import ipaddress
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -261,6 +269,13 @@ NEAR_MAX_BITS = 3
 BLOCKS = ((0, 13), (13, 13), (26, 13), (39, 13), (52, 12))
 #: Buckets with more distinct hashes than this are skipped: a bucket's pairs grow with its size squared.
 MAX_BUCKET = 500
+#: Candidate pairs checked in one pass, at most (a tenth per key table, smallest buckets first).
+#: Ordinary text needs far fewer (45,000 at 100,000 distinct hashes and 425,000 at 300,000, so
+#: about 5 M at a million); templated
+#: text, whose SimHashes crowd together, would otherwise need billions.
+MAX_CANDIDATES = 50_000_000
+#: Candidate pairs held in memory at once.
+PAIR_CHUNK = 2_000_000
 CORPUS_COLUMNS = ["id", "published_at", "platform", "arena", "content_type", "url", "content_hash", "simhash"]
 
 #: The rules as users read them (the asset's description and docs/analysis.md are made from this).
@@ -287,13 +302,16 @@ are kept and unchanged rows are not rewritten. Nothing is deleted."""
 _ROOT_URL = re.compile(r"^https?://[^/?]+$")
 
 
-def connected_components(size: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def connected_components(
+    size: int, left: np.ndarray, right: np.ndarray, labels: np.ndarray | None = None
+) -> np.ndarray:
     """Each node's component label (the smallest node number in it), for nodes ``0..size-1``.
 
     Vectorised hooking and pointer jumping (Shiloach–Vishkin): a few numpy passes over the edges
-    instead of a Python loop per edge.
+    instead of a Python loop per edge. ``labels`` continues from an earlier call's result, so
+    edges can be added a chunk at a time without keeping them.
     """
-    labels = np.arange(size, dtype=np.int64)
+    labels = np.arange(size, dtype=np.int64) if labels is None else labels.copy()
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
     while True:
@@ -311,35 +329,76 @@ def connected_components(size: int, left: np.ndarray, right: np.ndarray) -> np.n
         np.minimum.at(labels, roots_right[differ], low)
 
 
-def near_pairs(hashes: np.ndarray, max_bits: int = NEAR_MAX_BITS) -> tuple[np.ndarray, np.ndarray, int]:
-    """Index pairs ``(i, j)``, ``i < j``, of distinct SimHashes at most ``max_bits`` apart.
+@dataclass
+class NearScan:
+    """What one banding pass looked at, and what it left out to stay within its bounds."""
 
-    Banding over ``BLOCKS`` (see the module docstring; exact for ``max_bits`` ≤ 3). Returns the two
-    index arrays and the number of buckets skipped for holding more than ``MAX_BUCKET`` hashes.
-    """
+    #: Candidate pairs whose distance was checked.
+    candidates: int = 0
+    #: Buckets left out for holding more than ``MAX_BUCKET`` hashes.
+    buckets_skipped: int = 0
+    #: Candidate pairs left out because a key table's share of ``MAX_CANDIDATES`` was spent.
+    candidates_skipped: int = 0
+
+
+def _close_pairs(hashes: np.ndarray, max_bits: int, scan: NearScan) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pairs of distinct hashes at most ``max_bits`` apart, a chunk at a time (see the module
+    docstring). At most ``PAIR_CHUNK`` candidates are held at once, and each key table checks at
+    most its share of ``MAX_CANDIDATES``, smallest buckets first: on templated text, where SimHashes
+    crowd together, memory and time stay bounded and what was left out is counted."""
     if max_bits > len(BLOCKS) - 2:
         raise ValueError(f"banding over {len(BLOCKS)} blocks finds pairs at most {len(BLOCKS) - 2} bits apart")
     unsigned = np.ascontiguousarray(hashes, dtype=np.int64).view(np.uint64)
     blocks = [(unsigned >> np.uint64(shift)) & np.uint64((1 << width) - 1) for shift, width in BLOCKS]
     index = pl.Series("i", np.arange(len(unsigned), dtype=np.uint32))
-    found, skipped = [], 0
-    for a, b in combinations(range(len(BLOCKS)), 2):
+    tables = list(combinations(range(len(BLOCKS)), 2))
+    per_table = MAX_CANDIDATES // len(tables)
+    for a, b in tables:
         # One table at a time: a table's hash map stays small enough for the CPU caches
         # (measured 1.3 × faster at a million hashes than one frame holding all ten tables).
         keyed = pl.DataFrame({"key": (blocks[a] << np.uint64(BLOCKS[b][1])) | blocks[b], "i": index})
-        shared = keyed.filter(pl.col("key").is_duplicated()).with_columns(size=pl.len().over("key"))
-        skipped += shared.filter(pl.col("size") > MAX_BUCKET)["key"].n_unique()
-        shared = shared.filter(pl.col("size") <= MAX_BUCKET).select("key", "i")
-        found.append(
-            shared.join(shared, on="key", suffix="_other")
-            .filter(pl.col("i") < pl.col("i_other"))
-            .select("i", "i_other")
+        shared = keyed.filter(pl.col("key").is_duplicated())
+        buckets = shared.group_by("key").agg(size=pl.len())
+        scan.buckets_skipped += buckets.filter(pl.col("size") > MAX_BUCKET).height
+        buckets = (
+            buckets.filter(pl.col("size") <= MAX_BUCKET)
+            .with_columns(pairs=(pl.col("size") * (pl.col("size") - 1) // 2).cast(pl.Int64))
+            .sort("pairs", "key")
+            .with_columns(total=pl.col("pairs").cum_sum())
         )
-    candidates = pl.concat(found).unique()
-    left = candidates["i"].to_numpy()
-    right = candidates["i_other"].to_numpy()
-    close = np.bitwise_count(unsigned[left] ^ unsigned[right]) <= max_bits
-    return left[close], right[close], skipped
+        kept = buckets.filter(pl.col("total") <= per_table)
+        scan.candidates_skipped += int(buckets.height and buckets["total"][-1]) - int(kept.height and kept["total"][-1])
+        chunked = kept.select("key", chunk=pl.col("total") // PAIR_CHUNK)
+        for part in shared.join(chunked, on="key").partition_by("chunk", include_key=False):
+            pairs = part.join(part, on="key", suffix="_other").filter(pl.col("i") < pl.col("i_other"))
+            left, right = pairs["i"].to_numpy(), pairs["i_other"].to_numpy()
+            scan.candidates += len(left)
+            close = np.bitwise_count(unsigned[left] ^ unsigned[right]) <= max_bits
+            yield left[close], right[close]
+
+
+def near_pairs(hashes: np.ndarray, max_bits: int = NEAR_MAX_BITS) -> tuple[np.ndarray, np.ndarray, NearScan]:
+    """Index pairs ``(i, j)``, ``i < j``, of distinct SimHashes at most ``max_bits`` apart, every
+    one of them (exact for ``max_bits`` ≤ 3 within the bounds ``NearScan`` reports). Holds all the
+    pairs: the dedup pass uses ``near_components``, which does not."""
+    scan = NearScan()
+    found = pl.concat(
+        [pl.DataFrame({"i": left, "j": right}) for left, right in _close_pairs(hashes, max_bits, scan)]
+        or [pl.DataFrame(schema={"i": pl.UInt32, "j": pl.UInt32})]
+    ).unique()
+    return found["i"].to_numpy(), found["j"].to_numpy(), scan
+
+
+def near_components(hashes: np.ndarray, max_bits: int = NEAR_MAX_BITS) -> tuple[np.ndarray, NearScan]:
+    """Each hash's near-duplicate component label (the smallest index linked to it through pairs
+    at most ``max_bits`` apart). Pairs are folded in a chunk at a time and never kept, so memory
+    grows with the number of hashes, not of pairs."""
+    scan = NearScan()
+    labels = np.arange(len(hashes), dtype=np.int64)
+    for left, right in _close_pairs(hashes, max_bits, scan):
+        if len(left):
+            labels = connected_components(len(hashes), left, right, labels)
+    return labels, scan
 
 
 def _url_keys(urls: pl.Series) -> pl.Series:
@@ -381,27 +440,30 @@ def _exact_edges(rows: pl.DataFrame) -> pl.DataFrame:
     return _star_edges(across, "content_hash")
 
 
-def _near_edges(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+def _near_edges(rows: pl.DataFrame) -> tuple[pl.DataFrame, NearScan]:
     hashed = rows.filter(pl.col("simhash").is_not_null())
     values = (
         hashed.group_by("simhash")
         .agg(first=pl.col("row").min(), texts=pl.col("content_hash").n_unique())
         .sort("simhash")
     )
-    left, right, skipped = near_pairs(values["simhash"].to_numpy())
-    in_pair = np.zeros(values.height, dtype=bool)
-    in_pair[left] = in_pair[right] = True
+    labels, scan = near_components(values["simhash"].to_numpy())
+    in_pair = labels != np.arange(len(labels))
+    in_pair[labels[in_pair]] = True  # a component's smallest hash is in a pair too
     # A hash with two different texts behind it links them at distance 0; a hash with one text
     # only joins a group through a pair (the same text on one platform is the exact rule's call).
     linked = values.filter(pl.Series(in_pair) | (pl.col("texts") > 1))
     first = values["first"].to_numpy()
+    joined = np.flatnonzero(labels != np.arange(len(labels)))
     edges = [
         hashed.join(linked.select("simhash", anchor="first"), on="simhash")
         .filter(pl.col("row") != pl.col("anchor"))
         .select("row", "anchor"),
-        pl.DataFrame({"row": first[left], "anchor": first[right]}, schema={"row": pl.UInt32, "anchor": pl.UInt32}),
+        pl.DataFrame(
+            {"row": first[joined], "anchor": first[labels[joined]]}, schema={"row": pl.UInt32, "anchor": pl.UInt32}
+        ),
     ]
-    return pl.concat(edges), skipped
+    return pl.concat(edges), scan
 
 
 def _components(edges: pl.DataFrame) -> pl.DataFrame:
@@ -422,7 +484,7 @@ class Grouping:
 
     members: pl.DataFrame
     groups_by_kind: dict[str, int]
-    near_buckets_skipped: int
+    near_scan: NearScan
 
     @property
     def groups(self) -> int:
@@ -442,7 +504,7 @@ def group_duplicates(corpus: pl.DataFrame, links: pl.DataFrame) -> Grouping:
     Deterministic: the same rows give the same groups, canonicals and kinds, in any order.
     """
     rows = corpus.with_row_index("row")
-    near, skipped = _near_edges(rows)
+    near, scan = _near_edges(rows)
     edges = {"url": _url_edges(rows, links), "exact": _exact_edges(rows), "near": near}
     members = _components(pl.concat(list(edges.values())))
     for kind, kind_edges in edges.items():
@@ -461,7 +523,7 @@ def group_duplicates(corpus: pl.DataFrame, links: pl.DataFrame) -> Grouping:
         .sort("row")
     )
     by_kind = {kind: _components(kind_edges)["group"].n_unique() for kind, kind_edges in edges.items()}
-    return Grouping(members=members, groups_by_kind=by_kind, near_buckets_skipped=skipped)
+    return Grouping(members=members, groups_by_kind=by_kind, near_scan=scan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,7 +639,8 @@ class DedupResult:
     duplicates: int  # records that carry duplicate_of after the pass
     marked: int  # rows written to set or change their marks
     unmarked: int  # rows whose marks were removed
-    near_buckets_skipped: int
+    #: How much near-duplicate checking was done, and left out to stay bounded (templated text).
+    near_scan: NearScan
     seconds: dict[str, float] = field(default_factory=dict)
     #: A few groups, one row per shown member: group, role, kind, platform, title, url.
     sample: list[dict[str, str]] = field(default_factory=list)
@@ -659,7 +722,7 @@ def run_dedup(engine: sa.Engine, design_id: uuid.UUID | str, month: str) -> Dedu
         duplicates=marks.height,
         marked=counts.marked,
         unmarked=counts.unmarked,
-        near_buckets_skipped=grouping.near_buckets_skipped,
+        near_scan=grouping.near_scan,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         sample=_sample(engine, design_id, month, grouping),
     )
