@@ -9,11 +9,13 @@ assertions. Unknown paths answer 404.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -42,6 +44,8 @@ class RecordedRequest:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    #: A POST's body (APIs whose query is a JSON body: TikTok, Event Registry); empty for a GET.
+    body: bytes = b""
 
 
 class ArenaServer:
@@ -78,6 +82,15 @@ class ArenaServer:
             if r.path == path and (header is None or r.headers.get(header[0].lower()) == header[1])
         ]
 
+    def json_bodies(self, path: str) -> list[Any]:
+        """The JSON bodies POSTed to ``path``, in order."""
+        return [json.loads(r.body) for r in self.requests_to(path)]
+
+    def reset_routes(self) -> None:
+        """Forget the queued responses (the recorded requests stay)."""
+        with self._lock:
+            self._routes.clear()
+
     def _next_response(self, path: str, headers: dict[str, str]) -> Canned:
         with self._lock:
             keyed = [k for k in self._routes if isinstance(k, tuple) and k[0] == path and headers.get(k[1]) == k[2]]
@@ -90,11 +103,11 @@ class ArenaServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+            def do_GET(self, body: bytes = b"") -> None:
                 parts = urlsplit(self.path)
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 with server._lock:
-                    server.requests.append(RecordedRequest(parts.path, parse_qs(parts.query), headers))
+                    server.requests.append(RecordedRequest(parts.path, parse_qs(parts.query), headers, body))
                 canned = server._next_response(parts.path, headers)
                 if canned.delay:
                     time.sleep(canned.delay)
@@ -113,10 +126,9 @@ class ArenaServer:
                 self.close_connection = True
 
             def do_POST(self) -> None:
-                # Token and login endpoints (Reddit's OAuth, Bluesky's createSession) answer from
-                # the same queues; the body is read so the client sees a clean exchange.
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.do_GET()
+                # Token and login endpoints (Reddit's OAuth, Bluesky's createSession) and JSON
+                # queries answer from the same queues; the body is kept with the request.
+                self.do_GET(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # keep pytest output clean; requests are recorded instead

@@ -5,11 +5,9 @@ the error table, a fuzz of the parsers, and end to end through the credit ledger
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -63,38 +61,14 @@ PATH = "/api/v1/article/getArticles"
 PER_PAGE = 15  # 1 token × 15 credits
 
 
-class BodyServer(ArenaServer):
-    """The shared fixture server, keeping each POST's JSON body (Event Registry's query is one)."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        super().__init__()
-
-    def _handler_class(self):
-        handler = super()._handler_class()
-        server = self
-
-        class Handler(handler):  # type: ignore[valid-type,misc]
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with server._lock:
-                    server.bodies.append(json.loads(raw))
-                self.do_GET()
-
-        return Handler
-
-    def pages(self) -> list[int]:
-        return [b["articlesPage"] for b in self.bodies]
-
-    def reset(self) -> None:
-        with self._lock:
-            self._routes.clear()
+def pages(server: ArenaServer) -> list[int]:
+    return [b["articlesPage"] for b in server.json_bodies(PATH)]
 
 
 @pytest.fixture
 def er_server(monkeypatch):
     monkeypatch.setattr(event_registry, "_now", lambda: RECENT)
-    server = BodyServer()
+    server = ArenaServer()
     server.start()
     yield server
     server.stop()
@@ -172,8 +146,8 @@ def test_pages_within_the_month_with_every_field_mapped(er_server):
     assert found[1].author_display_name == "DR" and found[1].media_urls == []  # no byline: the outlet's name
     assert searched == ["event_registry search: klima | grøn omstilling"] and first.source == searched[0]
 
-    sent = er_server.bodies
-    assert er_server.pages() == [1, 2, 3]
+    sent = er_server.json_bodies(PATH)
+    assert pages(er_server) == [1, 2, 3]
     assert sent[0]["apiKey"] == API_KEY and sent[0]["keyword"] == ["klima", "grøn omstilling"]
     assert (sent[0]["dateStart"], sent[0]["dateEnd"], sent[0]["lang"]) == ("2026-03-01", "2026-03-31", "dan")
     assert sent[0]["sourceLocationUri"] == "http://en.wikipedia.org/wiki/Denmark"
@@ -216,7 +190,7 @@ def test_a_budget_too_small_stops_before_the_request_it_cannot_pay(er_server):
     budget = Budget(reserved=40)
     with pytest.raises(BudgetExhausted) as stop:
         run(er_server, spec(), budget=budget)
-    assert er_server.pages() == [1, 2] and budget.spent == 30
+    assert pages(er_server) == [1, 2] and budget.spent == 30
     assert stop.value.summary == "stopped at the reserved 40 credits (30 spent); 1 results not fetched"
 
 
@@ -352,7 +326,7 @@ def test_end_to_end_a_run_that_reaches_its_reservation_stops_stores_and_settles(
 
     outcome = collect(engine)
 
-    assert outcome.status == "completed" and outcome.written.new == 4 and er_server.pages() == [1, 2]
+    assert outcome.status == "completed" and outcome.written.new == 4 and pages(er_server) == [1, 2]
     assert "stopped at the reserved 40 credits (30 spent); 1 results not fetched" in outcome.message
     finished = task(engine, design, "event_registry")
     assert (finished["credits_reserved"], finished["credits_spent"]) == (40, 30)
@@ -377,11 +351,11 @@ def test_end_to_end_a_killed_run_resumes_and_never_pays_twice(engine, er_server)
     assert first["status"] == "failed" and first["credits_spent"] == 2 * PER_PAGE
     assert len(content_rows(engine, design)) == 4
 
-    er_server.reset()
+    er_server.reset_routes()
     er_server.route(PATH, body("page3.json"))
-    before = len(er_server.bodies)
+    before = len(er_server.json_bodies(PATH))
     second = collect(engine, "r2")
-    assert er_server.pages()[before:] == [3]  # pages 1 and 2 are not asked for again
+    assert pages(er_server)[before:] == [3]  # pages 1 and 2 are not asked for again
     assert second.status == "completed" and second.credits_spent == PER_PAGE
     assert len(content_rows(engine, design)) == 5
 
@@ -407,7 +381,7 @@ def test_end_to_end_a_bad_key_is_switched_off_and_a_spent_plan_rests_the_key(eng
     assert task(engine, design, "event_registry")["credits_spent"] == 0
 
     add_platform_credential(engine, "event_registry", "brugt", "er-fixture-key-0002", tier="medium")
-    er_server.reset()
+    er_server.reset_routes()
     er_server.route(PATH, error(402, "error_no_tokens.json"))
     with pytest.raises(ArenaError) as spent:
         collect(engine, "r2")

@@ -10,7 +10,6 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -72,37 +71,9 @@ QUERY = "/v2/research/video/query/"
 TOKEN = "/v2/oauth/token/"
 
 
-class BodyServer(ArenaServer):
-    """The shared fixture server, also keeping each POST's body (TikTok's query is a JSON body)."""
-
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, bytes]] = []
-        super().__init__()
-
-    def _handler_class(self):
-        handler = super()._handler_class()
-        server = self
-
-        class Handler(handler):  # type: ignore[valid-type,misc]
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with server._lock:
-                    server.bodies.append((self.path.split("?")[0], raw))
-                self.do_GET()
-
-        return Handler
-
-    def queries(self) -> list[dict[str, Any]]:
-        return [json.loads(raw) for path, raw in self.bodies if path == QUERY]
-
-    def reset(self) -> None:
-        with self._lock:
-            self._routes.clear()
-
-
 @pytest.fixture
 def tiktok_server():
-    server = BodyServer()
+    server = ArenaServer()
     server.start()
     server.route(TOKEN, body("token.json"))
     yield server
@@ -204,7 +175,7 @@ def test_pages_and_windows_with_every_field_mapped(tiktok_server):
     assert fourth.published_at == datetime(2026, 3, 31, 21, tzinfo=UTC)
     assert searched == ["tiktok query: klima | grøn omstilling"] and first.source == searched[0]
 
-    sent = tiktok_server.queries()
+    sent = tiktok_server.json_bodies(QUERY)
     assert [(q["start_date"], q["end_date"], q["cursor"], q.get("search_id")) for q in sent] == [
         ("20260301", "20260330", 0, None),
         ("20260301", "20260330", 100, "7351234567890123456"),
@@ -214,7 +185,7 @@ def test_pages_and_windows_with_every_field_mapped(tiktok_server):
     assert sent[0]["max_count"] == 100 and sent[0]["query"]["or"][0]["field_values"] == ["klima", "grøn omstilling"]
     request = tiktok_server.requests_to(QUERY)[0]
     assert request.query["fields"] == [FIELDS] and request.headers["authorization"] == "Bearer clt.fixtureToken0001"
-    token_form = dict(p.split("=", 1) for p in tiktok_server.bodies[0][1].decode().split("&"))
+    token_form = dict(p.split("=", 1) for p in tiktok_server.requests_to(TOKEN)[0].body.decode().split("&"))
     assert token_form["grant_type"] == "client_credentials" and token_form["client_key"] == "awfixturekey0001"
     assert len(tiktok_server.requests_to(TOKEN)) == 1  # one token for the run
     assert key.costs == [100] * 4  # records are the pool's unit: 100 a request
@@ -234,7 +205,7 @@ def test_accounts_are_one_username_query_without_region(tiktok_server):
     results, searched, _ = run(tiktok_server, spec(terms=(), actors=actors))
 
     assert [i.platform_id for i in items(results)] == ["7345678901234567892"]
-    assert tiktok_server.queries()[0]["query"] == {
+    assert tiktok_server.json_bodies(QUERY)[0]["query"] == {
         "and": [{"operation": "IN", "field_name": "username", "field_values": ["dr_nyheder", "tv2nyhederne"]}]
     }
     assert searched == ["tiktok query: accounts dr_nyheder,tv2nyhederne"]
@@ -285,7 +256,7 @@ def test_the_estimate_is_zero_credits_and_the_requests_it_needs_are_documented(t
 def test_max_pages_caps_each_window(tiktok_server):
     route_month(tiktok_server)
     results, _, _ = run(tiktok_server, spec(max_pages=1))
-    sent = tiktok_server.queries()
+    sent = tiktok_server.json_bodies(QUERY)
     assert [(q["start_date"], q["cursor"]) for q in sent] == [("20260301", 0), ("20260331", 0)]
 
 
@@ -321,7 +292,7 @@ def test_errors_are_one_line(tiktok_server, canned, raised, says):
 
 
 def test_a_refused_client_key_is_a_credential_error(tiktok_server):
-    tiktok_server.reset()
+    tiktok_server.reset_routes()
     tiktok_server.route(TOKEN, error(401, "token_refused.json"))
     with pytest.raises(CredentialError) as refused:
         run(tiktok_server, spec())
@@ -431,7 +402,7 @@ def test_end_to_end_the_daily_quota_stops_the_run_saying_when_it_resets(engine, 
     )
     failed = task(engine, design, "tiktok")
     assert failed["status"] == "failed" and failed["error_message"] == line
-    assert len(content_rows(engine, design)) == 2 and len(tiktok_server.queries()) == 2
+    assert len(content_rows(engine, design)) == 2 and len(tiktok_server.json_bodies(QUERY)) == 2
     assert quota_used(engine) == 100_000
 
 
@@ -444,13 +415,13 @@ def test_end_to_end_a_killed_run_resumes_without_asking_for_stored_pages(engine,
         collect(engine, "r1")
     assert len(content_rows(engine, design)) == 2
 
-    tiktok_server.reset()
+    tiktok_server.reset_routes()
     tiktok_server.route(TOKEN, body("token.json"))
     tiktok_server.route(QUERY, body("query_page3.json"), body("query_window2.json"))
-    before = len(tiktok_server.queries())
+    before = len(tiktok_server.json_bodies(QUERY))
     outcome = collect(engine, "r2")
 
-    resumed = tiktok_server.queries()[before:]
+    resumed = tiktok_server.json_bodies(QUERY)[before:]
     assert [(q["start_date"], q["cursor"], q.get("search_id")) for q in resumed] == [
         ("20260301", 200, "7351234567890123456"),
         ("20260331", 0, None),
@@ -483,7 +454,7 @@ def test_end_to_end_a_changed_shape_fails_the_task_and_stores_nothing(engine, ti
 def test_end_to_end_a_refused_credential_is_switched_off(engine, tiktok_server):
     tiktok_design(engine, tiktok_server)
     add_platform_credential(engine, "tiktok", "forskning", SECRET, quota=100_000, tier="medium")
-    tiktok_server.reset()
+    tiktok_server.reset_routes()
     tiktok_server.route(TOKEN, error(401, "token_refused.json"))
 
     with pytest.raises(CredentialError):
