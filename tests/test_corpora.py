@@ -215,7 +215,7 @@ def test_a_corpus_month_before_analysis_and_exports_is_its_summary_and_empty_lis
     page = corpora.corpus_month(engine, local_store, karen, "klimadebat", MARCH)
     assert page.summary.records == 3 and page.summary.failures == (FEED_DOWN,)
     assert (page.volume_daily, page.top_actors, page.top_terms, page.networks, page.exports) == ([], [], [], [], [])
-    assert page.manifest is None and page.chart_png is None
+    assert page.manifest is None
 
     # A month with nothing yet is an empty page, not an error.
     empty = corpora.corpus_month(engine, local_store, karen, "groen-omstilling", "2026-05")
@@ -259,7 +259,6 @@ def test_the_owner_sees_statistics_networks_and_exports_of_a_built_corpus(
     assert {e.design for e in page.exports} == {"klimadebat"} and {e.month for e in page.exports} == {MARCH}
     assert page.manifest is not None and page.manifest["corpus"]["design"]["slug"] == "klimadebat"
     assert page.manifest == json.loads(local_store.open(page.exports[-1].key).read())
-    assert page.chart_png is not None and page.chart_png.startswith(b"\x89PNG")
 
     # The admin sees the same page; the owner's other months are not listed among these exports.
     admin_page = corpora.corpus_month(engine, local_store, _admin(engine), "klimadebat", MARCH)

@@ -25,7 +25,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from observatory_pipelines.core.analysis import networks as analysis_networks
-from observatory_pipelines.core.analysis import statistics
 from observatory_pipelines.core.analysis import store as analysis_store
 from observatory_pipelines.core.collection.credits import Balance, CreditService, LedgerEntry
 from observatory_pipelines.core.exports import access
@@ -92,7 +91,6 @@ class CorpusMonth:
     #: The stored ``manifest.json``, parsed; ``None`` before the manifest export.
     manifest: dict | None
     exports: list[ExportListing]
-    chart_png: bytes | None
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,6 @@ def corpus_month(engine: sa.Engine, store: ObjectStore, viewer: Viewer, slug: st
         networks=_networks(corpus.slug, month),
         manifest=_manifest(store, export_layout.corpus_export_key(corpus, export_layout.MANIFEST)),
         exports=access.corpus_exports(store, corpus),
-        chart_png=analysis_store.find_image(corpus.slug, month, statistics.VOLUME_CHART),
     )
 
 

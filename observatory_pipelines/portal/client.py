@@ -7,9 +7,7 @@ httpx drops the Authorization header when a redirect leaves the portal's origin.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -52,26 +50,13 @@ def download(
                     f"no {file.filename} export of {slug!r} for {month} yet (made so far: {made}); ask the "
                     "observatory's data engineers to make it"
                 )
-            handle = tempfile.NamedTemporaryFile(
-                dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
-            )
-            try:
-                with handle, client.stream("GET", f"{base}/{quote(file.filename)}") as answer:
-                    if answer.status_code != 200:
-                        answer.read()
-                        raise _failure(answer, portal)
-                    digest = hashlib.sha256()
-                    for chunk in answer.iter_bytes(1024 * 1024):
-                        digest.update(chunk)
-                        handle.write(chunk)
-                if recorded.get("sha256") and digest.hexdigest() != recorded["sha256"]:
-                    raise ObservatoryError(
-                        f"the download of {file.filename} was corrupted (checksum mismatch); try again"
-                    )
-                os.replace(handle.name, target)
-            except BaseException:
-                Path(handle.name).unlink(missing_ok=True)
-                raise
+            with client.stream("GET", f"{base}/{quote(file.filename)}") as answer:
+                if answer.status_code != 200:
+                    answer.read()
+                    raise _failure(answer, portal)
+                access.save_verified(
+                    answer.iter_bytes(1024 * 1024), target, recorded.get("sha256"), f"the download of {file.filename}"
+                )
     except httpx.HTTPError as exc:
         raise ObservatoryError(f"cannot reach the portal at {portal} ({type(exc).__name__}); check --portal") from None
     return target

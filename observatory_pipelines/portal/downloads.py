@@ -35,9 +35,7 @@ def answer(request: Request, who: Caller, slug: str, month: str, filename: str) 
     corpus = auth.corpus(request, who, slug, month)
     engine, store = auth.engine_of(request), request.app.state.store
     try:
-        stored = access.locate(engine, store, who.viewer, slug, corpus.month, file)
-    except access.AccessRefused:
-        raise auth.not_found() from None
+        stored = access.stored_export(store, corpus, file)
     except access.ExportMissing as missing:
         # Only the owner (or an admin) gets here, so saying it is not made yet reveals nothing.
         raise PortalError(404, str(missing)) from None

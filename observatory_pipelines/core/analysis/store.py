@@ -98,12 +98,6 @@ def write_image(slug: str, month: str, name: str, png: bytes) -> Path:
     return _atomic_write(image_path(slug, month, name), lambda path: path.write_bytes(png))
 
 
-def find_image(slug: str, month: str, name: str) -> bytes | None:
-    """The chart's PNG, or ``None`` when it has not been drawn."""
-    path = image_path(slug, month, name)
-    return path.read_bytes() if path.is_file() else None
-
-
 def remove_corpus(slug: str, month: str) -> bool:
     """Delete the corpus's tables and charts (after an erasure, until analysis runs again);
     whether there were any."""

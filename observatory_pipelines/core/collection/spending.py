@@ -59,9 +59,6 @@ class Budget:
     def left(self) -> int:
         return self.reserved - self.spent
 
-    def affords(self, credits: int) -> bool:
-        return credits <= self.left
-
     @contextmanager
     def call(self, most: int, *, unfetched: int | None = None) -> Iterator[Charge]:
         """Around one paid request that costs at most ``most`` credits. Refuses before the request

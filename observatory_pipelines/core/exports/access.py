@@ -20,6 +20,7 @@ import hashlib
 import os
 import tempfile
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -99,14 +100,6 @@ def viewer_for(engine: sa.Engine, email: str) -> Viewer:
         )
     row = found[0]
     return Viewer(user_id=row["id"], email=row["email"], is_admin=row["role"] == "admin")
-
-
-def viewer_by_id(conn: sa.Connection, user_id: uuid.UUID) -> Viewer | None:
-    """The active user with this id, as a viewer; ``None`` for an unknown or deactivated account."""
-    row = conn.execute(
-        sa.text("SELECT id, email, role FROM users WHERE id = :id AND is_active"), {"id": user_id}
-    ).first()
-    return None if row is None else Viewer(user_id=row.id, email=row.email, is_admin=row.role == "admin")
 
 
 def may_see(viewer: Viewer, owner_id: uuid.UUID) -> bool:
@@ -202,12 +195,15 @@ def locate(
     """The stored export (with its metadata), after checking the viewer may have it."""
     with engine.connect() as conn:
         corpus = visible_corpus(conn, viewer, slug, month)
-    month = corpus.month
-    key = export_layout.corpus_export_key(corpus, file)
+    return stored_export(store, corpus, file)
+
+
+def stored_export(store: ObjectStore, corpus: designs.Corpus, file: ExportFile) -> StoredObject:
+    """The stored export of a corpus the caller has checked the viewer may see (``visible_corpus``)."""
     try:
-        return store.stat(key)
+        return store.stat(export_layout.corpus_export_key(corpus, file))
     except ObjectNotFound:
-        raise ExportMissing(_missing(slug, month, file)) from None
+        raise ExportMissing(_missing(corpus.slug, corpus.month, file)) from None
 
 
 def download(
@@ -231,21 +227,33 @@ def download(
         )
     target = target_path(Path(destination), slug, month, file)
     try:
+        return save_verified(_stored_chunks(store, stored.key), target, recorded.sha256, f"download of {stored.key}")
+    except ObjectNotFound:
+        # Removed between the check and the download: say so as the check would have.
+        raise ExportMissing(_missing(slug, month, file)) from None
+
+
+def save_verified(chunks: Iterable[bytes], target: Path, sha256: str | None, what: str) -> Path:
+    """Write ``chunks`` to ``target`` through a temporary file beside it, hashing as they arrive;
+    the file appears under its name only when the SHA-256 matches (``None``: nothing to check)."""
+    try:
         handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
     except OSError as exc:
         raise ObservatoryError(
             f"cannot save to {target}: {exc.strerror or exc}; give --to a folder or file path you can write to"
         ) from None
     try:
+        digest = hashlib.sha256()
         with handle:
-            digest = _copy_hashing(store, stored.key, handle, target)
-        if digest != recorded.sha256.strip().lower():
-            raise ExportCorrupted(f"download of {stored.key} was corrupted (checksum mismatch); try again")
+            for chunk in chunks:
+                digest.update(chunk)
+                try:
+                    handle.write(chunk)
+                except OSError as exc:
+                    raise ObservatoryError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        if sha256 and digest.hexdigest() != sha256.strip().lower():
+            raise ExportCorrupted(f"{what} was corrupted (checksum mismatch); try again")
         os.replace(handle.name, target)
-    except ObjectNotFound:
-        # Removed between the check and the download: say so as the check would have.
-        Path(handle.name).unlink(missing_ok=True)
-        raise ExportMissing(_missing(slug, month, file)) from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
@@ -326,10 +334,9 @@ def target_path(destination: Path, slug: str, month: str, file: ExportFile) -> P
     return destination
 
 
-def _copy_hashing(store: ObjectStore, key: str, sink, target: Path) -> str:
+def _stored_chunks(store: ObjectStore, key: str) -> Iterator[bytes]:
     from urllib3.exceptions import HTTPError as TransportError
 
-    digest = hashlib.sha256()
     with store.open(key) as source:
         while True:
             try:
@@ -339,10 +346,5 @@ def _copy_hashing(store: ObjectStore, key: str, sink, target: Path) -> str:
                     f"download of {key} was interrupted ({type(exc).__name__}); try again"
                 ) from exc
             if not chunk:
-                break
-            digest.update(chunk)
-            try:
-                sink.write(chunk)
-            except OSError as exc:
-                raise ObservatoryError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
+                return
+            yield chunk
