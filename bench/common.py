@@ -33,8 +33,12 @@ WORDS = (
 TERMS = ["klima", "grøn omstilling", "CO2-afgift", "vindmøller", "landbruget"]
 
 
-def bench_database(name: str = "observatory_bench") -> str:
-    """A freshly migrated scratch database on DATABASE_URL's server (or the embedded one)."""
+def bench_database(name: str | None = None) -> str:
+    """A freshly migrated scratch database on DATABASE_URL's server (or the embedded one), named
+    ``name``, else ``BENCH_DATABASE``, else ``observatory_bench`` (two benchmarks at once need two)."""
+    name = name or os.environ.get("BENCH_DATABASE") or "observatory_bench"
+    if not name.replace("_", "").isalnum():
+        raise SystemExit(f"BENCH_DATABASE '{name}' must be letters, digits and underscores")
     url = database.with_database(database.resolve_url(), name)
     admin = database.make_engine(
         database.with_database(url, "postgres"), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
