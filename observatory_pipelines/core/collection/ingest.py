@@ -39,6 +39,7 @@ in one statement.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
@@ -166,6 +167,40 @@ def write_batch(engine: sa.Engine, rows: Sequence[Sequence]) -> WriteCounts:
         # in the way of the plain INSERT; the merge takes it as it is.
         new, updated = _write(engine, unique_rows, insert_new=False)
     return WriteCounts(new=new, updated=updated, unchanged=len(unique_rows) - new - updated)
+
+
+class BatchWriter:
+    """Writes batches on a background thread while the caller prepares the next one.
+
+    A collection alternates between Python work (reading, mapping, ``records.prepare``) and waiting
+    for the server to COPY and index a batch; on two cores the two overlap when the write runs on
+    its own thread (psycopg releases the GIL while it waits for the server). At most one batch is
+    being written while the next fills, so memory stays at two batches. ``flush`` waits for what
+    was submitted (a checkpoint must never run ahead of what is stored); a write's error is raised
+    there, or at the next ``submit``. ``counts`` (added to as each write returns) keeps what was
+    written even when a later write fails.
+    """
+
+    def __init__(self, engine: sa.Engine, counts: WriteCounts | None = None):
+        self.engine = engine
+        self.counts = counts if counts is not None else WriteCounts()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        self._pending: Future[WriteCounts] | None = None
+
+    def submit(self, rows: Sequence[Sequence]) -> None:
+        self.flush()
+        self._pending = self._thread.submit(write_batch, self.engine, rows)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.counts += pending.result()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._thread.shutdown()
 
 
 def _write(engine: sa.Engine, unique_rows: list[Sequence], insert_new: bool) -> tuple[int, int]:

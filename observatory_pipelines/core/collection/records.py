@@ -144,7 +144,14 @@ def _json_safe(value: Any) -> Any:
 
 
 def _metadata_json(metadata: dict[str, Any]) -> str:
-    encoded = json.dumps(_json_safe(metadata), ensure_ascii=False, separators=(",", ":"))
+    try:
+        # Most metadata is plain JSON already: encode it as it is, and walk it with _json_safe
+        # only when that fails (NaN, a value JSON has no type for) or leaves a NUL jsonb refuses.
+        encoded = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        if "\\u0000" in encoded:
+            raise ValueError("NUL")
+    except (TypeError, ValueError):
+        encoded = json.dumps(_json_safe(metadata), ensure_ascii=False, separators=(",", ":"))
     if len(encoded.encode("utf-8")) > MAX_METADATA_BYTES:
         keys = sorted(metadata)[:50]
         encoded = json.dumps({"metadata_dropped": "larger than 64 KB", "keys": keys}, ensure_ascii=False)
@@ -219,7 +226,7 @@ def prepare(item: CollectedItem, ctx: RecordContext) -> tuple | Rejected | Filte
         metadata.update(_interactions(item, platform, ctx.salt))
     if notes:
         metadata["ingest_notes"] = notes
-    fingerprint_text = body or title
+    content_hash, simhash = text.fingerprints(body or title)
     return (
         published_at,
         platform,
@@ -246,6 +253,6 @@ def prepare(item: CollectedItem, ctx: RecordContext) -> tuple | Rejected | Filte
         ctx.tier,
         _metadata_json(metadata),
         media,
-        text.content_hash(fingerprint_text),
-        text.simhash(fingerprint_text),
+        content_hash,
+        simhash,
     )

@@ -11,7 +11,8 @@
 5. record the collection run (one per Dagster run and corpus) and this arena's task;
 6. reserve the estimated credits, before any paid API is called;
 7. stream the arena's items through ``records.prepare`` into ``ingest.write_batch``, batch by
-   batch, counting new / updated / unchanged / rejected / filtered records;
+   batch (each written on a background thread while the next is prepared: ``ingest.BatchWriter``),
+   counting new / updated / unchanged / rejected / filtered records;
 8. settle the credits with what was really used, and close the task, writing what each source
    gave to ``source_yields`` (``core.collection.yields``).
 
@@ -364,6 +365,7 @@ def _collect_locked(
             authors=authors,
         )
         batch: list[tuple] = []
+        writer = ingest.BatchWriter(engine, outcome.written)
         try:
             for found in arena.collect(
                 spec,
@@ -381,8 +383,9 @@ def _collect_locked(
                 if isinstance(found, Checkpoint):
                     # The page's items first: a checkpoint must never run ahead of what is stored.
                     if batch:
-                        outcome.written += ingest.write_batch(engine, batch)
+                        writer.submit(batch)
                         batch = []
+                    writer.flush()
                     checkpoints.save(engine, design.id, arena.name, month, today, found)
                     continue
                 source = ""
@@ -402,7 +405,7 @@ def _collect_locked(
                     tally.stored(source)
                     batch.append(found)
                     if len(batch) >= BATCH_SIZE:
-                        outcome.written += ingest.write_batch(engine, batch)
+                        writer.submit(batch)
                         batch = []
         except BudgetExhausted as stop:
             # Not a failure: the reservation is the ceiling the researcher agreed to.
@@ -410,8 +413,11 @@ def _collect_locked(
             log(f"{arena.name}: {stop.summary}")
         finally:
             # Whatever was read before a failure is kept: re-running is idempotent anyway.
-            if batch:
-                outcome.written += ingest.write_batch(engine, batch)
+            try:
+                if batch:
+                    writer.submit(batch)
+            finally:
+                writer.close()
     except BaseException as err:  # recorded on the task, then raised again
         failure = err
     finally:

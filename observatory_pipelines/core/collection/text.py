@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -35,23 +36,23 @@ def normalise_for_hash(text: str | None) -> str:
 
 def content_hash(text: str | None) -> str | None:
     """SHA-256 hex of the normalised text; None when nothing is left to hash."""
-    normal = normalise_for_hash(text)
-    if not normal:
-        return None
-    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+    return fingerprints(text)[0]
 
 
 _BIT_WEIGHTS = (1 << np.arange(64, dtype=np.uint64)).astype(np.uint64)
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _word_hash(word: str) -> bytes:
+    # Words repeat (Zipf): a bounded cache hashes each frequent one once, whatever the corpus size.
+    return hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+
+
 def _feature_hashes(tokens: list[str]) -> np.ndarray:
-    digests = b"".join(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest() for t in tokens)
-    return np.frombuffer(digests, dtype="<u8")
+    return np.frombuffer(b"".join(map(_word_hash, tokens)), dtype="<u8")
 
 
-def simhash(text: str | None) -> int | None:
-    """64-bit SimHash as a signed int64; None for texts with no words."""
-    tokens = _WORD.findall(normalise_for_hash(text))
+def _simhash_of(tokens: list[str]) -> int | None:
     if not tokens:
         return None
     hashes = _feature_hashes(tokens)
@@ -60,6 +61,19 @@ def simhash(text: str | None) -> int | None:
     votes = bits.sum(axis=0, dtype=np.int64) * 2 - len(hashes)
     value = int(np.sum(_BIT_WEIGHTS[votes > 0], dtype=np.uint64))
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def simhash(text: str | None) -> int | None:
+    """64-bit SimHash as a signed int64; None for texts with no words."""
+    return fingerprints(text)[1]
+
+
+def fingerprints(text: str | None) -> tuple[str | None, int | None]:
+    """``(content_hash, simhash)`` of one text, normalising it once."""
+    normal = normalise_for_hash(text)
+    if not normal:
+        return None, None
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest(), _simhash_of(_WORD.findall(normal))
 
 
 def hamming(a: int, b: int) -> int:

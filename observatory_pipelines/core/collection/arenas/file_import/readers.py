@@ -85,6 +85,12 @@ def _read_lines(stream: LineStream) -> Iterator[_Line]:
         yield line
 
 
+#: What ``_clean`` removes can enter a decoded line only through a JSON escape: the line's NUL bytes
+#: are gone and its bytes were decoded as UTF-8, so a NUL or a lone surrogate needs ``\u0000`` or
+#: ``\ud800``–``\udfff`` in the text. Lines without one (nearly all) skip the walk over every value.
+_NEEDS_CLEANING = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
 def _clean(value: Any) -> Any:
     """Drop what PostgreSQL refuses: NUL characters (JSON may escape them) and lone surrogates."""
     if isinstance(value, str):
@@ -130,7 +136,8 @@ def _read_ndjson(name: str, lines: Iterable[_Line], platform_option: str | None)
         if line.repaired:
             base["encoding_repaired"] = True
         try:
-            obj = _clean(obj)
+            if _NEEDS_CLEANING.search(line.text):
+                obj = _clean(obj)
             if "source_platform" in obj:
                 base["import_format"] = "zeeschuimer"
                 yield from_zeeschuimer(obj, obj.get("data"), base, source)
