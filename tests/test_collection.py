@@ -257,6 +257,51 @@ def test_file_import_counts_bad_lines_keeps_good_ones_and_refreshes_engagement(e
     assert len(content_rows(engine, design)) == 3
 
 
+def test_a_batch_the_database_refuses_fails_the_task_and_keeps_every_other_batch(engine, tmp_path, monkeypatch):
+    # Batches are written on a background thread while the next one is read: a refused batch must
+    # still fail the task in one line, and the batches around it must still be stored, once.
+    monkeypatch.setattr(collection, "BATCH_SIZE", 2)
+    folder = tmp_path / "imports" / "skrivefejl"
+    folder.mkdir(parents=True)
+    posts = [
+        _zeeschuimer_line(str(i), f"Klima-indlæg {i} fra Ærø", f"Tue Mar 10 1{i}:00:00 +0000 2026", i)
+        for i in range(1, 7)
+    ]
+    (folder / "zeeschuimer-export-twitter.com.ndjson").write_text("\n".join(posts) + "\n", encoding="utf-8")
+    design = make_design(engine, "skrivefejl", arenas_config={"file_import": {"enabled": True}})
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                """
+                CREATE FUNCTION refuse_post_four() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.platform_id = '4' THEN RAISE EXCEPTION 'disken er fuld'; END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER refuse_post_four BEFORE INSERT ON content_records
+                    FOR EACH ROW EXECUTE FUNCTION refuse_post_four();
+                """
+            )
+        )
+    imports = str(tmp_path / "imports")
+    try:
+        with pytest.raises(Exception, match="disken er fuld"):
+            collect(engine, "file_import", slug="skrivefejl", import_dir=imports)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER refuse_post_four ON content_records; DROP FUNCTION refuse_post_four()"))
+
+    # Posts 3 and 4 shared the refused batch; the batches before and after it are stored.
+    assert sorted(r["platform_id"] for r in content_rows(engine, design)) == ["1", "2", "5", "6"]
+    failed = task(engine, design, "file_import")
+    assert failed["status"] == "failed" and "disken er fuld" in failed["error_message"]
+    assert "\n" not in failed["error_message"] and failed["records_new"] == 4
+
+    again = collect(engine, "file_import", slug="skrivefejl", import_dir=imports, run="run-2")
+    assert (again.written.new, again.written.unchanged) == (2, 4)
+    assert sorted(r["platform_id"] for r in content_rows(engine, design)) == ["1", "2", "3", "4", "5", "6"]
+
+
 def test_records_without_a_date_take_the_collection_time_and_say_so(engine, arena_server):
     undated = rss_feed(
         "<item><title>Klima uden dato</title><link>https://x.example.dk/u</link>"
