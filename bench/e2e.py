@@ -8,7 +8,7 @@ For each size:
    researcher's browser would save it (one envelope per line, the platform's GraphQL object in
    ``data``, about 1 KB a line): 45 words each (stop words first, then a Zipf-distributed
    vocabulary, one or two of the design's 8 search terms), N/20 authors with a Zipf-distributed
-   activity, 3% re-posted texts, 2% one-word edits. ``--template``: every post from one ~50-word
+   activity and Danish names (which repeat across authors), 3% re-posted texts, 2% one-word edits. ``--template``: every post from one ~50-word
    vocabulary, as a bot campaign's are;
 2. a design with those 8 terms and the file import as its only arena is applied from a design
    file, as any design is;
@@ -62,6 +62,15 @@ EDIT_SHARE = 0.02
 AUTHORS_PER_POST = 1 / 20
 SALT = "e2e-benchmark-salt-not-secret"
 RSS_SAMPLE_SECONDS = 0.05
+FIRST_NAMES = (
+    "Anne Mette Søren Jens Kirsten Lars Hanne Peter Maja Rasmus Ida Mads Freja Jørgen Birthe Niels Sofie "
+    "Henrik Signe Bjørn Åse Ole Karen Emil Lærke Thomas Louise Morten Camilla Anders"
+).split()
+LAST_NAMES = (
+    "Jensen Nielsen Hansen Pedersen Andersen Christensen Larsen Sørensen Rasmussen Jørgensen Petersen "
+    "Madsen Kristensen Olsen Thomsen Møller Poulsen Knudsen Mortensen Østergaard Ærø Kjær Bækgaard Højgaard "
+    "Lindholm Dalsgaard Skovgaard Bruun Vestergaard Friis"
+).split()
 COPY_CHUNK = 1 << 20
 
 
@@ -69,7 +78,11 @@ class PostText:
     """Post texts drawn in bulk (one weighted draw at a time is far slower)."""
 
     def __init__(self, rng: np.random.Generator, template: bool):
-        vocabulary = list(TEMPLATE_WORDS) if template else STOP_WORDS + common.WORDS + [f"ord{i}" for i in range(VOCABULARY_SIZE)]
+        vocabulary = (
+            list(TEMPLATE_WORDS)
+            if template
+            else STOP_WORDS + common.WORDS + [f"ord{i}" for i in range(VOCABULARY_SIZE)]
+        )
         weights = np.ones(len(vocabulary)) if template else 1 / np.arange(1, len(vocabulary) + 1) ** ZIPF_EXPONENT
         self.rng = rng
         self.vocabulary = np.array(vocabulary, dtype=object)
@@ -93,7 +106,9 @@ class PostText:
 
 def _envelope(i: int, post_id: str, author: int, when: datetime, text: str, rng: np.random.Generator) -> dict:
     user_id = str(1_480_000_000_000_000_000 + author)
-    handle = f"bruger_{author}"
+    # Names repeat across authors as they do in Denmark (900 combinations), handles do not.
+    first, last = FIRST_NAMES[author % len(FIRST_NAMES)], LAST_NAMES[author // len(FIRST_NAMES) % len(LAST_NAMES)]
+    handle = f"{first.lower()}{author}"
     data = {
         "__typename": "Tweet",
         "rest_id": post_id,
@@ -104,7 +119,7 @@ def _envelope(i: int, post_id: str, author: int, when: datetime, text: str, rng:
                     "rest_id": user_id,
                     "is_blue_verified": False,
                     "legacy": {"followers_count": int(rng.integers(5000)), "description": ""},
-                    "core": {"name": f"Skribent Ærø {author}", "screen_name": handle},
+                    "core": {"name": f"{first} {last}", "screen_name": handle},
                 }
             }
         },
@@ -295,7 +310,9 @@ def _step_kind(step: str) -> str:
 def measure(n: int, template: bool, scratch: Path) -> dict:
     url = common.bench_database(os.environ.get("BENCH_DATABASE") or "observatory_bench_e2e")
     dagster_url = database.psycopg2_url(database.with_database(url, "observatory_bench_e2e_dagster"))
-    admin = database.make_engine(database.with_database(url, "postgres"), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
+    admin = database.make_engine(
+        database.with_database(url, "postgres"), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(sa.text("DROP DATABASE IF EXISTS observatory_bench_e2e_dagster WITH (FORCE)"))
         conn.execute(sa.text("CREATE DATABASE observatory_bench_e2e_dagster"))
