@@ -384,6 +384,20 @@ def test_nul_bytes_surrogates_and_nan_are_cleaned():
     json.dumps(item.raw_metadata, allow_nan=False).encode("utf-8")  # PostgreSQL will take it
 
 
+@pytest.mark.parametrize(
+    "escaped",
+    [rb"kli\u0000ma", rb"klima \uDFFF", rb"klima \udbff", rb"klima \uD83D\uDE00"],
+    ids=["nul", "upper-case-low-surrogate", "high-surrogate", "surrogate-pair"],
+)
+def test_escaped_nul_and_surrogates_are_cleaned_however_the_file_spells_them(escaped):
+    # Only an escape can bring a NUL or a surrogate into a decoded line; every spelling of one must
+    # still reach the cleaning, or PostgreSQL refuses the whole batch.
+    line = zeeschuimer_line("tiktok.com", {"id": "e1", "desc": "PLACEHOLDER", "createTime": 1773000000})
+    (item,) = read_bytes("escapes.ndjson", line.replace(b"PLACEHOLDER", escaped))
+    assert item.text_content.startswith("kli") and "\x00" not in item.text_content
+    json.dumps(item.raw_metadata, ensure_ascii=False).encode("utf-8")  # no lone surrogate left
+
+
 def test_invalid_utf8_is_replaced_and_flagged():
     line = zeeschuimer_line("tiktok.com", {"id": "u1", "desc": "KLIMA", "createTime": 1773000000})
     line = line.replace(b"KLIMA", b"kl\xffima")
