@@ -249,6 +249,23 @@ def test_large_platform_objects_are_not_stored_whole():
     assert item.raw_metadata["raw_omitted_chars"] > MAX_RAW_CHARS
 
 
+@pytest.mark.parametrize("count", [100, 700, 900, 1200])
+def test_a_stored_platform_object_never_exceeds_the_bound_however_its_numbers_are_written(count):
+    # Short lines are kept without measuring; numbers written short (1e15) grow the most when the
+    # object is written again, and even those must stay under the bound once stored.
+    numbers = ", ".join(["1e15"] * count)
+    line = (
+        b'{"source_platform": "tiktok.com", "item_id": "n", "data": {"id": "n", "desc": "klima", '
+        b'"createTime": 1773000000, "stats": [' + numbers.encode() + b"]}}\n"
+    )
+    (item,) = read_bytes("tal.ndjson", line)
+    if "raw" in item.raw_metadata:
+        stored = json.dumps(item.raw_metadata["raw"], ensure_ascii=False, separators=(",", ":"))
+        assert len(stored) <= MAX_RAW_CHARS
+    else:
+        assert item.raw_metadata["raw_omitted_chars"] > MAX_RAW_CHARS
+
+
 # ---------------------------------------------------------------------------------------------
 # 4CAT
 

@@ -140,11 +140,11 @@ def _read_ndjson(name: str, lines: Iterable[_Line], platform_option: str | None)
                 obj = _clean(obj)
             if "source_platform" in obj:
                 base["import_format"] = "zeeschuimer"
-                yield from_zeeschuimer(obj, obj.get("data"), base, source)
+                yield from_zeeschuimer(obj, obj.get("data"), base, source, len(line.text))
             elif isinstance(obj.get("__import_meta"), dict):
                 base["import_format"] = "4cat_ndjson"
                 data = {k: v for k, v in obj.items() if k != "__import_meta"}
-                yield from_zeeschuimer(obj["__import_meta"], data, base, source)
+                yield from_zeeschuimer(obj["__import_meta"], data, base, source, len(line.text))
             elif "id" in obj and "body" in obj:
                 explicit = _text(obj.get("platform")) or _text(obj.get("datasource"))
                 platform = (platform_name(explicit) if explicit else None) or fallback_platform
