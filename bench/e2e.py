@@ -375,7 +375,8 @@ def print_size(f: dict) -> None:
         f"{f['import_vs_raw_copy']:.2f} × raw COPY; COPY TO STDOUT {f['copy_to_stdout_s']:.1f} s"
     )
     for name, size in f["exports"].items():
-        print(f"  export {name:<40} {size / 2**20:>9.1f} MB")
+        over = "  (over the 50 MB a network file may have)" if name.endswith(".gexf") and size > 50 * 2**20 else ""
+        print(f"  export {name:<40} {size / 2**20:>9.1f} MB{over}")
     for failure in f["failed"]:
         print(f"  FAILED {failure['asset']}: {failure['error']}")
 
