@@ -106,8 +106,12 @@ class PostText:
 
 def _envelope(i: int, post_id: str, author: int, when: datetime, text: str, rng: np.random.Generator) -> dict:
     user_id = str(1_480_000_000_000_000_000 + author)
-    # Names repeat across authors as they do in Denmark (900 combinations), handles do not.
-    first, last = FIRST_NAMES[author % len(FIRST_NAMES)], LAST_NAMES[author // len(FIRST_NAMES) % len(LAST_NAMES)]
+    # Names repeat across authors as they do in Denmark (18,900 combinations, a middle name or
+    # none), handles do not.
+    first = FIRST_NAMES[author % len(FIRST_NAMES)]
+    last = LAST_NAMES[author // len(FIRST_NAMES) % len(LAST_NAMES)]
+    middle = ("", *LAST_NAMES[:20])[author // (len(FIRST_NAMES) * len(LAST_NAMES)) % 21]
+    name = " ".join(part for part in (first, middle, last) if part)
     handle = f"{first.lower()}{author}"
     data = {
         "__typename": "Tweet",
@@ -119,7 +123,7 @@ def _envelope(i: int, post_id: str, author: int, when: datetime, text: str, rng:
                     "rest_id": user_id,
                     "is_blue_verified": False,
                     "legacy": {"followers_count": int(rng.integers(5000)), "description": ""},
-                    "core": {"name": f"{first} {last}", "screen_name": handle},
+                    "core": {"name": name, "screen_name": handle},
                 }
             }
         },
