@@ -16,6 +16,7 @@ linked it) flagged ``is_public_figure``. Statistics, networks and exports all as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from pathlib import Path
@@ -46,6 +47,7 @@ def load_salt(explicit: str | None = None) -> bytes:
     return value.encode("utf-8")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # authors post many times: a month's busy ones are keyed once
 def pseudonymise(platform: str, author_platform_id: str | None, salt: bytes) -> str | None:
     if not author_platform_id:
         return None

@@ -29,17 +29,18 @@ _SPACE = re.compile(r"\s+")
 def normalise_for_hash(text: str | None) -> str:
     if not text:
         return ""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    folded = _URL.sub(" ", folded)
+    # The checks spare the work on text that needs none (most of it), with the same result.
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    folded = text.casefold()
+    if "http" in folded or "www." in folded:
+        folded = _URL.sub(" ", folded)
     return _SPACE.sub(" ", folded).strip()
 
 
 def content_hash(text: str | None) -> str | None:
     """SHA-256 hex of the normalised text; None when nothing is left to hash."""
     return fingerprints(text)[0]
-
-
-_BIT_WEIGHTS = (1 << np.arange(64, dtype=np.uint64)).astype(np.uint64)
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -55,12 +56,11 @@ def _feature_hashes(tokens: list[str]) -> np.ndarray:
 def _simhash_of(tokens: list[str]) -> int | None:
     if not tokens:
         return None
-    hashes = _feature_hashes(tokens)
-    # One row of 64 bits per feature; a bit is set in the result when most features set it.
-    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    votes = bits.sum(axis=0, dtype=np.int64) * 2 - len(hashes)
-    value = int(np.sum(_BIT_WEIGHTS[votes > 0], dtype=np.uint64))
-    return value - (1 << 64) if value >= 1 << 63 else value
+    hashes = _feature_hashes(tokens).view(np.uint8).reshape(-1, 8)
+    # One row of 64 bits per feature (little-endian, bit i of the hash in column i); a bit is set
+    # in the result when most features set it. Packed and read back as int64: signed, as stored.
+    ones = np.add.reduce(np.unpackbits(hashes, axis=1, bitorder="little"), axis=0, dtype=np.int32)
+    return int(np.packbits(ones * 2 > len(tokens), bitorder="little").view("<i8")[0])
 
 
 def simhash(text: str | None) -> int | None:
