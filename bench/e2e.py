@@ -16,7 +16,7 @@ For each size:
    CLI's resources: collection, then processing, analysis and exports, then the month's
    suggestions, each stage a Dagster run recorded in its instance. Each step's time comes from
    Dagster's own step statistics; the child samples its RSS every 50 ms, so each step's peak is
-   known too, and the run's peak is the child's ``ru_maxrss``;
+   known too, and the run's peak is the child's own high-water mark (``VmHWM``);
 4. the limits, on the same rows and the same server, in the same run:
    - raw indexed COPY: the stored rows dumped with ``COPY TO STDOUT``, the content tables
      truncated, and the dump streamed back with ``COPY content_records FROM STDIN`` (the least
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -203,6 +202,14 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _high_water_mb() -> float:
+    """This process's own peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries the parent's
+    high-water mark over fork and exec, so a child would report at least the parent's size."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return round(int(line.split()[1]) / 1024, 1)
+
+
 def child(output: Path) -> None:
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -252,21 +259,19 @@ def child(output: Path) -> None:
                 "steps": sorted(steps, key=lambda s: s["start"]),
                 "failed": [{"asset": a.asset, "error": a.error} for a in report.failed],
                 "metadata": {a.asset: {k: str(v)[:200] for k, v in a.metadata.items()} for a in report.assets},
-                "child_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_rss_mb": _high_water_mb(),
             },
             default=str,
         )
     )
 
 
-def run_child(env: dict[str, str], output: Path) -> tuple[dict, float]:
-    """The run in a fresh process; its result and its peak RSS (MB) as the kernel counted it."""
-    process = subprocess.Popen([sys.executable, "-m", "bench.e2e", "--child", str(output)], env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"the run's process exited with {process.returncode}")
-    return json.loads(output.read_text()), usage.ru_maxrss / 1024
+def run_child(env: dict[str, str], output: Path) -> dict:
+    """The run in a fresh process, and what it reported."""
+    returncode = subprocess.run([sys.executable, "-m", "bench.e2e", "--child", str(output)], env=env).returncode
+    if returncode != 0:
+        raise SystemExit(f"the run's process exited with {returncode}")
+    return json.loads(output.read_text())
 
 
 # --- the limits ------------------------------------------------------------------------------------------------
@@ -344,7 +349,7 @@ def measure(n: int, template: bool, scratch: Path) -> dict:
     }
     for variable in ("DAGSTER_HOME", "MINIO_ENDPOINT", "OBSERVATORY_STORAGE_DIR", "OBSERVATORY_ANALYSIS_DIR"):
         env.pop(variable, None)
-    result, peak = run_child(env, scratch / f"run-{n}.json")
+    result = run_child(env, scratch / f"run-{n}.json")
     limits = copy_limits(engine, scratch / f"dump-{n}.copy")
     engine.dispose()
     steps = result["steps"]
@@ -355,7 +360,7 @@ def measure(n: int, template: bool, scratch: Path) -> dict:
         "input_bytes": size,
         "generate_s": round(generated, 1),
         "total_s": result["total_s"],
-        "peak_rss_mb": round(peak, 1),
+        "peak_rss_mb": result["peak_rss_mb"],
         "steps": steps,
         "failed": result["failed"],
         "metadata": result["metadata"],
