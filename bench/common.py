@@ -33,9 +33,10 @@ WORDS = (
 TERMS = ["klima", "grøn omstilling", "CO2-afgift", "vindmøller", "landbruget"]
 
 
-def bench_database(name: str | None = None) -> str:
-    """A freshly migrated scratch database on DATABASE_URL's server (or the embedded one), named
-    ``name``, else ``BENCH_DATABASE``, else ``observatory_bench`` (two benchmarks at once need two)."""
+def bench_database(name: str | None = None, migrated: bool = True) -> str:
+    """A fresh scratch database on DATABASE_URL's server (or the embedded one), named ``name``, else
+    ``BENCH_DATABASE``, else ``observatory_bench`` (two benchmarks at once need two); migrated to
+    the project's schema unless ``migrated`` is false."""
     name = name or os.environ.get("BENCH_DATABASE") or "observatory_bench"
     if not name.replace("_", "").isalnum():
         raise SystemExit(f"BENCH_DATABASE '{name}' must be letters, digits and underscores")
@@ -47,7 +48,8 @@ def bench_database(name: str | None = None) -> str:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         conn.execute(sa.text(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"))
     admin.dispose()
-    migrate.upgrade(url)
+    if migrated:
+        migrate.upgrade(url)
     return url
 
 

@@ -317,15 +317,10 @@ def _step_kind(step: str) -> str:
 
 
 def measure(n: int, template: bool, scratch: Path) -> dict:
-    url = common.bench_database(os.environ.get("BENCH_DATABASE") or "observatory_bench_e2e")
-    dagster_url = database.psycopg2_url(database.with_database(url, "observatory_bench_e2e_dagster"))
-    admin = database.make_engine(
-        database.with_database(url, "postgres"), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS observatory_bench_e2e_dagster WITH (FORCE)"))
-        conn.execute(sa.text("CREATE DATABASE observatory_bench_e2e_dagster"))
-    admin.dispose()
+    name = os.environ.get("BENCH_DATABASE") or "observatory_bench_e2e"
+    url = common.bench_database(name)
+    # Dagster's runs and events in a database of their own beside it, fresh each time.
+    dagster_url = database.psycopg2_url(common.bench_database(f"{name}_dagster", migrated=False))
     home = scratch / f"home-{n}"
     shutil.rmtree(home, ignore_errors=True)
     imports = home / "imports" / DESIGN
