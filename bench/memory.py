@@ -1,6 +1,6 @@
 """Memory benchmark: the peak resident memory of each step of a corpus's run, one process per step.
 
-    .venv/bin/python -m bench.memory [--sizes 100000 1000000]
+    .venv/bin/python -m bench.memory [--sizes 100000 1000000] [--steps STEP ...] [--loaded]
 
 For each size, one month of synthetic records is loaded into the real content_records: the
 analysis benchmark's shape (``analysis.shape_rows``: accounts = 5% of the records with long-tailed
@@ -23,7 +23,8 @@ which reports its peak resident memory (``VmHWM``, as ``bench.exports`` measures
 The dedup pass and the networks (and the GEXF writer) have their own benchmarks (``bench.dedup``,
 ``bench.analysis``). Reported per step and size: peak RSS, peak above the baseline, and the growth
 of the part above the baseline from the smallest size to each larger one, beside the growth of the
-records. PostgreSQL's own memory (sorts, COPY) is not in these figures.
+records. PostgreSQL's own memory (sorts, COPY) is not in these figures. ``--loaded`` measures the
+corpus an earlier run left in ``BENCH_DATABASE`` again, without loading (after a change to a step).
 """
 
 from __future__ import annotations
@@ -214,38 +215,50 @@ def run_child(step: str, url: str, folder: str) -> dict:
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def run(sizes: list[int], steps: list[str]) -> dict:
+def measure_steps(url: str, folder: str, steps: list[str], engine: sa.Engine) -> dict:
+    """Every step in a process of its own, the baseline first, on the corpus the database holds."""
+    loaded = loaded_figures(engine)
+    stock_store(engine, folder)
+    figures: dict = {"loaded": loaded}
+    for step in ("baseline", *[s for s in steps if s != "baseline"]):
+        r = figures[step] = run_child(step, url, folder)
+        r["above_baseline_mb"] = round(r["peak_rss_mb"] - figures["baseline"]["peak_rss_mb"], 1)
+        shown = {k: v for k, v in r.items() if k in ("rows", "file_mb", "frame_mb", "suggestions")}
+        print(
+            f"  {step:<24} peak {r['peak_rss_mb']:>7.0f} MB, above baseline {r['above_baseline_mb']:>6.0f} MB, "
+            f"{r['seconds']:>6.1f} s, {json.dumps(shown)}",
+            flush=True,
+        )
+    return figures
+
+
+def run(sizes: list[int], steps: list[str], loaded: bool = False) -> dict:
     from bench import analysis, common
 
+    report: dict = {"benchmark": "memory", "environment": common.environment(), "sizes": {}}
+    if loaded:  # the corpus a previous run left in BENCH_DATABASE, measured again as it is
+        name = os.environ.get("BENCH_DATABASE") or "observatory_bench"
+        url = database.with_database(database.resolve_url(), name)
+        engine = database.make_engine(url)
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
+            figures = measure_steps(url, folder, steps, engine)
+        report["sizes"][figures["loaded"]["records"]] = figures
+        return common.finish("memory", report, engine)
     url = common.bench_database()
     engine = database.make_engine(url)
     design_id, run_id = common.make_design(engine)
     with engine.begin() as conn:
         # No step here reads it, and maintaining it is most of the load time (see docs/benchmarks.md).
         conn.execute(sa.text("DROP INDEX idx_content_fulltext"))
-    report: dict = {"benchmark": "memory", "environment": common.environment(), "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
         for n in sorted(sizes):
             started = time.perf_counter()
             rows, actors = build_rows(n, design_id, run_id)
             analysis.load(engine, rows, actors)
             del rows
-            loaded = loaded_figures(engine)
-            stock_store(engine, folder)
-            print(f"\n{n:,} records loaded in {time.perf_counter() - started:.0f} s: {loaded}", flush=True)
-            figures: dict = {"loaded": loaded}
-            for step in ("baseline", *[s for s in steps if s != "baseline"]):
-                figures[step] = run_child(step, url, folder)
-                figures[step]["above_baseline_mb"] = round(
-                    figures[step]["peak_rss_mb"] - figures["baseline"]["peak_rss_mb"], 1
-                )
-                r = figures[step]
-                print(
-                    f"  {step:<24} peak {r['peak_rss_mb']:>7.0f} MB, above baseline {r['above_baseline_mb']:>6.0f} MB, "
-                    f"{r['seconds']:>6.1f} s, {json.dumps({k: v for k, v in r.items() if k in ('rows', 'file_mb', 'frame_mb', 'suggestions')})}",
-                    flush=True,
-                )
-            report["sizes"][n] = figures
+            print(f"\n{n:,} records loaded in {time.perf_counter() - started:.0f} s", flush=True)
+            report["sizes"][n] = measure_steps(url, folder, steps, engine)
+            print(f"  loaded: {report['sizes'][n]['loaded']}", flush=True)
     smallest = min(sizes)
     for n in sizes:
         if n == smallest:
@@ -268,13 +281,16 @@ def main() -> None:
 
     parser = common.size_parser(__doc__, [100_000, 1_000_000])
     parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS, help="steps to measure")
+    parser.add_argument(
+        "--loaded", action="store_true", help="measure the corpus BENCH_DATABASE holds from an earlier run, unloaded"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         step, folder = json.loads(args.child)
         print(json.dumps(child(step, os.environ[_URL_VARIABLE], folder)))
         return
-    run(args.sizes, args.steps)
+    run(args.sizes, args.steps, args.loaded)
 
 
 if __name__ == "__main__":
