@@ -187,6 +187,41 @@ def test_rerunning_a_month_updates_in_place_and_keeps_decisions(engine, demo_cor
     assert entities.suggest_matches(engine, "2026-02").rows == []
 
 
+def test_storing_in_batches_of_one_and_keeping_fewer_rows_changes_nothing_stored(engine, demo_corpus, monkeypatch):
+    from observatory_pipelines.core.processing.entities import suggestions
+
+    def stored() -> list[tuple]:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT month, kind, pair_key, left_name, right_name, score, reason, status "
+                    "FROM actor_match_suggestions ORDER BY kind, pair_key"
+                )
+            ).all()
+
+    at_once = entities.suggest_matches(engine, MONTH)
+    table = stored()
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM actor_match_suggestions"))
+    statements: list[int] = []
+    execute = sa.Connection.execute
+
+    def note_upserts(conn, statement, parameters=None, *args, **kwargs):
+        if statement is suggestions._UPSERT:
+            statements.append(len(parameters["kind"]))
+        return execute(conn, statement, parameters, *args, **kwargs)
+
+    monkeypatch.setattr(sa.Connection, "execute", note_upserts)
+    monkeypatch.setattr(suggestions, "STORE_BATCH", 1)
+    monkeypatch.setattr(suggestions, "ROWS_KEPT", 2)
+    batched = entities.suggest_matches(engine, MONTH)
+
+    assert statements == [1, 1, 1]  # Sofie Kjær's two suggestions and Klimabevægelsen Nord's, one at a time
+    assert stored() == table and any("Sofie Kjær" in row.reason for row in table)
+    assert (batched.inserted, batched.counts) == (at_once.inserted, at_once.counts)
+    assert batched.rows == at_once.rows[:2]  # the best two, in the same order
+
+
 def test_suggestions_skip_names_too_common_to_mean_anything(engine, demo_corpus):
     for i in range(entities.MAX_SHARED_NAME + 1):
         make_actor(engine, "Klimabevægelsen Nord", (f"forum{i}", f"kbn{i}"))

@@ -220,6 +220,55 @@ def test_empty_month_gives_empty_tables_and_a_chart(engine, corpus):
     assert stats.volume_chart_png(figures, "2026-05").startswith(b"\x89PNG")
 
 
+def test_reading_in_blocks_of_one_row_gives_the_same_corpus_and_statistics(engine, corpus, monkeypatch):
+    march = corpus_of(engine, "klimadebat", MARCH)
+    whole = stats.load_analysis_corpus(engine, march, block_bytes=2**30)
+    prepared_heights: list[int] = []
+    prepare = stats.prepare_corpus
+
+    def prepare_and_note(frame, *args):
+        prepared_heights.append(frame.height)
+        return prepare(frame, *args)
+
+    monkeypatch.setattr(stats, "prepare_corpus", prepare_and_note)
+    blocks = stats.load_analysis_corpus(engine, march, block_bytes=1)  # every row a block of its own
+
+    # Seven March rows (the duplicate among them), each read and prepared on its own.
+    assert prepared_heights == [1] * 7
+    assert blocks.records.equals(whole.records) and blocks.records.schema == whole.records.schema
+    assert blocks.duplicates_by_arena.equals(whole.duplicates_by_arena)
+    assert blocks.public_names == whole.public_names
+    assert list(blocks.public_names.values()) == ["Søren Ærø"]
+    tasks = stats.load_collection_tasks(engine, march)
+    by_block, at_once = stats.compute_statistics(blocks, tasks), stats.compute_statistics(whole, tasks)
+    kept = stats.build_statistics(engine, march)  # keeps only STATISTICS_COLUMNS of the records
+    for name in stats.TABLES:
+        assert by_block.tables()[name].equals(at_once.tables()[name]), name
+        assert kept.tables()[name].equals(at_once.tables()[name]), name
+    assert "Søren Ærø" in by_block.top_actors["label"].to_list()
+
+
+def test_load_corpus_in_blocks_equals_one_read_and_an_empty_month_keeps_its_types(engine, corpus, monkeypatch):
+    from observatory_pipelines.core.analysis import corpus as analysis_corpus
+
+    march = corpus_of(engine, "klimadebat", MARCH)
+    columns = ["id", "published_at", "author_display_name", "likes_count", "search_terms_matched", "is_public_figure"]
+    whole = analysis_corpus.load_corpus(engine, march.design_id, MARCH, columns)
+    monkeypatch.setattr(analysis_corpus, "COPY_BLOCK_BYTES", 1)
+    blocks = list(analysis_corpus.corpus_blocks(engine, march.design_id, MARCH, columns))
+
+    assert [b.height for b in blocks] == [1] * 7
+    assert analysis_corpus.load_corpus(engine, march.design_id, MARCH, columns).equals(whole)
+    assert "Søren Ærø" in whole["author_display_name"].to_list()
+    assert ["grøn omstilling"] in whole["search_terms_matched"].to_list()
+    empty = analysis_corpus.load_corpus(engine, march.design_id, "2026-05", columns)
+    assert empty.is_empty() and empty.schema == whole.schema
+    assert list(analysis_corpus.corpus_blocks(engine, march.design_id, "2026-05", columns)) == []
+    prepared = stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", "2026-05"), block_bytes=1)
+    assert prepared.records.is_empty()
+    assert prepared.records.schema == stats.load_analysis_corpus(engine, march).records.schema
+
+
 def _materialize(instance, db_url, month: str = MARCH):
     instance.add_dynamic_partitions(query_design_partitions.name, ["klimadebat"])
     return dg.materialize(

@@ -1,6 +1,6 @@
 """Descriptive statistics of one corpus (query design × month), and the corpus as analysis sees it.
 
-Analysis reads the corpus once, columnar (``core.corpus.load_corpus``), and works in polars:
+Analysis reads the corpus once, columnar (``core.corpus.corpus_blocks``), and works in polars:
 
 - **Records** are the corpus's rows minus those marked as duplicates (``raw_metadata.duplicate_of``,
   set by the dedup pass): a story copied across arenas counts once.
@@ -31,7 +31,7 @@ Tables (Parquet in the analysis store, ``core.analysis_store``):
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +40,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from observatory_pipelines.core.analysis import store as analysis_store
-from observatory_pipelines.core.analysis.corpus import load_corpus
+from observatory_pipelines.core.analysis.corpus import corpus_blocks, empty_corpus
 from observatory_pipelines.core.collection.designs import Corpus
 from observatory_pipelines.core.platform import markdown, months
 
@@ -136,14 +136,51 @@ class AnalysisCorpus:
         return int(self.duplicates_by_arena["duplicates"].sum())
 
 
-def load_analysis_corpus(engine: sa.Engine, corpus: Corpus) -> AnalysisCorpus:
-    frame = load_corpus(engine, corpus.design_id, corpus.month, CORPUS_COLUMNS)
-    return prepare_corpus(frame, corpus.slug, corpus.month, public_figure_names(engine, frame))
+def load_analysis_corpus(
+    engine: sa.Engine, corpus: Corpus, block_bytes: int | None = None, keep: list[str] | None = None
+) -> AnalysisCorpus:
+    """The corpus as analysis sees it, read in blocks (``corpus.corpus_blocks``; ``block_bytes``
+    defaults to ``corpus.COPY_BLOCK_BYTES``): each block is prepared as it arrives, so the read
+    columns of the whole month (``duplicate_of`` included) are never held, only the prepared
+    records (``keep``: only those of their columns), the duplicates per arena and the public
+    figures' ids."""
+    prepared: list[AnalysisCorpus] = []
+    public_ids: set[str] = set()
+
+    def prepare(block: pl.DataFrame) -> AnalysisCorpus:
+        ready = prepare_corpus(block, corpus.slug, corpus.month, {})
+        return ready if keep is None else replace(ready, records=ready.records.select(keep))
+
+    for block in corpus_blocks(engine, corpus.design_id, corpus.month, CORPUS_COLUMNS, block_bytes=block_bytes):
+        public_ids.update(_public_figure_ids(block))
+        prepared.append(prepare(block))
+    if not prepared:
+        return prepare(empty_corpus(CORPUS_COLUMNS))
+    duplicates = (
+        pl.concat([p.duplicates_by_arena for p in prepared])
+        .group_by("arena")
+        .agg(pl.col("duplicates").sum().cast(pl.Int64))
+        .sort("arena")
+    )
+    return AnalysisCorpus(
+        slug=corpus.slug,
+        month=corpus.month,
+        records=pl.concat([p.records for p in prepared], rechunk=False),
+        duplicates_by_arena=duplicates,
+        public_names=_public_names(engine, sorted(public_ids)),
+    )
+
+
+def _public_figure_ids(frame: pl.DataFrame) -> list[str]:
+    return frame.filter(pl.col("is_public_figure"))["author_id"].unique().drop_nulls().to_list()
 
 
 def public_figure_names(engine: sa.Engine, frame: pl.DataFrame) -> dict[str, str]:
     """Canonical names of the public-figure actors among ``frame``'s authors."""
-    actor_ids = frame.filter(pl.col("is_public_figure"))["author_id"].unique().drop_nulls().to_list()
+    return _public_names(engine, _public_figure_ids(frame))
+
+
+def _public_names(engine: sa.Engine, actor_ids: list[str]) -> dict[str, str]:
     if not actor_ids:
         return {}
     with engine.connect() as conn:
@@ -413,8 +450,24 @@ def volume_chart_png(figures: Statistics, month: str) -> bytes:
     return buffer.getvalue()
 
 
+#: The columns of ``AnalysisCorpus.records`` the statistics read; the rest (id, times, the split
+#: counts) are dropped block by block, a third of what the records would hold.
+STATISTICS_COLUMNS = [
+    "day",
+    "platform",
+    "arena",
+    "actor",
+    "account",
+    "resolved",
+    "is_public_figure",
+    "engagement",
+    "terms",
+]
+
+
 def build_statistics(engine: sa.Engine, corpus: Corpus) -> Statistics:
-    return compute_statistics(load_analysis_corpus(engine, corpus), load_collection_tasks(engine, corpus))
+    analysed = load_analysis_corpus(engine, corpus, keep=STATISTICS_COLUMNS)
+    return compute_statistics(analysed, load_collection_tasks(engine, corpus))
 
 
 def markdown_table(frame: pl.DataFrame, columns: list[str] | None = None) -> str:

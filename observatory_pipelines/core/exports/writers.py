@@ -189,21 +189,6 @@ def _copy_out(engine: sa.Engine, statement: str, params: tuple, write: Callable[
         return cur.rowcount
 
 
-def _row_blocks(copy, size: int) -> Iterator[bytes]:
-    """A COPY's output in blocks of about ``size`` bytes. COPY yields one whole row at a time, so
-    every block ends at a row's end and parses on its own."""
-    parts: list = []
-    held = 0
-    for chunk in copy:
-        parts.append(chunk)
-        held += len(chunk)
-        if held >= size:
-            yield b"".join(parts)
-            parts, held = [], 0
-    if parts:
-        yield b"".join(parts)
-
-
 def _pipelined(blocks: Iterator[bytes], consume: Callable[[bytes], None]) -> None:
     """``consume`` each block on a second thread while the next is read on this one; at most one
     block waits between them. (pyarrow's own streaming CSV reader reads up to 32 blocks ahead of
@@ -300,7 +285,7 @@ def write_parquet(
             rows += table.num_rows
 
         with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-            _pipelined(_row_blocks(copy, _PARQUET_BLOCK_BYTES), write)
+            _pipelined(database.copy_row_blocks(copy, _PARQUET_BLOCK_BYTES), write)
     return _written(path, rows)
 
 

@@ -208,3 +208,19 @@ def driver_connection(engine: sa.Engine, *, commit: bool) -> Iterator[psycopg.Co
             connection.rollback()
     finally:
         raw.close()
+
+
+def copy_row_blocks(copy: psycopg.Copy, size: int) -> Iterator[bytes]:
+    """A ``COPY ... TO STDOUT``'s output in blocks of about ``size`` bytes (one row more when a row
+    is longer). PostgreSQL sends one whole row per message, so every block ends at a row's end and
+    parses on its own: a reader holds one block at a time, never the whole output."""
+    parts: list = []
+    held = 0
+    for chunk in copy:
+        parts.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield b"".join(parts)
+            parts, held = [], 0
+    if parts:
+        yield b"".join(parts)

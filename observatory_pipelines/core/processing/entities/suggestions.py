@@ -70,6 +70,12 @@ BLOCK_PREFIX = 3
 CDIST_ROWS = 1_024
 EXACT_SCORE = 1.0
 LOOSE_HANDLE_SCORE = 0.9
+#: Suggestions upserted per statement: the statement's parameters are built in memory, and a month
+#: can hold hundreds of thousands of suggestions.
+STORE_BATCH = 5_000
+#: The stored suggestions a run returns (``SuggestionResult.rows``), best first: the asset shows
+#: the first 25, and the table holds them all.
+ROWS_KEPT = 1_000
 
 _HANDLE = re.compile(r"^[\w.\-]+$")
 _SEPARATORS = re.compile(r"[._\-]")
@@ -203,7 +209,7 @@ class SuggestionResult:
     removed: int
     #: Names and usernames shared by more than MAX_SHARED_NAME sides, so not suggested.
     too_common: int
-    #: Every suggestion stored for the month (this run's, and earlier decisions), best first.
+    #: The best ``ROWS_KEPT`` suggestions stored for the month (this run's, and earlier decisions).
     rows: list[Suggestion] = field(default_factory=list)
 
     @property
@@ -477,29 +483,31 @@ _MONTH_ROWS = sa.text(
            right_actor_id, right_platform, right_account, right_name, score, reason, status
     FROM actor_match_suggestions WHERE month = :month
     ORDER BY score DESC, kind, pair_key
+    LIMIT :limit
     """
 )
 
 
 def _store(conn: sa.Connection, month: str, suggestions: list[Suggestion]) -> tuple[int, int, int]:
-    columns: dict[str, list] = defaultdict(list)
-    for s in suggestions:
-        columns["kind"].append(s.kind)
-        columns["pair_key"].append(s.pair_key)
-        for prefix, side in (("left", s.left), ("right", s.right)):
-            columns[f"{prefix}_actor_id"].append(side.actor_id)
-            columns[f"{prefix}_platform"].append(side.platform)
-            columns[f"{prefix}_account"].append(side.account)
-            columns[f"{prefix}_name"].append(side.name)
-        columns["score"].append(s.score)
-        columns["reason"].append(s.reason)
+    pair_keys = [s.pair_key for s in suggestions]
     inserted = updated = 0
-    if suggestions:
+    for start in range(0, len(suggestions), STORE_BATCH):
+        columns: dict[str, list] = defaultdict(list)
+        for s, pair_key in zip(suggestions[start : start + STORE_BATCH], pair_keys[start : start + STORE_BATCH]):
+            columns["kind"].append(s.kind)
+            columns["pair_key"].append(pair_key)
+            for prefix, side in (("left", s.left), ("right", s.right)):
+                columns[f"{prefix}_actor_id"].append(side.actor_id)
+                columns[f"{prefix}_platform"].append(side.platform)
+                columns[f"{prefix}_account"].append(side.account)
+                columns[f"{prefix}_name"].append(side.name)
+            columns["score"].append(s.score)
+            columns["reason"].append(s.reason)
         for (was_inserted,) in conn.execute(_UPSERT, {"month": month, **columns}):
             inserted += was_inserted
             updated += not was_inserted
     removed = conn.execute(
-        _REMOVE_STALE, {"month": month, "kind": columns["kind"], "pair_key": columns["pair_key"]}
+        _REMOVE_STALE, {"month": month, "kind": [s.kind for s in suggestions], "pair_key": pair_keys}
     ).rowcount
     return inserted, updated, removed
 
@@ -519,7 +527,7 @@ def suggest_matches(engine: sa.Engine, month: str) -> SuggestionResult:
         rows = [
             Suggestion(kind, Side(la, lp, lacc, ln), Side(ra, rp, racc, rn), score, reason, status)
             for kind, la, lp, lacc, ln, ra, rp, racc, rn, score, reason, status in conn.execute(
-                _MONTH_ROWS, {"month": month}
+                _MONTH_ROWS, {"month": month, "limit": ROWS_KEPT}
             )
         ]
     counts = {kind: 0 for kind in ("exact_name", "shared_username", "fuzzy_name")}
