@@ -41,7 +41,7 @@ def _info_value(value: int | float | str) -> dg.MetadataValue:
 
 
 def _metadata(network: networks.Network, paths: dict) -> dict:
-    metadata = {
+    metadata: dict[str, dg.MetadataValue] = {
         "records": dg.MetadataValue.int(network.records),
         "nodes": dg.MetadataValue.int(network.nodes.height),
         "edges": dg.MetadataValue.int(network.edges.height),
