@@ -42,6 +42,7 @@ size bound, once to write the part that fits.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import os
@@ -242,32 +243,36 @@ def fitting_part(network: networks.Network, layout: _Layout, description: str, m
     table order (heaviest first), whose lines and those of the nodes they touch fit beside the
     head and tail; the whole network when it fits."""
     node_bytes = {row["id"]: _utf8_bytes(layout.node(row)) for row in _rows(network.nodes)}
-    # Counts only get shorter when parts are left out, so the whole network's head and tail bound them.
-    fixed = sum(
+    frame = sum(
         _utf8_bytes(part)
         for part in (
-            _head(network, layout, description + _left_out_note(network.edges.height, network.edges.height)),
             _tag("nodes", {"count": str(network.nodes.height)}, ">\n"),
             "</nodes>\n" + _tag("edges", {"count": str(network.edges.height)}, ">\n"),
             _TAIL,
         )
     )
-    # Edges are taken in order, each with the nodes it is first to touch, until the next does not fit;
-    # nodes without any edge come last.
-    budget, kept = max_bytes - fixed, 0
+    whole_budget = max_bytes - frame - _utf8_bytes(_head(network, layout, description))
+    # A cut file's description says so; counts only get shorter, so the whole network's bound them.
+    note = _left_out_note(network.edges.height, network.edges.height)
+    cut_budget = max_bytes - frame - _utf8_bytes(_head(network, layout, description + note))
+    # Edges are taken in order, each with the nodes it is first to touch, until one does not fit;
+    # nodes without any edge come last. used[i] = the bytes of the first i + 1 edges and their nodes.
+    used: list[int] = []
     touched: set[str] = set()
     for index, row in enumerate(_rows(network.edges)):
         new = {row["source"], row["target"]} - touched
-        cost = _utf8_bytes(layout.edge(index, row)) + sum(node_bytes[node] for node in new)
-        if cost > budget:
+        total = (used[-1] if used else 0) + _utf8_bytes(layout.edge(index, row)) + sum(node_bytes[n] for n in new)
+        if total > whole_budget:
             break
-        budget -= cost
+        used.append(total)
         touched |= new
-        kept += 1
-    if kept == network.edges.height and sum(node_bytes[node] for node in node_bytes.keys() - touched) <= budget:
+    untouched = sum(size for node, size in node_bytes.items() if node not in touched)
+    if len(used) == network.edges.height and (used[-1] if used else 0) + untouched <= whole_budget:
         return network
-    nodes = network.nodes.filter(pl.col("id").is_in(pl.Series(list(touched), dtype=pl.Utf8).implode()))
-    return dataclasses.replace(network, nodes=nodes, edges=network.edges.head(kept))
+    kept = bisect.bisect_right(used, cut_budget)
+    edges = network.edges.head(kept)
+    ends = pl.concat([edges["source"], edges["target"]]).implode()
+    return dataclasses.replace(network, nodes=network.nodes.filter(pl.col("id").is_in(ends)), edges=edges)
 
 
 def _left_out_note(left_out: int, edges: int) -> str:
