@@ -56,14 +56,21 @@ def _metadata(network: networks.Network, paths: dict) -> dict:
 
 def _check(network: networks.Network) -> dg.AssetCheckResult:
     passed = network.records == 0 or network.edges.height > 0
+    description = f"{network.records} records but no {network.name} edge; "
+    removed = network.info.get("backbone_removed", 0)
+    if removed:
+        description += (
+            f"the backbone removed all {removed} candidate edges: no tie stands out at backbone_alpha "
+            f"{network.info['backbone_alpha']} (run config; 1 keeps every candidate)"
+        )
+    else:
+        description += "see the asset description for how edges are made"
     return dg.AssetCheckResult(
         asset_key=asset_keys.NETWORKS[network.name],
         check_name="network_has_edges",
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None
-        if passed
-        else f"{network.records} records but no {network.name} edge; see the asset description for how edges are made",
+        description=None if passed else description,
         metadata={"records": network.records, "edges": network.edges.height},
     )
 
