@@ -13,7 +13,8 @@ records (DESIGN.md).
   both used; ``shared_terms`` = those terms; ``days`` = those days. A (term, day) used by k actors
   makes k(k−1)/2 candidate co-uses, so when they would exceed ``max_links`` only the most active
   actors (records, then engagement) that fit are paired (``actors_included`` < ``actors_total``):
-  the join never holds more than ``max_links`` rows. Of the candidate edges, only the backbone is
+  the join holds at most about 2 × ``max_links`` rows (each pair both ways, before one is kept).
+  Of the candidate edges, only the backbone is
   kept: the disparity filter (Serrano, Boguñá & Vespignani 2009, PNAS 106(16):6483–6488) keeps an
   edge when, for at least one of its two actors, its share p = weight / strength of that actor's
   edges is improbable under a uniform split of the strength over the actor's k edges:
