@@ -28,8 +28,8 @@ of the edge table, in the tables' order.
   is ordered by weight, heaviest first) and only the nodes they touch; ``GexfSummary`` and the
   file's description say how many edges and nodes were left out. The Parquet tables always
   hold the whole network. Gephi's own README puts its practical range at "networks up to a
-  million elements" (https://github.com/gephi/gephi); a 50 MB file is about 200,000 edges with
-  their attributes, well inside it and quick to open.
+  million elements" (https://github.com/gephi/gephi); a 50 MB file holds about 85,000 (static)
+  to 110,000 (dynamic) actor–term edges with their attributes and nodes, well inside it.
 - ``<meta lastmodifieddate>`` holds the writing date (UTC), a creator and a description.
 
 The file is UTF-8, one line per node and per edge. Characters XML cannot carry (control
