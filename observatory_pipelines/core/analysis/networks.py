@@ -71,9 +71,9 @@ HOW_BUILT = """Built from the corpus's records without those marked as duplicate
 (raw_metadata.duplicate_of). An actor is the resolved actor (author_id) when entity resolution has
 linked the account, else the pseudonymised account id (per platform); actor labels are names only for
 actors flagged as public figures, otherwise the first {label_chars} hex characters of the pseudonymised id.
-Pairs come from polars explode + join on the (term, day) or on the record, never from a
-self-join of records on overlapping term arrays. The graph is undirected; days are the dates (UTC) of
-the records that make each edge, first_seen/last_seen their bounds, for time-aware exports.
+Pairs come from polars explode + join on the (term, day) or on the record,
+never from a self-join of records on overlapping term arrays. The graph is undirected; days are the
+dates (UTC) of the records that make each edge, first_seen/last_seen their bounds, for time-aware exports.
 
 Stored in the analysis store (<OBSERVATORY_HOME>/analysis/<design>/<YYYY-MM>/) as {name}_nodes.parquet
 (id, label, type, platforms, records, is_public_figure, resolved, first_seen, last_seen, degree,
