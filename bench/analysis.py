@@ -12,9 +12,12 @@ more common; 2% marked as duplicates) is loaded into the real content_records, t
   every figure is the fastest of three runs;
 - ours: preparing the analysis corpus, the statistics (tables, Parquet, chart), and each network
   (built and written), each as a ratio to the limit, with the growth between sizes;
+- networks: nodes, edges and density of each network (actor_cooccurrence: candidate edges before
+  the disparity-filter backbone, removed and kept), and the size of its static and dynamic GEXF
+  (``core.exports.gexf``, default size bound), with how many edges the bound left out;
 - baseline: the original system's actor co-occurrence, a self-join of content_records on
   overlapping term arrays (``a.search_terms_matched && b.search_terms_matched``), at small sizes,
-  beside ours (read + build) on the same rows, with the two edge lists compared.
+  beside ours (read + build, without the backbone: ``backbone_alpha`` 1) on the same rows.
 
 Target (issue 4): each step on 1M records within 60 s on 2 cores, growing no faster than the records.
 """
@@ -27,6 +30,7 @@ import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
@@ -37,6 +41,7 @@ from observatory_pipelines.core.analysis import corpus, networks
 from observatory_pipelines.core.analysis import statistics as stats
 from observatory_pipelines.core.collection import privacy
 from observatory_pipelines.core.collection.designs import Corpus, find_corpus
+from observatory_pipelines.core.exports import gexf
 from observatory_pipelines.core.platform import database
 
 MONTH = "2026-03"
@@ -188,18 +193,43 @@ def time_steps(engine: sa.Engine, design_id: uuid.UUID) -> dict:
 
         t[f"{name}_s"], built[name] = best_of(step)
     t["records_analysed"] = figures.records
-    t["networks"] = {name: {"nodes": n.nodes.height, "edges": n.edges.height, **n.info} for name, n in built.items()}
+    t["networks"] = {name: network_figures(n) for name, n in built.items()}
     return t
 
 
+def network_figures(network: networks.Network) -> dict:
+    """Nodes, edges, density and the network's own figures (actor_cooccurrence: the candidate edges
+    before the backbone, and those it removed and kept), with the size of both GEXF files."""
+    figures = {
+        "nodes": network.nodes.height,
+        "edges": network.edges.height,
+        "density": round(network.density, 6),
+        **network.info,
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-gexf-") as folder:
+        for variant, dynamic in (("static", False), ("dynamic", True)):
+            started = time.perf_counter()
+            written = gexf.write_gexf(network, Path(folder) / f"{variant}.gexf", dynamic=dynamic)
+            figures[f"gexf_{variant}"] = {
+                "bytes": written.size,
+                "edges_written": written.edges,
+                "edges_left_out": written.edges_left_out,
+                "nodes_left_out": written.nodes_left_out,
+                "write_s": round(time.perf_counter() - started, 2),
+            }
+    return figures
+
+
 SELF_JOIN_SQL = """
-SELECT least(a_actor, b_actor) AS source, greatest(a_actor, b_actor) AS target, count(DISTINCT term) AS weight
+SELECT least(a_actor, b_actor) AS source, greatest(a_actor, b_actor) AS target, count(DISTINCT (term, day)) AS weight
 FROM (
     SELECT coalesce(a.author_id::text, a.pseudonymized_author_id) AS a_actor,
            coalesce(b.author_id::text, b.pseudonymized_author_id) AS b_actor,
-           unnest(a.search_terms_matched) AS term, b.search_terms_matched AS b_terms
+           unnest(a.search_terms_matched) AS term, b.search_terms_matched AS b_terms,
+           (a.published_at AT TIME ZONE 'UTC')::date AS day
     FROM content_records a
     JOIN content_records b ON a.search_terms_matched && b.search_terms_matched
+      AND (a.published_at AT TIME ZONE 'UTC')::date = (b.published_at AT TIME ZONE 'UTC')::date
     WHERE a.query_design_id = :d AND b.query_design_id = :d
       AND a.published_at >= :start AND a.published_at < :end
       AND b.published_at >= :start AND b.published_at < :end
@@ -223,7 +253,9 @@ def self_join_comparison(engine: sa.Engine, design_id: uuid.UUID, base: list[tup
 
     t["sql_self_join_s"], sql_edges = best_of(sql_self_join)
     t["ours_s"], ours = best_of(
-        lambda: networks.actor_cooccurrence(stats.load_analysis_corpus(engine, _corpus(engine)), max_links=10**12)
+        lambda: networks.actor_cooccurrence(
+            stats.load_analysis_corpus(engine, _corpus(engine)), max_links=10**12, alpha=1.0
+        )
     )
     # As unordered pairs: the database orders text by its collation, polars by code point.
     same = {(frozenset(r[:2]), r[2]) for r in sql_edges} == {
@@ -271,7 +303,22 @@ def run(sizes: list[int], self_join_sizes: list[int]) -> dict:
                 + ", ".join(f"{s} {t[f'{s}_s']:.2f} s ({t['ratio_to_load'][s]} × load)" for s in STEPS),
                 flush=True,
             )
-            print(f"           networks: {json.dumps(t['networks'])}", flush=True)
+            for name, figures in t["networks"].items():
+                static, dynamic = figures["gexf_static"], figures["gexf_dynamic"]
+                print(
+                    f"           {name}: {figures['nodes']:,} nodes, {figures['edges']:,} edges, density "
+                    f"{figures['density']}; GEXF static {static['bytes'] / 1e6:.1f} MB ({static['edges_left_out']:,} "
+                    f"edges left out), dynamic {dynamic['bytes'] / 1e6:.1f} MB ({dynamic['edges_left_out']:,} left out)",
+                    flush=True,
+                )
+                if name == networks.ACTOR_COOCCURRENCE:
+                    print(
+                        f"             {figures['backbone_rule']} alpha {figures['backbone_alpha']}: "
+                        f"{figures['candidate_edges']:,} candidate edges, {figures['backbone_removed']:,} removed, "
+                        f"{figures['backbone_kept']:,} kept; actors {figures['actors_included']:,} of "
+                        f"{figures['actors_total']:,} paired (max_links {figures['max_links']:,})",
+                        flush=True,
+                    )
         smallest = min(sizes)
         for n in sizes:
             if n == smallest:

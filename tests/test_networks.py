@@ -71,38 +71,128 @@ def edges(network: networks.Network, *columns: str) -> set[tuple]:
     }
 
 
-def test_actor_cooccurrence_links_actors_by_shared_terms(analysis_corpus):
-    network = networks.actor_cooccurrence(analysis_corpus)
+@pytest.fixture
+def same_day_corpus(engine, corpus):
+    """The fixture's records (no two actors share a term on a day) and three more: on 2 March Bo
+    and Carl use klima with Anna, Bo also havvind; on 3 March Carl uses havvind with Bo."""
+    ingest.write_batch(
+        engine,
+        [
+            record(corpus, "b4", at(2, 9), author="bo", terms=["klima", "havvind"]),
+            record(corpus, "c2", at(2, 18), author="carl", terms=["klima"]),
+            record(corpus, "c3", at(3, 20), author="carl", terms=["havvind"]),
+        ],
+    )
+    return stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH))
+
+
+def test_actor_cooccurrence_links_actors_who_used_a_term_on_the_same_day(same_day_corpus):
+    network = networks.actor_cooccurrence(same_day_corpus, alpha=1.0)  # every candidate edge kept
 
     assert edges(network, "weight", "shared_terms", "days") == {
-        (frozenset((A, B)), 2, ("havvind", "klima"), (d(2), d(3), d(10))),
-        (frozenset((A, C)), 1, ("klima",), (d(2), d(4))),
-        (frozenset((B, C)), 1, ("klima",), (d(4), d(10))),
+        (frozenset((A, B)), 2, ("havvind", "klima"), (d(2),)),  # (havvind, 2 March) and (klima, 2 March)
+        (frozenset((A, C)), 1, ("klima",), (d(2),)),
+        (frozenset((B, C)), 2, ("havvind", "klima"), (d(2), d(3))),
     }
     assert set(network.nodes["id"]) == {A, B, C}  # Dorte, Eva and Frederik matched no term
     assert all(r["source"] < r["target"] for r in network.edges.iter_rows(named=True))
-    first = network.edges.row(0, named=True)
-    assert (first["weight"], first["first_seen"], first["last_seen"]) == (2, d(2), d(10))
+    assert edges(network, "first_seen", "last_seen") >= {(frozenset((B, C)), d(2), d(3))}
     assert network.info == {
         "actors_total": 3,
         "actors_included": 3,
-        "links": 4,
-        "links_complete": 4,
+        "links": 5,  # (klima, 2): 3 pairs; (havvind, 2): Anna–Bo; (havvind, 3): Bo–Carl
+        "links_complete": 5,
         "max_links": networks.DEFAULT_MAX_LINKS,
+        "backbone_rule": networks.BACKBONE_RULE,
+        "backbone_alpha": 1.0,
+        "candidate_edges": 3,
+        "backbone_removed": 0,
+        "backbone_kept": 3,
     }
     nodes = {r["id"]: r for r in network.nodes.iter_rows(named=True)}
     assert (nodes[A]["degree"], nodes[A]["weighted_degree"], nodes[A]["records"]) == (2, 3, 2)
     assert nodes[A]["label"] == A[:12] and nodes[A]["type"] == "actor"
-    assert network.density == pytest.approx(1.0)
 
 
-def test_actor_cooccurrence_keeps_the_most_active_actors_within_max_links(analysis_corpus):
-    # Anna (2 records, more engagement) and Bo make 2 links; Carl would add 2 more (klima with both).
-    network = networks.actor_cooccurrence(analysis_corpus, max_links=3)
+def test_actors_using_every_term_on_different_days_are_not_linked(engine):
+    # Five Danish accounts each post on every term, each on a day of their own, and Åse and Søren
+    # share klima on 20 March. One shared term anywhere in the month linked every pair (a complete
+    # graph of 10 edges); a shared (term, day) links one pair.
+    terms = ["klima", "havvind", "grøn omstilling"]
+    design = make_design(engine, terms=tuple(terms))
+    authors = ["åse", "søren", "ærlige_jens", "bjørk", "mågen"]
+    rows = [record(design, f"{a}-{n}", at(n + 1), author=a, terms=terms) for n, a in enumerate(authors)]
+    rows += [record(design, f"{a}-20", at(20), author=a, terms=["klima"]) for a in ("åse", "søren")]
+    ingest.write_batch(engine, rows)
+    analysed = stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH))
+    per_term = networks.actor_term(analysed)
+    assert per_term.edges.height == len(authors) * len(terms)  # every actor used every term
 
-    assert set(network.nodes["id"]) == {A, B}
-    assert edges(network, "weight") == {(frozenset((A, B)), 2)}
-    assert network.info == {"actors_total": 3, "actors_included": 2, "links": 2, "links_complete": 4, "max_links": 3}
+    candidates = networks.actor_cooccurrence(analysed, alpha=1.0)
+    backbone = networks.actor_cooccurrence(analysed)
+
+    pair = frozenset(pseudonym("x_twitter", a) for a in ("åse", "søren"))
+    assert edges(candidates, "weight", "shared_terms", "days") == {(pair, 1, ("klima",), (d(20),))}
+    assert candidates.info["actors_total"] == len(authors)
+    # An edge that is each actor's only edge cannot stand out from a uniform split: no backbone.
+    assert backbone.edges.is_empty() and backbone.nodes.is_empty()
+    assert (backbone.info["candidate_edges"], backbone.info["backbone_removed"], backbone.info["backbone_kept"]) == (
+        1,
+        1,
+        0,
+    )
+
+
+def test_backbone_keeps_a_planted_strong_tie_and_removes_the_noise(engine):
+    # Anne and Bjørn post on havvind together on twelve days; on 20 March they and four others all
+    # post on klima: fifteen candidate edges, fourteen of them one shared (term, day).
+    design = make_design(engine, terms=("klima", "havvind"))
+    rows = [
+        record(design, f"{author}-{day}", at(day), author=author, terms=["havvind"])
+        for day in range(1, 13)
+        for author in ("anne", "bjørn")
+    ]
+    crowd = ["anne", "bjørn", "søs", "øjvind", "åge", "ærø_radio"]
+    rows += [record(design, f"{author}-20", at(20), author=author, terms=["klima"]) for author in crowd]
+    ingest.write_batch(engine, rows)
+    analysed = stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH))
+
+    network = networks.actor_cooccurrence(analysed)
+
+    anne, bjorn = pseudonym("x_twitter", "anne"), pseudonym("x_twitter", "bjørn")
+    assert edges(network, "weight", "shared_terms") == {(frozenset((anne, bjorn)), 13, ("havvind", "klima"))}
+    assert set(network.nodes["id"]) == {anne, bjorn}  # the crowd has no edge left
+    # Anne's strength is 13 + 4 × 1 over 5 edges: (1 − 13/17)^(5−1); a crowd edge is (1 − 1/5)^4 = 0.41 at best.
+    assert network.edges["disparity_alpha"][0] == pytest.approx((4 / 17) ** 4)
+    info = network.info
+    assert (info["candidate_edges"], info["backbone_removed"], info["backbone_kept"]) == (15, 14, 1)
+    assert info["backbone_removed"] + info["backbone_kept"] == info["candidate_edges"]
+    assert (info["backbone_rule"], info["backbone_alpha"]) == (networks.BACKBONE_RULE, networks.DEFAULT_BACKBONE_ALPHA)
+    # A stricter level than the tie's significance removes it too; the counts follow.
+    strict = networks.actor_cooccurrence(analysed, alpha=(4 / 17) ** 4 / 2)
+    assert strict.edges.is_empty() and strict.info["backbone_removed"] == 15
+
+
+def test_actor_cooccurrence_keeps_the_most_active_actors_within_max_links(engine, corpus):
+    # All four post on klima on 2 March; Anna and Bo also on havvind on 3 March. Ranked by records
+    # (then engagement): Anna, Bo, Carl, Dorte. Co-uses joined: Bo adds 2, Carl 2, Dorte 3.
+    ingest.write_batch(
+        engine,
+        [
+            record(corpus, "a9", at(3), author="anna", terms=["havvind"], likes=9),
+            record(corpus, "b9", at(2), author="bo", terms=["klima"], likes=1),
+            record(corpus, "c9", at(2), author="carl", terms=["klima"], likes=1),
+            record(corpus, "d9", at(2), author="dorte", terms=["klima"]),
+        ],
+    )
+    analysed = stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH))
+
+    network = networks.actor_cooccurrence(analysed, max_links=5, alpha=1.0)
+
+    assert set(network.nodes["id"]) == {A, B, C}
+    assert edges(network, "weight") == {(frozenset((A, B)), 2), (frozenset((A, C)), 1), (frozenset((B, C)), 1)}
+    info = network.info
+    assert (info["actors_total"], info["actors_included"], info["links"], info["links_complete"]) == (4, 3, 4, 7)
 
 
 def test_term_cooccurrence_counts_records_with_both_terms(engine, corpus, analysis_corpus):
@@ -169,8 +259,8 @@ def test_cross_platform_actors_are_resolved_actors_on_several_platforms(engine, 
     assert nodes["platform:x_twitter"]["records"] == 9  # every non-duplicate X record of the corpus
 
 
-def test_graph_round_trips_through_the_store_for_the_exports(analysis_corpus):
-    built = networks.build_networks(analysis_corpus)
+def test_graph_round_trips_through_the_store_for_the_exports(same_day_corpus):
+    built = networks.build_networks(same_day_corpus, alpha=1.0)
     for network in built.values():
         networks.write_network(network, "klimadebat", MARCH)
 
@@ -178,10 +268,12 @@ def test_graph_round_trips_through_the_store_for_the_exports(analysis_corpus):
     assert isinstance(graph, nx.Graph) and not graph.is_directed()
     assert graph.edges[A, B] == {
         "weight": 2,
-        "days": [d(2), d(3), d(10)],
+        "days": [d(2)],
         "first_seen": d(2),
-        "last_seen": d(10),
+        "last_seen": d(2),
         "shared_terms": ["havvind", "klima"],
+        # Anna: 2 of her strength 3 over 2 edges, (1 − 2/3)^1; Bo: 2 of 4, (1 − 1/2)^1.
+        "disparity_alpha": pytest.approx(1 / 3),
     }
     assert graph.nodes[A]["label"] == A[:12] and graph.nodes[A]["platforms"] == ["x_twitter"]
     assert nx.density(graph) == pytest.approx(built[networks.ACTOR_COOCCURRENCE].density)
@@ -194,7 +286,15 @@ def test_graph_round_trips_through_the_store_for_the_exports(analysis_corpus):
 
 def test_empty_month_gives_empty_networks(engine, corpus):
     empty = stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", "2026-05"))
-    for name, network in networks.build_networks(empty).items():
+    built = networks.build_networks(empty)
+    info = built[networks.ACTOR_COOCCURRENCE].info
+    assert (info["candidate_edges"], info["backbone_removed"], info["backbone_kept"], info["actors_total"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    for name, network in built.items():
         assert network.nodes.is_empty() and network.edges.is_empty() and network.records == 0, name
         assert network.top_nodes().is_empty() and network.density == 0.0
         networks.write_network(network, "klimadebat", "2026-05")
@@ -211,7 +311,10 @@ def test_demo_corpus_gives_non_trivial_networks_and_sofie_crosses_platforms_once
     corpus = stats.load_analysis_corpus(engine, corpus_of(engine, demo.DESIGN_SLUG, demo.DEMO_MONTH))
     built = networks.build_networks(corpus)
 
-    assert built[networks.ACTOR_COOCCURRENCE].edges.height > 0
+    # 73 records: a few actors share a (term, day), none strongly enough to stand out at alpha 0.05.
+    actors = built[networks.ACTOR_COOCCURRENCE]
+    assert actors.edges.is_empty() and actors.info["backbone_removed"] == actors.info["candidate_edges"] > 0
+    assert networks.actor_cooccurrence(corpus, alpha=1.0).edges.height == actors.info["candidate_edges"]
     assert built[networks.TERM_COOCCURRENCE].edges.height > 0
     assert built[networks.ACTOR_TERM].edges.height > 0
     assert built[networks.CROSS_PLATFORM_ACTORS].edges.is_empty()  # her two accounts are two actors yet
@@ -256,15 +359,18 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
     }
     assert set(materialized) == {key.to_user_string() for key in asset_keys.NETWORKS.values()}
     actor = materialized["actor_cooccurrence_network"]
-    assert actor["records"] == 73 and actor["nodes"] > 0 and actor["edges"] > 0 and 0 < actor["density"] <= 1
+    assert actor["records"] == 73 and actor["nodes"] == actor["edges"] == 0 and actor["density"] == 0
     assert actor["actors_included"] == actor["actors_total"]
-    assert "| label | type | degree | weighted_degree | records |" in actor["top_nodes_by_degree"]
+    assert (actor["backbone_rule"], actor["backbone_alpha"]) == (networks.BACKBONE_RULE, 0.05)
+    assert actor["backbone_removed"] == actor["candidate_edges"] > 0 and actor["backbone_kept"] == 0
+    terms = materialized["term_cooccurrence_network"]
+    assert "| label | type | degree | weighted_degree | records |" in terms["top_nodes_by_degree"]
     assert (
         Path(actor["edges_path"]).is_file() and Path(actor["edges_path"]).parent == analysis_dir / "klimadebat" / MARCH
     )
     checks = {c.asset_key.to_user_string(): c for c in result.get_asset_check_evaluations()}
     assert {k: c.passed for k, c in checks.items()} == {
-        "actor_cooccurrence_network": True,
+        "actor_cooccurrence_network": False,
         "term_cooccurrence_network": True,
         "actor_term_network": True,
         "cross_platform_actor_network": False,
@@ -272,9 +378,13 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
     warning = checks["cross_platform_actor_network"]
     assert warning.severity == dg.AssetCheckSeverity.WARN
     assert "73 records but no cross_platform_actors edge" in warning.description
+    assert f"the backbone removed all {actor['candidate_edges']} candidate edges" in (
+        checks["actor_cooccurrence_network"].description
+    )
 
     make_actor(engine, "Sofie Kjær", *SOFIE_ACCOUNTS, claim_records=True)
-    rerun = _materialize(instance, db_url, run_config={"ops": {"corpus_networks": {"config": {"max_links": 5}}}})
+    config = {"max_links": 5, "backbone_alpha": 1.0}  # every candidate edge of the capped pairing kept
+    rerun = _materialize(instance, db_url, run_config={"ops": {"corpus_networks": {"config": config}}})
     assert all(c.passed for c in rerun.get_asset_check_evaluations())
     capped = next(
         m.metadata
@@ -283,11 +393,14 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
     )
     assert capped["max_links"].value == 5 and capped["links"].value <= 5
     assert capped["actors_included"].value < capped["actors_total"].value
+    assert capped["backbone_kept"].value == capped["edges"].value == capped["candidate_edges"].value > 0
+    assert capped["backbone_removed"].value == 0 and capped["backbone_alpha"].value == 1.0
 
 
 def test_asset_descriptions_say_how_edges_are_built():
     specs = {s.key.to_user_string(): s.description for s in corpus_networks.specs}
-    assert "weight = the number of distinct terms they share" in specs["actor_cooccurrence_network"]
+    assert "weight = the number of (term, day) pairs both used" in specs["actor_cooccurrence_network"]
+    assert "disparity filter" in specs["actor_cooccurrence_network"]
     assert "weight = the number of records matching both" in specs["term_cooccurrence_network"]
     assert "weight = the actor's records matching the term" in specs["actor_term_network"]
     assert "two or more platforms" in specs["cross_platform_actor_network"]

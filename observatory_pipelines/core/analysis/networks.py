@@ -2,18 +2,25 @@
 
 Every network is undirected and built from the corpus's records without duplicates, with actors
 identified and labelled as ``core.stats`` describes (resolved actor, else pseudonymised account).
-Pairs are found by exploding the matched terms and joining on the term (or on the record): never
+Pairs are found by exploding the matched terms and joining on the (term, day) or on the record: never
 by a self-join of records on overlapping term arrays, whose cost grows with the square of the
 records (DESIGN.md).
 
-- ``actor_cooccurrence``: nodes are actors with at least one matched term. Two actors are linked
-  when both used the same search term somewhere in the corpus (not necessarily in the same record
-  or on the same day). ``weight`` = the number of distinct terms they share; ``shared_terms`` lists
-  them; ``days`` = the dates on which either of the two published a record matching one of those
-  shared terms. A term used by k actors makes k(k−1)/2 links, so a popular term alone can make
-  the network too large to build or open: when the links (actor pairs counted once per shared
-  term) would exceed ``max_links``, the network keeps the most active actors (records, then
-  engagement) that fit, and says so (``actors_included`` < ``actors_total``).
+- ``actor_cooccurrence``: two actors are linked when they used the same search term on the same
+  day (UTC): attention to the same topic at the same time. (Two accounts never share a record, and
+  a shared term anywhere in the month links nearly every pair once a design has a few popular
+  terms: the network is complete and says nothing.) ``weight`` = the number of (term, day) pairs
+  both used; ``shared_terms`` = those terms; ``days`` = those days. A (term, day) used by k actors
+  makes k(k−1)/2 candidate co-uses, so when they would exceed ``max_links`` only the most active
+  actors (records, then engagement) that fit are paired (``actors_included`` < ``actors_total``):
+  the join holds at most about 2 × ``max_links`` rows (each pair both ways, before one is kept).
+  Of the candidate edges, only the backbone is
+  kept: the disparity filter (Serrano, Boguñá & Vespignani 2009, PNAS 106(16):6483–6488) keeps an
+  edge when, for at least one of its two actors, its share p = weight / strength of that actor's
+  edges is improbable under a uniform split of the strength over the actor's k edges:
+  ``disparity_alpha`` = min over both ends of (1 − p)^(k−1) ≤ ``alpha`` (default 0.05). An actor
+  whose only edge is the one judged cannot make it significant (its (1 − 1)^0 is 1). Nodes are the
+  actors with at least one backbone edge; ``info`` counts the candidates, removed and kept edges.
 - ``term_cooccurrence``: nodes are the matched terms. Two terms are linked when they appear in the
   same record; ``weight`` = the number of such records; ``days`` = their dates.
 - ``actor_term``: bipartite. An actor is linked to each term it used; ``weight`` = the actor's
@@ -26,8 +33,8 @@ Node ids: the actor id (resolved actor uuid or pseudonymised account), ``term:<t
 ``platform:<platform>``. Node columns: id, label, type (actor / term / platform), platforms,
 records (the actor's records, the records matching the term, or all records on the platform),
 is_public_figure, resolved, first_seen, last_seen, degree, weighted_degree. Edge columns:
-source, target, weight, days (sorted dates), first_seen, last_seen (and shared_terms for
-actor_cooccurrence); source < target as strings. ``<network>_summary`` holds one row of figures.
+source, target, weight, days (sorted dates), first_seen, last_seen (and shared_terms and
+disparity_alpha for actor_cooccurrence); source < target as strings. ``<network>_summary`` holds one row of figures.
 """
 
 from __future__ import annotations
@@ -52,18 +59,21 @@ ACTOR_TERM = "actor_term"
 CROSS_PLATFORM_ACTORS = "cross_platform_actors"
 NETWORKS = (ACTOR_COOCCURRENCE, TERM_COOCCURRENCE, ACTOR_TERM, CROSS_PLATFORM_ACTORS)
 
-#: At most as many edges (about 130,000 in the benchmark's corpora, where pairs share several
-#: terms): about what a GEXF file and Gephi stay usable with.
-DEFAULT_MAX_LINKS = 1_000_000
+#: At most as many candidate co-uses (actor pairs counted once per shared (term, day)) are joined:
+#: rows of a few integers each, so the pairing stays within a few hundred MB whatever the corpus.
+DEFAULT_MAX_LINKS = 5_000_000
+#: The disparity filter's significance level, as Serrano, Boguñá & Vespignani (2009) use it.
+DEFAULT_BACKBONE_ALPHA = 0.05
+BACKBONE_RULE = "disparity filter (Serrano, Boguñá & Vespignani 2009)"
 TOP_NODES = 10
 
 HOW_BUILT = """Built from the corpus's records without those marked as duplicates by the dedup pass
 (raw_metadata.duplicate_of). An actor is the resolved actor (author_id) when entity resolution has
 linked the account, else the pseudonymised account id (per platform); actor labels are names only for
 actors flagged as public figures, otherwise the first {label_chars} hex characters of the pseudonymised id.
-Pairs come from polars explode + join on the term (or the record), never from a self-join of records
-on overlapping term arrays. The graph is undirected; days are the dates (UTC) of the records that make
-each edge, first_seen/last_seen their bounds, for time-aware exports.
+Pairs come from polars explode + join on the (term, day) or on the record,
+never from a self-join of records on overlapping term arrays. The graph is undirected; days are the
+dates (UTC) of the records that make each edge, first_seen/last_seen their bounds, for time-aware exports.
 
 Stored in the analysis store (<OBSERVATORY_HOME>/analysis/<design>/<YYYY-MM>/) as {name}_nodes.parquet
 (id, label, type, platforms, records, is_public_figure, resolved, first_seen, last_seen, degree,
@@ -72,14 +82,16 @@ and {name}_summary.parquet; core.analysis.networks.load_graph rebuilds the netwo
 
 DEFINITIONS = {
     ACTOR_COOCCURRENCE: (
-        "Actor co-occurrence network of one corpus. Nodes: actors with at least one matched search term. "
-        "Edge: two actors both used the same search term somewhere in the corpus (in any of their records, "
-        "not necessarily the same record or day). weight = the number of distinct terms they share; "
-        "shared_terms = those terms, sorted; days = the dates on which either of the two published a record "
-        "matching one of the shared terms. A term used by k actors alone makes k(k-1)/2 edges: when the "
-        "links (actor pairs counted once per shared term) would exceed max_links (run config, default "
-        f"{DEFAULT_MAX_LINKS:,}), only the most active actors (by records, then engagement) that fit "
-        "are kept, and the metadata says how many of how many."
+        "Actor co-occurrence network of one corpus. Edge: two actors used the same search term on the same "
+        "day (UTC). weight = the number of (term, day) pairs both used; shared_terms = those terms, sorted; "
+        "days = those days. Only the backbone is kept: the disparity filter (Serrano, Boguñá & Vespignani "
+        "2009, PNAS 106(16)) keeps an edge when its weight is an improbably large share of either actor's "
+        "strength, disparity_alpha = min over both ends of (1 - weight/strength)^(degree-1) <= backbone_alpha "
+        f"(run config, default {DEFAULT_BACKBONE_ALPHA}); the metadata gives the candidate, removed and kept "
+        "edges. Nodes: the actors with at least one kept edge. A (term, day) used by k actors makes "
+        "k(k-1)/2 candidate co-uses: when they would exceed max_links (run config, default "
+        f"{DEFAULT_MAX_LINKS:,}), only the most active actors (by records, then engagement) that fit are "
+        "paired, and the metadata says how many of how many."
     ),
     TERM_COOCCURRENCE: (
         "Term co-occurrence network of one corpus. Nodes: the design's search terms matched by at least "
@@ -103,7 +115,7 @@ DEFINITIONS = {
 
 def describe(name: str) -> str:
     """How network ``name`` is built, for its asset's description and docs/analysis.md."""
-    extra = ", shared_terms" if name == ACTOR_COOCCURRENCE else ""
+    extra = ", shared_terms, disparity_alpha" if name == ACTOR_COOCCURRENCE else ""
     return DEFINITIONS[name] + "\n\n" + HOW_BUILT.format(name=name, extra=extra, label_chars=LABEL_HEX_CHARS)
 
 
@@ -128,7 +140,7 @@ EDGE_SCHEMA: dict[str, PolarsDataType] = {
     "first_seen": pl.Date,
     "last_seen": pl.Date,
 }
-ACTOR_EDGE_SCHEMA = {**EDGE_SCHEMA, "shared_terms": pl.List(pl.Utf8)}
+ACTOR_EDGE_SCHEMA = {**EDGE_SCHEMA, "shared_terms": pl.List(pl.Utf8), "disparity_alpha": pl.Float64}
 
 
 @dataclass(frozen=True)
@@ -138,8 +150,9 @@ class Network:
     edges: pl.DataFrame
     #: Records the network was built from (the corpus without duplicates).
     records: int
-    #: Extra figures (actor_cooccurrence: actors_total, actors_included, links, links_complete, max_links).
-    info: dict[str, int] = field(default_factory=dict)
+    #: Extra figures (actor_cooccurrence: actors_total, actors_included, links, links_complete,
+    #: max_links, backbone_rule, backbone_alpha, candidate_edges, backbone_removed, backbone_kept).
+    info: dict[str, int | float | str] = field(default_factory=dict)
 
     @property
     def density(self) -> float:
@@ -300,16 +313,59 @@ def _actor_terms(corpus: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
     )
 
 
-def actor_cooccurrence(corpus: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> Network:
+def _actor_term_days(corpus: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
+    """One row per (actor, term, day) used: the day as its index in the month."""
+    offset = (pl.col("day") - pl.lit(corpus.first_day)).dt.total_days().cast(pl.UInt8)
+    return (
+        corpus.records.filter(pl.col("actor").is_not_null())
+        .select("actor", pl.col("terms").cast(pl.List(terms)), offset.alias("day_index"))
+        .explode("terms")
+        .drop_nulls("terms")
+        .unique()
+    )
+
+
+def disparity_backbone(candidates: pl.DataFrame, alpha: float) -> pl.DataFrame:
+    """The edges of ``candidates`` (source, target, weight, ...) that the disparity filter keeps,
+    with their ``disparity_alpha``.
+
+    For an edge of node i with degree k and strength s (the sum of its edges' weights), the null
+    hypothesis spreads s uniformly at random over the k edges; the probability of a share at least
+    p = weight / s is (1 − p)^(k−1). An edge is kept when that probability is ≤ ``alpha`` for at
+    least one of its two nodes (Serrano, Boguñá & Vespignani 2009)."""
+    ends = pl.concat(
+        [
+            candidates.select(pl.col("source").alias("node"), "weight"),
+            candidates.select(pl.col("target").alias("node"), "weight"),
+        ]
+    )
+    strength = ends.group_by("node").agg(strength=pl.col("weight").sum(), degree=pl.len())
+
+    def significance(end: str) -> pl.Expr:
+        share = pl.col("weight") / pl.col(f"strength_{end}")
+        return (1.0 - share).pow(pl.col(f"degree_{end}") - 1)
+
+    return (
+        candidates.join(strength.rename(lambda c: f"{c}_source"), left_on="source", right_on="node_source")
+        .join(strength.rename(lambda c: f"{c}_target"), left_on="target", right_on="node_target")
+        .with_columns(disparity_alpha=pl.min_horizontal(significance("source"), significance("target")))
+        .filter(pl.col("disparity_alpha") <= alpha)
+        .drop("strength_source", "degree_source", "strength_target", "degree_target")
+    )
+
+
+def actor_cooccurrence(
+    corpus: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS, alpha: float = DEFAULT_BACKBONE_ALPHA
+) -> Network:
     terms = _term_enum(corpus)
-    actor_terms = _actor_terms(corpus, terms)
-    actors = actor_table(corpus).filter(pl.col("actor_id").is_in(actor_terms["actor"].unique().implode()))
+    uses = _actor_term_days(corpus, terms)
+    actors = actor_table(corpus).filter(pl.col("actor_id").is_in(uses["actor"].unique().implode()))
     # Rank the actors, most active first; ranks stand in for ids in the join.
     ranks = actors.select(pl.col("actor_id").alias("actor")).with_row_index("rank")
-    ranked = actor_terms.join(ranks, on="actor").sort("rank")
-    # An actor adds one link for each earlier-ranked actor that used the same term, so the
-    # running total over ranks is the network's size with the top-N actors, known before joining.
-    added = ranked.with_columns(earlier=pl.col("rank").cum_count().over("terms") - 1)
+    ranked = uses.join(ranks, on="actor").select("rank", "terms", "day_index").sort("rank")
+    # An actor adds one co-use for each earlier-ranked actor that used the same term on the same
+    # day, so the running total over ranks is the join's size with the top-N actors, known before joining.
+    added = ranked.with_columns(earlier=pl.col("rank").cum_count().over("terms", "day_index") - 1)
     links_by_rank = (
         added.group_by("rank").agg(pl.col("earlier").sum()).sort("rank").with_columns(total=pl.col("earlier").cum_sum())
     )
@@ -317,29 +373,33 @@ def actor_cooccurrence(corpus: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINK
     included = fitting.height
     links = _int_max(fitting["total"])
     links_complete = _int_max(links_by_rank["total"])
-    kept = ranked.filter(pl.col("rank") < included).select("rank", "terms", "day_mask")
+    kept = ranked.filter(pl.col("rank") < included)
+    day_bit = pl.lit(2, pl.Int64).pow(pl.col("day_index").cast(pl.Int64))
     pairs = (
-        kept.join(kept, on="terms", suffix="_b")
+        kept.join(kept, on=["terms", "day_index"], suffix="_b")
         .filter(pl.col("rank") < pl.col("rank_b"))
         .group_by("rank", "rank_b")
-        .agg(
-            weight=pl.len(),
-            shared_terms=pl.col("terms").sort(),
-            day_mask=(pl.col("day_mask") | pl.col("day_mask_b")).bitwise_or(),
-        )
+        .agg(weight=pl.len(), shared_terms=pl.col("terms").unique().sort(), day_mask=day_bit.bitwise_or())
     )
-    edges = pairs.join(ranks.rename({"actor": "source"}), on="rank").join(
+    candidates = pairs.join(ranks.rename({"actor": "source"}), on="rank").join(
         ranks.rename({"actor": "target", "rank": "rank_b"}), on="rank_b"
     )
-    nodes = _actor_nodes(actors.head(included))
-    info = {
+    backbone = disparity_backbone(candidates, alpha)
+    linked = pl.concat([backbone["source"], backbone["target"]]).unique().implode()
+    nodes = _actor_nodes(actors.head(included).filter(pl.col("actor_id").is_in(linked)))
+    info: dict[str, int | float | str] = {
         "actors_total": actors.height,
         "actors_included": included,
         "links": links,
         "links_complete": links_complete,
         "max_links": max_links,
+        "backbone_rule": BACKBONE_RULE,
+        "backbone_alpha": alpha,
+        "candidate_edges": candidates.height,
+        "backbone_removed": candidates.height - backbone.height,
+        "backbone_kept": backbone.height,
     }
-    return _finish(ACTOR_COOCCURRENCE, corpus, nodes, _with_days(edges, corpus), ACTOR_EDGE_SCHEMA, info)
+    return _finish(ACTOR_COOCCURRENCE, corpus, nodes, _with_days(backbone, corpus), ACTOR_EDGE_SCHEMA, info)
 
 
 def term_cooccurrence(corpus: AnalysisCorpus) -> Network:
@@ -416,9 +476,11 @@ def cross_platform_actors(corpus: AnalysisCorpus) -> Network:
     return _finish(CROSS_PLATFORM_ACTORS, corpus, nodes, _with_days(edges, corpus), EDGE_SCHEMA)
 
 
-def build_networks(corpus: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS) -> dict[str, Network]:
+def build_networks(
+    corpus: AnalysisCorpus, max_links: int = DEFAULT_MAX_LINKS, alpha: float = DEFAULT_BACKBONE_ALPHA
+) -> dict[str, Network]:
     return {
-        ACTOR_COOCCURRENCE: actor_cooccurrence(corpus, max_links),
+        ACTOR_COOCCURRENCE: actor_cooccurrence(corpus, max_links, alpha),
         TERM_COOCCURRENCE: term_cooccurrence(corpus),
         ACTOR_TERM: actor_term(corpus),
         CROSS_PLATFORM_ACTORS: cross_platform_actors(corpus),

@@ -549,7 +549,13 @@ def export_networks(
                     rows=summary.edges,
                     size=summary.size,
                     sha256=sha256_of(path),
-                    details={"nodes": summary.nodes, "edges": summary.edges},
+                    details={
+                        "nodes": summary.nodes,
+                        "edges": summary.edges,
+                        # Left out to keep the file within gexf.MAX_FILE_BYTES: the strongest edges stay.
+                        "edges_left_out": summary.edges_left_out,
+                        "nodes_left_out": summary.nodes_left_out,
+                    },
                 )
                 stored.append(store_file(store, corpus, file, written, options))
                 path.unlink()

@@ -20,13 +20,28 @@ class NetworkConfig(dg.Config):
     max_links: int = Field(
         default=networks.DEFAULT_MAX_LINKS,
         ge=0,
-        description="Largest actor co-occurrence network built, in actor pairs counted once per shared term; "
-        "beyond it only the most active actors that fit are kept.",
+        description="Largest actor co-occurrence pairing, in actor pairs counted once per shared (term, day); "
+        "beyond it only the most active actors that fit are paired.",
+    )
+    backbone_alpha: float = Field(
+        default=networks.DEFAULT_BACKBONE_ALPHA,
+        gt=0,
+        le=1,
+        description="Significance level of the disparity filter that keeps the actor co-occurrence backbone; "
+        "1 keeps every candidate edge.",
     )
 
 
+def _info_value(value: int | float | str) -> dg.MetadataValue:
+    if isinstance(value, str):
+        return dg.MetadataValue.text(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    return dg.MetadataValue.int(value)
+
+
 def _metadata(network: networks.Network, paths: dict) -> dict:
-    metadata = {
+    metadata: dict[str, dg.MetadataValue] = {
         "records": dg.MetadataValue.int(network.records),
         "nodes": dg.MetadataValue.int(network.nodes.height),
         "edges": dg.MetadataValue.int(network.edges.height),
@@ -35,20 +50,27 @@ def _metadata(network: networks.Network, paths: dict) -> dict:
         "nodes_path": dg.MetadataValue.path(str(paths["nodes"])),
         "edges_path": dg.MetadataValue.path(str(paths["edges"])),
     }
-    metadata.update({key: dg.MetadataValue.int(value) for key, value in network.info.items()})
+    metadata.update({key: _info_value(value) for key, value in network.info.items()})
     return metadata
 
 
 def _check(network: networks.Network) -> dg.AssetCheckResult:
     passed = network.records == 0 or network.edges.height > 0
+    description = f"{network.records} records but no {network.name} edge; "
+    removed = network.info.get("backbone_removed", 0)
+    if removed:
+        description += (
+            f"the backbone removed all {removed} candidate edges: no tie stands out at backbone_alpha "
+            f"{network.info['backbone_alpha']} (run config; 1 keeps every candidate)"
+        )
+    else:
+        description += "see the asset description for how edges are made"
     return dg.AssetCheckResult(
         asset_key=asset_keys.NETWORKS[network.name],
         check_name="network_has_edges",
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None
-        if passed
-        else f"{network.records} records but no {network.name} edge; see the asset description for how edges are made",
+        description=None if passed else description,
         metadata={"records": network.records, "edges": network.edges.height},
     )
 
@@ -80,7 +102,9 @@ def corpus_networks(context: dg.AssetExecutionContext, config: NetworkConfig, po
     with postgres.engine() as engine:
         corpus = corpus_of(context, engine)
         analysed = stats.load_analysis_corpus(engine, corpus)
-    for name, network in networks.build_networks(analysed, max_links=config.max_links).items():
+    for name, network in networks.build_networks(
+        analysed, max_links=config.max_links, alpha=config.backbone_alpha
+    ).items():
         paths = networks.write_network(network, corpus.slug, corpus.month)
         context.log.info(f"{name}: {network.nodes.height} nodes, {network.edges.height} edges")
         yield dg.MaterializeResult(

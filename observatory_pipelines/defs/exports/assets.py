@@ -169,8 +169,10 @@ content_exports = [_content_export(fmt) for fmt in export_layout.CONTENT_FORMATS
     "The corpus's four networks (actor co-occurrence, term co-occurrence, bipartite actor–term, "
     "cross-platform actors; see each network asset for how nodes and edges are made) as GEXF 1.3 files for "
     "Gephi, valid against the GEXF 1.3 schema: <network>.gexf (static, with node and edge attributes) and "
-    "<network>.dynamic.gexf (each edge active on the days its records were published, one spell per day, "
-    "for Gephi's timeline)." + _GEXF_IDENTITY_NOTE,
+    "<network>.dynamic.gexf (each edge active on the days its records were published, one spell per run of "
+    "consecutive days, for Gephi's timeline; time is not repeated as attributes). Each file stays within "
+    "50 MB: a larger network is written with its strongest edges that fit and the nodes they touch, and the "
+    "file's description and the manifest say how many were left out." + _GEXF_IDENTITY_NOTE,
     "<network>.gexf and <network>.dynamic.gexf",
     "gexf --network NAME [--dynamic]",
 )
