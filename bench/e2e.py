@@ -7,7 +7,7 @@ For each size:
 1. a Zeeschuimer X export of N posts in March 2026 is written to the design's import folder, as a
    researcher's browser would save it (one envelope per line, the platform's GraphQL object in
    ``data``, about 1 KB a line): 45 words each (stop words first, then a Zipf-distributed
-   vocabulary, one or two of the design's 8 search terms), N/20 authors with a Zipf-distributed
+   vocabulary, one or two of the design's 8 search terms, an author's favourite one most often), N/20 authors with a Zipf-distributed
    activity and Danish names (which repeat across authors), 3% re-posted texts, 2% one-word edits. ``--template``: every post from one ~50-word
    vocabulary, as a bot campaign's are;
 2. a design with those 8 terms and the file import as its only arena is applied from a design
@@ -59,6 +59,7 @@ WORDS_PER_POST = 45
 REPOST_SHARE = 0.03
 EDIT_SHARE = 0.02
 AUTHORS_PER_POST = 1 / 20
+FAVOURITE_SHARE = 0.7
 SALT = "e2e-benchmark-salt-not-secret"
 RSS_SAMPLE_SECONDS = 0.05
 FIRST_NAMES = (
@@ -96,9 +97,14 @@ class PostText:
         self._next += count
         return self._drawn[self._next - count : self._next]
 
-    def post(self) -> str:
+    def post(self, favourite: int) -> str:
+        """45 words with one or two terms; accounts have topics: the author's favourite term comes
+        first with probability ``FAVOURITE_SHARE``, else any term."""
         words = self.words(WORDS_PER_POST)
-        for term in self.rng.choice(len(TERMS), size=int(self.rng.integers(1, 3)), replace=False):
+        chosen = {favourite if self.rng.random() < FAVOURITE_SHARE else int(self.rng.integers(len(TERMS)))}
+        if self.rng.random() < 0.5:
+            chosen.add(int(self.rng.integers(len(TERMS))))
+        for term in chosen:
             words[int(self.rng.integers(len(words)))] = TERMS[term]
         return " ".join(words)
 
@@ -172,7 +178,7 @@ def write_export(path: Path, n: int, template: bool, seed: int = 16) -> int:
                 words[int(rng.integers(len(words)))] = texts.words(1)[0]
                 text = " ".join(words)
             else:
-                text = texts.post()
+                text = texts.post(favourite=int(author_of[i]) % len(TERMS))
                 if len(recent) < 10_000:
                     recent.append(text)
                 else:

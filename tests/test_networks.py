@@ -114,6 +114,27 @@ def test_actor_cooccurrence_links_actors_who_used_a_term_on_the_same_day(same_da
     assert nodes[A]["label"] == A[:12] and nodes[A]["type"] == "actor"
 
 
+def test_two_accounts_busy_on_a_topic_the_same_day_weigh_more_than_a_passing_one(engine):
+    # Mette and Søren post about klima all of 5 March (6 and 4 posts), Åse once: on a shared
+    # (term, day) an edge weighs as many as the quieter account's records there.
+    design = make_design(engine, terms=("klima",))
+    posts = {"mette": 6, "søren": 4, "åse": 1}
+    rows = [
+        record(design, f"{author}-{n}", at(5, 8 + n), author=author, terms=["klima"])
+        for author, count in posts.items()
+        for n in range(count)
+    ]
+    ingest.write_batch(engine, rows)
+    analysed = stats.load_analysis_corpus(engine, corpus_of(engine, "klimadebat", MARCH))
+    network = networks.actor_cooccurrence(analysed, alpha=1.0)
+    mette, soeren, aase = (pseudonym("x_twitter", a) for a in posts)
+    assert edges(network, "weight") == {
+        (frozenset((mette, soeren)), 4),
+        (frozenset((mette, aase)), 1),
+        (frozenset((soeren, aase)), 1),
+    }
+
+
 def test_actors_using_every_term_on_different_days_are_not_linked(engine):
     # Five Danish accounts each post on every term, each on a day of their own, and Åse and Søren
     # share klima on 20 March. One shared term anywhere in the month linked every pair (a complete
@@ -399,7 +420,7 @@ def test_assets_materialize_with_metadata_and_warn_without_cross_platform_actors
 
 def test_asset_descriptions_say_how_edges_are_built():
     specs = {s.key.to_user_string(): s.description for s in corpus_networks.specs}
-    assert "weight = the number of (term, day) pairs both used" in specs["actor_cooccurrence_network"]
+    assert "the sum of the quieter actor's records matching the term that day" in specs["actor_cooccurrence_network"]
     assert "disparity filter" in specs["actor_cooccurrence_network"]
     assert "weight = the number of records matching both" in specs["term_cooccurrence_network"]
     assert "weight = the actor's records matching the term" in specs["actor_term_network"]

@@ -9,8 +9,9 @@ records (DESIGN.md).
 - ``actor_cooccurrence``: two actors are linked when they used the same search term on the same
   day (UTC): attention to the same topic at the same time. (Two accounts never share a record, and
   a shared term anywhere in the month links nearly every pair once a design has a few popular
-  terms: the network is complete and says nothing.) ``weight`` = the number of (term, day) pairs
-  both used; ``shared_terms`` = those terms; ``days`` = those days. A (term, day) used by k actors
+  terms: the network is complete and says nothing.) ``weight`` = over the (term, day) pairs both
+  used, the sum of the quieter actor's records there (two accounts that post on a topic all day
+  weigh more than two that touched it once); ``shared_terms`` = those terms; ``days`` = those days. A (term, day) used by k actors
   makes k(k−1)/2 candidate co-uses, so when they would exceed ``max_links`` only the most active
   actors (records, then engagement) that fit are paired (``actors_included`` < ``actors_total``):
   the join holds at most about 2 × ``max_links`` rows (each pair both ways, before one is kept).
@@ -83,7 +84,7 @@ and {name}_summary.parquet; core.analysis.networks.load_graph rebuilds the netwo
 DEFINITIONS = {
     ACTOR_COOCCURRENCE: (
         "Actor co-occurrence network of one corpus. Edge: two actors used the same search term on the same "
-        "day (UTC). weight = the number of (term, day) pairs both used; shared_terms = those terms, sorted; "
+        "day (UTC). weight = over the (term, day) pairs both used, the sum of the quieter actor's records matching the term that day; shared_terms = those terms, sorted; "
         "days = those days. Only the backbone is kept: the disparity filter (Serrano, Boguñá & Vespignani "
         "2009, PNAS 106(16)) keeps an edge when its weight is an improbably large share of either actor's "
         "strength, disparity_alpha = min over both ends of (1 - weight/strength)^(degree-1) <= backbone_alpha "
@@ -314,14 +315,16 @@ def _actor_terms(corpus: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
 
 
 def _actor_term_days(corpus: AnalysisCorpus, terms: pl.Enum) -> pl.DataFrame:
-    """One row per (actor, term, day) used: the day as its index in the month."""
+    """One row per (actor, term, day) used, with the actor's records matching the term that day:
+    the day as its index in the month."""
     offset = (pl.col("day") - pl.lit(corpus.first_day)).dt.total_days().cast(pl.UInt8)
     return (
         corpus.records.filter(pl.col("actor").is_not_null())
         .select("actor", pl.col("terms").cast(pl.List(terms)), offset.alias("day_index"))
         .explode("terms")
         .drop_nulls("terms")
-        .unique()
+        .group_by("actor", "terms", "day_index")
+        .agg(records=pl.len())
     )
 
 
@@ -362,7 +365,7 @@ def actor_cooccurrence(
     actors = actor_table(corpus).filter(pl.col("actor_id").is_in(uses["actor"].unique().implode()))
     # Rank the actors, most active first; ranks stand in for ids in the join.
     ranks = actors.select(pl.col("actor_id").alias("actor")).with_row_index("rank")
-    ranked = uses.join(ranks, on="actor").select("rank", "terms", "day_index").sort("rank")
+    ranked = uses.join(ranks, on="actor").select("rank", "terms", "day_index", "records").sort("rank")
     # An actor adds one co-use for each earlier-ranked actor that used the same term on the same
     # day, so the running total over ranks is the join's size with the top-N actors, known before joining.
     added = ranked.with_columns(earlier=pl.col("rank").cum_count().over("terms", "day_index") - 1)
@@ -379,7 +382,12 @@ def actor_cooccurrence(
         kept.join(kept, on=["terms", "day_index"], suffix="_b")
         .filter(pl.col("rank") < pl.col("rank_b"))
         .group_by("rank", "rank_b")
-        .agg(weight=pl.len(), shared_terms=pl.col("terms").unique().sort(), day_mask=day_bit.bitwise_or())
+        .agg(
+            # Co-use in proportion: on a shared (term, day), as many as the quieter actor's records.
+            weight=pl.min_horizontal("records", "records_b").sum().cast(pl.Int64),
+            shared_terms=pl.col("terms").unique().sort(),
+            day_mask=day_bit.bitwise_or(),
+        )
     )
     candidates = pairs.join(ranks.rename({"actor": "source"}), on="rank").join(
         ranks.rename({"actor": "target", "rank": "rank_b"}), on="rank_b"
