@@ -29,6 +29,7 @@ its bounds left out (issue 16). The peak is the pass's own: it runs in a child p
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -246,7 +247,7 @@ def dedup_peak(url: str, design: uuid.UUID) -> tuple[dedup.DedupResult, int, flo
 
 
 def run(sizes: list[int], template: bool = False) -> dict:
-    url = common.bench_database("observatory_bench_dedup")
+    url = common.bench_database(os.environ.get("BENCH_DATABASE") or "observatory_bench_dedup")
     engine = database.make_engine(url)
     design, run_id = common.make_design(engine)
     report = {"benchmark": "dedup", "template": template, "environment": common.environment(), "sizes": {}}
