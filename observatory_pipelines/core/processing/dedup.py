@@ -599,7 +599,7 @@ def group_duplicates(corpus: pl.DataFrame, links: pl.DataFrame) -> Grouping:
 # The database side
 
 #: Rows of the corpus parsed at once while loading: memory holds one piece of text at a time.
-LOAD_CHUNK_BYTES = 16 * 2**20
+LOAD_CHUNK_BYTES = 4 * 2**20
 #: Marks sent to PostgreSQL in one piece.
 MARK_BATCH = 100_000
 # The corpus as grouping reads it, in (published_at, id) order: the id as its two signed 64-bit
