@@ -668,11 +668,11 @@ def test_a_million_templated_posts_group_in_bounded_memory():
 
 
 #: The whole pass's own memory (its peak above the RSS it started from) over ``WHOLE_PASS_RECORDS``
-#: templated records and their 12.8 M near candidates. Measured (issue 16): 217 MB, and 251 MB
-#: before the corpus was held compactly; a pass holding its candidate pairs (16 bytes each, twice)
-#: would need 400 MB more. A million such records: docs/benchmarks.md § Dedup.
+#: templated records and their 12.8 M near candidates. Measured (issue 16, VmHWM): 186 MB, and
+#: 318 MB before the corpus was held as numbers (same marks). A million such records:
+#: docs/benchmarks.md § Dedup.
 WHOLE_PASS_RECORDS = 100_000
-WHOLE_PASS_BYTES = 320 * 2**20
+WHOLE_PASS_BYTES = 250 * 2**20
 
 
 def _campaign_records(engine, design_id, count: int) -> tuple[int, int]:
