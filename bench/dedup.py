@@ -23,7 +23,8 @@ Target (issue 4): 1M rows within 60 s on 2 cores, growing no faster than linearl
 
 ``--template``: every post is 45 words drawn from one small vocabulary, as a bot campaign's are
 (SimHashes crowd together). The pass must finish with its peak memory under 2 GB and report what
-its bounds left out (issue 16). The peak is the pass's own: it runs in a child process.
+its bounds left out (issue 16). The peak is the pass's own: it runs in a child process, which reads
+its VmHWM (ru_maxrss would report this process too, as Linux keeps it across exec).
 """
 
 from __future__ import annotations
