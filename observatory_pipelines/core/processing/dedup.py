@@ -48,6 +48,15 @@ each key table checks at most a tenth of ``MAX_CANDIDATES``, smallest buckets fi
 real near-copies). On templated text, whose SimHashes crowd together (1M posts drawn from one
 45-word vocabulary), the pass used to hold every candidate pair of every table before checking one
 and outgrew 24 GB; what the bounds leave out is reported (``NearScan``) rather than guessed.
+
+The corpus itself is held as a few numbers per record, not as text (``load_compact``): COPY
+streams the month in (published_at, id) order, and each piece of ``LOAD_CHUNK_BYTES`` is turned
+into 64-bit keys at once and dropped: the id as its two halves, ``content_hash``, platform with
+arena, and the normalised URLs (own and shared) as 64-bit hashes. The row number stands for
+(published_at, id), so the canonical is the group's smallest row among its articles, else among
+all. Two different values share a 64-bit key with a probability of about 3 in 10⁸ in a corpus of
+a million, which would link two records wrongly. The marks go to PostgreSQL ``MARK_BATCH`` at a
+time through a staging table, and only the rows whose marks change are written.
 """
 
 from __future__ import annotations
@@ -58,7 +67,7 @@ import ipaddress
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -66,7 +75,6 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
-from observatory_pipelines.core.analysis.corpus import load_corpus
 from observatory_pipelines.core.models import ITEM_COPY_KIND
 from observatory_pipelines.core.platform import database, markdown, months
 
@@ -275,7 +283,7 @@ MAX_BUCKET = 500
 #: text, whose SimHashes crowd together, would otherwise need billions.
 MAX_CANDIDATES = 50_000_000
 #: Candidate pairs held in memory at once.
-PAIR_CHUNK = 2_000_000
+PAIR_CHUNK = 500_000
 CORPUS_COLUMNS = ["id", "published_at", "platform", "arena", "content_type", "url", "content_hash", "simhash"]
 
 #: The rules as users read them (the asset's description and docs/analysis.md are made from this).
@@ -401,15 +409,40 @@ def near_components(hashes: np.ndarray, max_bits: int = NEAR_MAX_BITS) -> tuple[
     return labels, scan
 
 
+def _hashed(values: pl.Expr) -> pl.Expr:
+    """A 64-bit hash of each value, null where the value is null (a compact key: two different
+    values share one with probability about 3 in 10⁸ in a corpus of a million)."""
+    return pl.when(values.is_not_null()).then(values.hash())
+
+
 def _url_keys(urls: pl.Series) -> pl.Series:
-    """``normalise_url`` of each value (computed once per distinct value); None for front pages."""
+    """The hashed ``normalise_url`` of each value (computed once per distinct value); null for
+    front pages and for what is not a URL."""
     distinct = urls.drop_nulls().unique()
     keys = [normalise_url(u) for u in distinct.to_list()]
     lookup = pl.DataFrame(
         {"raw": distinct, "key": [None if k is None or _ROOT_URL.match(k) else k for k in keys]},
         schema={"raw": pl.Utf8, "key": pl.Utf8},
-    )
+    ).select("raw", key=_hashed(pl.col("key")))
     return urls.to_frame("raw").join(lookup, on="raw", how="left", maintain_order="left")["key"]
+
+
+def _compact(part: pl.DataFrame) -> pl.DataFrame:
+    """The columns grouping reads, as 64-bit keys instead of text: ``article`` (bool), ``source``
+    (platform and arena), ``url_key``, ``content_key`` (content_hash) and ``simhash``."""
+    return part.select(
+        article=pl.col("content_type").fill_null("") == "article",
+        source=pl.struct("platform", "arena").hash(),
+        url_key=_url_keys(part["url"]),
+        content_key=_hashed(pl.col("content_hash")),
+        simhash=pl.col("simhash").cast(pl.Int64),
+    )
+
+
+def _link_keys(rows: pl.Series, links: pl.Series) -> pl.DataFrame:
+    """row → hashed URL key of each link it shares (links that are no URL or a front page are left out)."""
+    shared = pl.DataFrame({"row": rows, "link": links}).filter(pl.col("link").is_not_null())
+    return shared.select("row", key=_url_keys(shared["link"])).filter(pl.col("key").is_not_null())
 
 
 def _star_edges(frame: pl.DataFrame, by: str) -> pl.DataFrame:
@@ -421,30 +454,24 @@ def _star_edges(frame: pl.DataFrame, by: str) -> pl.DataFrame:
     )
 
 
-def _url_edges(rows: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
-    own = rows.select("row", key=_url_keys(rows["url"])).filter(pl.col("key").is_not_null())
+def _url_edges(rows: pl.DataFrame, link_keys: pl.DataFrame) -> pl.DataFrame:
+    own = rows.select("row", key="url_key").filter(pl.col("key").is_not_null())
     owners = own.group_by("key").agg(anchor=pl.col("row").min())
-    shared = links.join(rows.select("id", "row"), on="id")
-    sharing = (
-        shared.select("row", key=_url_keys(shared["link"]))
-        .join(owners, on="key")
-        .filter(pl.col("row") != pl.col("anchor"))
-        .select("row", "anchor")
-    )
+    sharing = link_keys.join(owners, on="key").filter(pl.col("row") != pl.col("anchor")).select("row", "anchor")
     return pl.concat([_star_edges(own, "key"), sharing])
 
 
 def _exact_edges(rows: pl.DataFrame) -> pl.DataFrame:
-    hashed = rows.filter(pl.col("content_hash").is_not_null())
-    across = hashed.filter(pl.struct("platform", "arena").n_unique().over("content_hash") > 1)
-    return _star_edges(across, "content_hash")
+    hashed = rows.select("row", "source", "content_key").filter(pl.col("content_key").is_not_null())
+    across = hashed.filter(pl.col("source").n_unique().over("content_key") > 1)
+    return _star_edges(across, "content_key")
 
 
 def _near_edges(rows: pl.DataFrame) -> tuple[pl.DataFrame, NearScan]:
-    hashed = rows.filter(pl.col("simhash").is_not_null())
+    hashed = rows.select("row", "content_key", "simhash").filter(pl.col("simhash").is_not_null())
     values = (
         hashed.group_by("simhash")
-        .agg(first=pl.col("row").min(), texts=pl.col("content_hash").n_unique())
+        .agg(first=pl.col("row").min(), texts=pl.col("content_key").n_unique())
         .sort("simhash")
     )
     labels, scan = near_components(values["simhash"].to_numpy())
@@ -466,77 +493,202 @@ def _near_edges(rows: pl.DataFrame) -> tuple[pl.DataFrame, NearScan]:
     return pl.concat(edges), scan
 
 
-def _components(edges: pl.DataFrame) -> pl.DataFrame:
-    """row → label (the smallest row of its component), for every row on an edge."""
-    if edges.height == 0:
-        return pl.DataFrame(schema={"row": pl.UInt32, "group": pl.UInt32})
-    ends = np.concatenate([edges["row"].to_numpy(), edges["anchor"].to_numpy()])
-    nodes, numbered = np.unique(ends, return_inverse=True)
-    half = edges.height
-    labels = connected_components(len(nodes), numbered[:half], numbered[half:])
-    return pl.DataFrame({"row": nodes, "group": nodes[labels]}, schema={"row": pl.UInt32, "group": pl.UInt32})
+def _touched(size: int, edges: pl.DataFrame) -> np.ndarray:
+    touched = np.zeros(size, dtype=bool)
+    touched[edges["row"].to_numpy()] = True
+    touched[edges["anchor"].to_numpy()] = True
+    return touched
 
 
 @dataclass
 class Grouping:
-    """What ``group_duplicates`` found. ``members`` holds one row per record that is in a group:
-    row (position in the corpus frame), id, published_at, group, canonical_id, kind."""
+    """What grouping found. ``members`` holds one row per record that is in a group: ``row`` (its
+    position in the corpus in (published_at, id) order), ``group`` (the group's smallest row),
+    ``canonical`` (the canonical record's row) and ``kind``. ``ids`` is the corpus's ``id`` and
+    ``published_at`` by row, when ``group_duplicates`` was given them."""
 
     members: pl.DataFrame
     groups_by_kind: dict[str, int]
     near_scan: NearScan
+    ids: pl.DataFrame | None = None
 
     @property
     def groups(self) -> int:
         return self.members["group"].n_unique()
 
+    def duplicates(self) -> pl.DataFrame:
+        """The members that are not their group's canonical: row, canonical, kind."""
+        return self.members.filter(pl.col("row") != pl.col("canonical")).select("row", "canonical", "kind")
+
     def marks(self) -> pl.DataFrame:
-        """The duplicates (every member but its group's canonical): id, published_at, canonical_id, kind."""
-        return self.members.filter(pl.col("id") != pl.col("canonical_id")).select(
-            "id", "published_at", "canonical_id", "kind"
+        """The duplicates: id, published_at, canonical_id, kind (needs ``ids``)."""
+        if self.ids is None:
+            raise ValueError("this grouping was made without the corpus's ids")
+        ids = self.ids
+        duplicates = self.duplicates()
+        return pl.DataFrame(
+            {
+                "id": ids["id"].gather(duplicates["row"]),
+                "published_at": ids["published_at"].gather(duplicates["row"]),
+                "canonical_id": ids["id"].gather(duplicates["canonical"]),
+                "kind": duplicates["kind"],
+            }
         )
+
+
+def group_rows(rows: pl.DataFrame, link_keys: pl.DataFrame) -> Grouping:
+    """Group a corpus given compactly (module docstring). ``rows`` is in (published_at, id) order
+    with ``_compact``'s columns; ``link_keys`` has ``row`` and ``key``, one row per shared link.
+    Memory: a few numbers per record, and edges only for the records that are in a group."""
+    size = rows.height
+    rows = rows.with_row_index("row")
+    near, scan = _near_edges(rows)
+    edges = {"url": _url_edges(rows, link_keys), "exact": _exact_edges(rows), "near": near}
+    article = rows["article"].to_numpy()
+    del rows
+    every = pl.concat(list(edges.values()))
+    labels = connected_components(size, every["row"].to_numpy(), every["anchor"].to_numpy())
+    del every
+    kinds = {kind: _touched(size, kind_edges) for kind, kind_edges in edges.items()}
+    by_kind = {}
+    for kind, kind_edges in edges.items():
+        alone = connected_components(size, kind_edges["row"].to_numpy(), kind_edges["anchor"].to_numpy())
+        touched = np.flatnonzero(kinds[kind])
+        by_kind[kind] = int((alone[touched] == touched).sum())  # each component's smallest row is its root
+        del alone
+    edges.clear()
+    in_group = np.zeros(size, dtype=bool)
+    for touched in kinds.values():
+        in_group |= touched
+    member_rows = np.flatnonzero(in_group).astype(np.uint32)
+    del in_group
+    members = pl.DataFrame(
+        {
+            "row": member_rows,
+            "group": labels[member_rows].astype(np.uint32),
+            # The canonical: articles first, then the earliest published_at, then the smallest
+            # id, which in (published_at, id) order is the smallest row.
+            "order": member_rows.astype(np.int64) + np.where(article[member_rows], 0, size),
+            **{kind: touched[member_rows] for kind, touched in kinds.items()},
+        }
+    ).select(
+        "row",
+        "group",
+        canonical=(pl.col("order").min().over("group") % max(size, 1)).cast(pl.UInt32),
+        kind=pl.concat_str([pl.when(pl.col(k)).then(pl.lit(k)) for k in KINDS], separator="+", ignore_nulls=True),
+    )
+    del labels, kinds, article
+    return Grouping(members=members, groups_by_kind=by_kind, near_scan=scan)
 
 
 def group_duplicates(corpus: pl.DataFrame, links: pl.DataFrame) -> Grouping:
     """Group the corpus's duplicates and elect each group's canonical record (module docstring).
 
     ``corpus`` has ``CORPUS_COLUMNS``; ``links`` has ``id`` and ``link``, one row per shared link.
-    Deterministic: the same rows give the same groups, canonicals and kinds, in any order.
+    Deterministic: the same rows give the same groups, canonicals and kinds, in any order. The
+    grouping's rows are positions in the corpus sorted by (published_at, id).
     """
-    rows = corpus.with_row_index("row")
-    near, scan = _near_edges(rows)
-    edges = {"url": _url_edges(rows, links), "exact": _exact_edges(rows), "near": near}
-    members = _components(pl.concat(list(edges.values())))
-    for kind, kind_edges in edges.items():
-        touched = pl.concat([kind_edges["row"], kind_edges["anchor"]]).unique()
-        members = members.with_columns(pl.col("row").is_in(touched.implode()).alias(kind))
-    members = (
-        members.join(rows.select("row", "id", "published_at", "content_type"), on="row")
-        .with_columns(
-            canonical_id=pl.col("id")
-            .sort_by([pl.col("content_type").fill_null("") != "article", "published_at", "id"])
-            .first()
-            .over("group"),
-            kind=pl.concat_str([pl.when(pl.col(k)).then(pl.lit(k)) for k in KINDS], separator="+", ignore_nulls=True),
-        )
-        .select("row", "id", "published_at", "group", "canonical_id", "kind")
-        .sort("row")
-    )
-    by_kind = {kind: _components(kind_edges)["group"].n_unique() for kind, kind_edges in edges.items()}
-    return Grouping(members=members, groups_by_kind=by_kind, near_scan=scan)
+    ordered = corpus.sort("published_at", "id")
+    shared = links.join(ordered.select("id").with_row_index("row"), on="id")
+    grouping = group_rows(_compact(ordered), _link_keys(shared["row"], shared["link"]))
+    grouping.ids = ordered.select("id", "published_at")
+    return grouping
 
 
 # ---------------------------------------------------------------------------------------------
 # The database side
 
-_LINKS_SQL = """
-SELECT id::text AS id, link
-FROM content_records,
-     LATERAL jsonb_array_elements_text(raw_metadata->'links') AS link
-WHERE query_design_id = :design AND published_at >= :start AND published_at < :end
-  AND jsonb_typeof(raw_metadata->'links') = 'array'
-  AND raw_metadata->>'duplicate_kind' IS DISTINCT FROM :item_copy
+#: Rows of the corpus parsed at once while loading: memory holds one piece of text at a time.
+LOAD_CHUNK_BYTES = 4 * 2**20
+#: Marks sent to PostgreSQL in one piece.
+MARK_BATCH = 100_000
+# The corpus as grouping reads it, in (published_at, id) order: the id as its two signed 64-bit
+# halves (it is needed again only to write the marks), published_at in microseconds since the
+# epoch, and the string elements of raw_metadata.links as one JSON array.
+_LOAD_SQL = """
+COPY (
+  SELECT ('x' || encode(substring(uuid_send(id) FROM 1 FOR 8), 'hex'))::bit(64)::bigint,
+         ('x' || encode(substring(uuid_send(id) FROM 9 FOR 8), 'hex'))::bit(64)::bigint,
+         (extract(epoch FROM published_at) * 1000000)::bigint,
+         content_type, platform, arena, url, content_hash, simhash,
+         CASE WHEN jsonb_typeof(raw_metadata->'links') = 'array' THEN
+           (SELECT jsonb_agg(link) FROM jsonb_array_elements(raw_metadata->'links') AS link
+            WHERE jsonb_typeof(link) = 'string')
+         END
+  FROM content_records
+  WHERE query_design_id = %s AND published_at >= %s AND published_at < %s
+    AND raw_metadata->>'duplicate_kind' IS DISTINCT FROM %s
+  ORDER BY published_at, id
+) TO STDOUT WITH (FORMAT csv)
 """
+_LOAD_SCHEMA = {
+    "id_hi": pl.Int64,
+    "id_lo": pl.Int64,
+    "published_at": pl.Int64,
+    "content_type": pl.Utf8,
+    "platform": pl.Utf8,
+    "arena": pl.Utf8,
+    "url": pl.Utf8,
+    "content_hash": pl.Utf8,
+    "simhash": pl.Int64,
+    "links": pl.Utf8,
+}
+
+
+@dataclass
+class CompactCorpus:
+    """A corpus as the pass holds it, a few numbers per record, by row in (published_at, id) order."""
+
+    #: ``_compact``'s columns: what grouping reads.
+    rows: pl.DataFrame
+    #: ``id_hi``, ``id_lo`` (the id's two halves) and ``published_at``: what marking writes.
+    ids: pl.DataFrame
+    #: ``row`` and ``key``: the hashed URL of each link a record shares.
+    link_keys: pl.DataFrame
+
+
+def _compact_piece(piece: pl.DataFrame, first_row: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    ids = piece.select("id_hi", "id_lo", published_at=pl.col("published_at").cast(pl.Datetime("us", "UTC")))
+    shared = (
+        piece.select(
+            row=pl.int_range(first_row, first_row + piece.height, dtype=pl.UInt32),
+            link=pl.col("links").str.json_decode(pl.List(pl.Utf8)),
+        )
+        .filter(pl.col("link").is_not_null())
+        .explode("link")
+    )
+    return _compact(piece), ids, _link_keys(shared["row"], shared["link"])
+
+
+def load_compact(engine: sa.Engine, design_id: uuid.UUID | str, month: str) -> CompactCorpus:
+    """The corpus (without the further copies of an item), read with COPY and made compact a
+    piece of ``LOAD_CHUNK_BYTES`` at a time: no text is kept, and no Python object per record."""
+    start, end = months.month_bounds(month)
+    pieces: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = []
+    buffer = bytearray()
+    loaded = 0
+
+    def flush() -> None:
+        nonlocal loaded
+        piece = pl.read_csv(bytes(buffer), has_header=False, schema=_LOAD_SCHEMA)
+        buffer.clear()
+        pieces.append(_compact_piece(piece, loaded))
+        loaded += piece.height
+
+    with database.driver_connection(engine, commit=False) as conn, conn.cursor() as cur:
+        with cur.copy(_LOAD_SQL, (str(design_id), start, end, ITEM_COPY_KIND)) as copy:
+            for row in copy:  # libpq hands over one whole row at a time
+                buffer += row
+                if len(buffer) >= LOAD_CHUNK_BYTES:
+                    flush()
+    if buffer or not pieces:
+        if not buffer:
+            pieces.append(_compact_piece(pl.DataFrame(schema=_LOAD_SCHEMA), 0))
+        else:
+            flush()
+    rows, ids, link_keys = (pl.concat([p[i] for p in pieces], rechunk=True) for i in range(3))
+    return CompactCorpus(rows=rows, ids=ids, link_keys=link_keys)
+
 
 # The key matters: the planner cannot estimate how many rows carry a mark (``?`` has no
 # statistics), guesses one, and picks a nested-loop anti-join, which without an index on the marks
@@ -569,16 +721,6 @@ WHERE {_IN_CORPUS}
 """
 
 
-def load_links(engine: sa.Engine, design_id: uuid.UUID | str, month: str) -> pl.DataFrame:
-    """The corpus's shared links (``raw_metadata.links``): one row per record and link."""
-    start, end = months.month_bounds(month)
-    with engine.connect() as conn:
-        found = conn.execute(
-            sa.text(_LINKS_SQL), {"design": str(design_id), "start": start, "end": end, "item_copy": ITEM_COPY_KIND}
-        ).all()
-    return pl.DataFrame(found, schema={"id": pl.Utf8, "link": pl.Utf8}, orient="row")
-
-
 def _lock_key(design_id: uuid.UUID | str, month: str) -> int:
     digest = hashlib.sha256(f"dedup|{design_id}|{month}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -590,25 +732,72 @@ class MarkCounts:
     unmarked: int  # rows that lost them, being no longer duplicates
 
 
+def _marks_csv(marks: pl.DataFrame) -> bytes:
+    return (
+        marks.select(
+            "id",
+            pl.col("published_at").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00"),
+            "canonical_id",
+            "kind",
+        )
+        .write_csv(include_header=False)
+        .encode()
+    )
+
+
+def _uuid_hex(hi: np.ndarray, lo: np.ndarray) -> pl.Series:
+    """The ids whose halves are ``hi`` and ``lo``, as 32 hex digits (which PostgreSQL reads as uuid)."""
+    if len(hi) == 0:
+        return pl.Series(dtype=pl.Utf8)
+    halves = np.empty((len(hi), 2), dtype=">i8")
+    halves[:, 0], halves[:, 1] = hi, lo
+    return pl.Series([halves.tobytes().hex()]).str.extract_all(".{32}").explode()
+
+
+def _uuid_text(ids: pl.DataFrame, rows: list[int]) -> list[str]:
+    mask = (1 << 64) - 1
+    hi, lo = ids["id_hi"].to_numpy(), ids["id_lo"].to_numpy()
+    return [str(uuid.UUID(int=((int(hi[r]) & mask) << 64) | (int(lo[r]) & mask))) for r in rows]
+
+
+def _compact_marks(duplicates: pl.DataFrame, ids: pl.DataFrame) -> Iterator[bytes]:
+    """``duplicates`` (row, canonical, kind) as marks CSV, ``MARK_BATCH`` rows at a time."""
+    hi, lo = ids["id_hi"].to_numpy(), ids["id_lo"].to_numpy()
+    for start in range(0, duplicates.height, MARK_BATCH):
+        part = duplicates.slice(start, MARK_BATCH)
+        rows, canonicals = part["row"].to_numpy(), part["canonical"].to_numpy()
+        yield _marks_csv(
+            pl.DataFrame(
+                {
+                    "id": _uuid_hex(hi[rows], lo[rows]),
+                    "published_at": ids["published_at"].gather(part["row"]),
+                    "canonical_id": _uuid_hex(hi[canonicals], lo[canonicals]),
+                    "kind": part["kind"],
+                }
+            )
+        )
+
+
 def mark_duplicates(engine: sa.Engine, design_id: uuid.UUID | str, month: str, marks: pl.DataFrame) -> MarkCounts:
     """Make the corpus's marks exactly ``marks`` (id, published_at, canonical_id, kind), in one
     transaction: set ``raw_metadata.duplicate_of`` / ``duplicate_kind`` where they differ, remove
     them from the corpus's other records. Unchanged rows are not rewritten; other keys are kept.
     """
+    batches = (_marks_csv(marks.slice(start, MARK_BATCH)) for start in range(0, marks.height, MARK_BATCH))
+    return _write_marks(engine, design_id, month, batches)
+
+
+def _write_marks(engine: sa.Engine, design_id: uuid.UUID | str, month: str, batches: Iterable[bytes]) -> MarkCounts:
+    """``mark_duplicates`` with the marks as CSV pieces, staged one at a time."""
     start, end = months.month_bounds(month)
     params = {"design": str(design_id), "start": start, "end": end, "item_copy": ITEM_COPY_KIND}
-    staged = marks.select(
-        "id",
-        pl.col("published_at").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00"),
-        "canonical_id",
-        "kind",
-    ).write_csv(include_header=False)
     with database.driver_connection(engine, commit=True) as conn, conn.cursor() as cur:
         # Two passes of the same corpus at once would interleave their marks and unmarks.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(design_id, month),))
         cur.execute(_MARKS_DDL)
         with cur.copy("COPY dedup_marks FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(staged)
+            for batch in batches:
+                copy.write(batch)
         cur.execute("ANALYZE dedup_marks")  # the planner would otherwise guess its size
         cur.execute(_MARK_SQL, params)
         marked = cur.rowcount
@@ -664,10 +853,12 @@ class DedupResult:
         )
 
 
-def _sample(engine: sa.Engine, design_id: uuid.UUID | str, month: str, grouping: Grouping) -> list[dict[str, str]]:
+def _sample(
+    engine: sa.Engine, design_id: uuid.UUID | str, month: str, grouping: Grouping, ids: pl.DataFrame
+) -> list[dict[str, str]]:
     members = grouping.members.with_columns(
-        size=pl.len().over("group"), role=pl.when(pl.col("id") == pl.col("canonical_id")).then(0).otherwise(1)
-    ).sort(["size", "group", "role", "published_at", "id"], descending=[True, False, False, False, False])
+        size=pl.len().over("group"), role=pl.when(pl.col("row") == pl.col("canonical")).then(0).otherwise(1)
+    ).sort(["size", "group", "role", "row"], descending=[True, False, False, False])
     chosen: list[int] = []
     for kind in KINDS:
         having = members.filter(pl.col("kind").str.contains(kind, literal=True))["group"].unique(maintain_order=True)
@@ -679,50 +870,53 @@ def _sample(engine: sa.Engine, design_id: uuid.UUID | str, month: str, grouping:
     )
     if shown.height == 0:
         return []
+    number = {group: i + 1 for i, group in enumerate(chosen)}
+    shown = shown.sort(pl.col("group").replace_strict(number), maintain_order=True)
+    shown_ids = _uuid_text(ids, shown["row"].to_list())
     start, end = months.month_bounds(month)
     with engine.connect() as conn:
         details = {
             r.id: r
             for r in conn.execute(
-                sa.text(_SAMPLE_SQL),
-                {"design": str(design_id), "start": start, "end": end, "ids": shown["id"].to_list()},
+                sa.text(_SAMPLE_SQL), {"design": str(design_id), "start": start, "end": end, "ids": shown_ids}
             )
         }
-    number = {group: i + 1 for i, group in enumerate(chosen)}
     return [
         {
             "group": str(number[m["group"]]),
             "role": "canonical" if m["role"] == 0 else "duplicate",
             "kind": m["kind"],
-            "platform": details[m["id"]].platform,
-            "title": details[m["id"]].title or "",
-            "url": details[m["id"]].url or "",
+            "platform": details[id_].platform,
+            "title": details[id_].title or "",
+            "url": details[id_].url or "",
         }
-        for m in shown.sort(pl.col("group").replace_strict(number), maintain_order=True).iter_rows(named=True)
-        if m["id"] in details  # a record deleted since the load (retention, erasure) is not shown
+        for m, id_ in zip(shown.iter_rows(named=True), shown_ids, strict=True)
+        if id_ in details  # a record deleted since the load (retention, erasure) is not shown
     ]
 
 
 def run_dedup(engine: sa.Engine, design_id: uuid.UUID | str, month: str) -> DedupResult:
-    """The dedup pass over one corpus: load, group, mark (see the module docstring)."""
+    """The dedup pass over one corpus: load, group, mark (see the module docstring). Memory: the
+    corpus is held as a few numbers per record (``load_compact``), marks are written in pieces."""
     started = time.perf_counter()
-    corpus = load_corpus(engine, design_id, month, CORPUS_COLUMNS, include_item_copies=False)
-    links = load_links(engine, design_id, month)
+    corpus = load_compact(engine, design_id, month)
+    records, ids = corpus.rows.height, corpus.ids
     loaded = time.perf_counter()
-    grouping = group_duplicates(corpus, links)
-    marks = grouping.marks()
+    grouping = group_rows(corpus.rows, corpus.link_keys)
+    del corpus
+    duplicates = grouping.duplicates()
     grouped = time.perf_counter()
-    counts = mark_duplicates(engine, design_id, month, marks)
+    counts = _write_marks(engine, design_id, month, _compact_marks(duplicates, ids))
     seconds = {"load": loaded - started, "group": grouped - loaded, "mark": time.perf_counter() - grouped}
     return DedupResult(
-        records=corpus.height,
+        records=records,
         groups=grouping.groups,
         groups_by_kind=grouping.groups_by_kind,
         records_in_groups=grouping.members.height,
-        duplicates=marks.height,
+        duplicates=duplicates.height,
         marked=counts.marked,
         unmarked=counts.unmarked,
         near_scan=grouping.near_scan,
         seconds={k: round(v, 3) for k, v in seconds.items()},
-        sample=_sample(engine, design_id, month, grouping),
+        sample=_sample(engine, design_id, month, grouping, ids),
     )
