@@ -40,6 +40,7 @@ import sqlalchemy as sa
 
 from bench import common
 from bench.ingest import raw_copy
+from bench.rss import peak_rss_mb
 from observatory_pipelines.core.analysis import corpus
 from observatory_pipelines.core.collection import privacy, text
 from observatory_pipelines.core.platform import database, months
@@ -221,15 +222,6 @@ def _growth(now: float, before: float, size_ratio: float) -> float:
     return round(now / before / size_ratio, 2)
 
 
-def own_peak_rss() -> int:
-    """This process's peak RSS in bytes since it started its program (``VmHWM``). Not
-    ``ru_maxrss``: Linux keeps that across exec, so a child spawned by a process holding a big
-    synthetic corpus would report its parent's size (measured: a spawned child of a 1 GB parent
-    reports 1,037 MB)."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
-
-
 def _dedup_in_child(url: str, design: uuid.UUID, queue) -> None:
     import time
 
@@ -238,7 +230,7 @@ def _dedup_in_child(url: str, design: uuid.UUID, queue) -> None:
     result = dedup.run_dedup(engine, design, MONTH)
     elapsed = time.perf_counter() - started
     engine.dispose()
-    queue.put((result, own_peak_rss(), elapsed))
+    queue.put((result, int(peak_rss_mb() * 2**20), elapsed))
 
 
 def dedup_peak(url: str, design: uuid.UUID) -> tuple[dedup.DedupResult, int, float]:

@@ -47,6 +47,7 @@ import sqlalchemy as sa
 
 from bench import common
 from bench.dedup import STOP_WORDS, TEMPLATE_WORDS, VOCABULARY_SIZE, ZIPF_EXPONENT
+from bench.rss import peak_rss_mb
 from observatory_pipelines.core.collection import records
 from observatory_pipelines.core.platform import database
 
@@ -208,14 +209,6 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _high_water_mb() -> float:
-    """This process's own peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries the parent's
-    high-water mark over fork and exec, so a child would report at least the parent's size."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return round(int(line.split()[1]) / 1024, 1)
-
-
 def child(output: Path) -> None:
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -265,7 +258,7 @@ def child(output: Path) -> None:
                 "steps": sorted(steps, key=lambda s: s["start"]),
                 "failed": [{"asset": a.asset, "error": a.error} for a in report.failed],
                 "metadata": {a.asset: {k: str(v)[:200] for k, v in a.metadata.items()} for a in report.assets},
-                "peak_rss_mb": _high_water_mb(),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
             },
             default=str,
         )

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.rss import peak_rss_mb
 from observatory_pipelines.core.collection.designs import Corpus, find_corpus
 from observatory_pipelines.core.exports import writers as exports
 from observatory_pipelines.core.platform import database, months
@@ -173,15 +174,6 @@ def child(task: str, url: str, folder: str) -> dict:
     engine.dispose()
     result["peak_rss_mb"] = peak_rss_mb()
     return result
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory since its exec (``VmHWM``)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def run_child(task: str, url: str, folder: str) -> dict:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.rss import peak_rss_mb
 from observatory_pipelines.core.collection.designs import find_corpus
 from observatory_pipelines.core.platform import database
 
@@ -135,15 +136,6 @@ def stock_store(engine: sa.Engine, folder: str):
 
 
 # --- one step, in a fresh process --------------------------------------------------------------
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory since its exec (``VmHWM``)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(step: str, url: str, folder: str) -> dict:
