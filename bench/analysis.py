@@ -221,22 +221,28 @@ def network_figures(network: networks.Network) -> dict:
 
 
 SELF_JOIN_SQL = """
-SELECT least(a_actor, b_actor) AS source, greatest(a_actor, b_actor) AS target, count(DISTINCT (term, day)) AS weight
+SELECT source, target, sum(least(source_records, target_records)) AS weight
 FROM (
-    SELECT coalesce(a.author_id::text, a.pseudonymized_author_id) AS a_actor,
-           coalesce(b.author_id::text, b.pseudonymized_author_id) AS b_actor,
-           unnest(a.search_terms_matched) AS term, b.search_terms_matched AS b_terms,
-           (a.published_at AT TIME ZONE 'UTC')::date AS day
-    FROM content_records a
-    JOIN content_records b ON a.search_terms_matched && b.search_terms_matched
-      AND (a.published_at AT TIME ZONE 'UTC')::date = (b.published_at AT TIME ZONE 'UTC')::date
-    WHERE a.query_design_id = :d AND b.query_design_id = :d
-      AND a.published_at >= :start AND a.published_at < :end
-      AND b.published_at >= :start AND b.published_at < :end
-      AND NOT (a.raw_metadata ? 'duplicate_of') AND NOT (b.raw_metadata ? 'duplicate_of')
-      AND coalesce(a.author_id::text, a.pseudonymized_author_id) < coalesce(b.author_id::text, b.pseudonymized_author_id)
-) pairs
-WHERE term = ANY(b_terms)
+    SELECT a_actor AS source, b_actor AS target, term, day,
+           count(DISTINCT a_id) AS source_records, count(DISTINCT b_id) AS target_records
+    FROM (
+        SELECT coalesce(a.author_id::text, a.pseudonymized_author_id) AS a_actor,
+               coalesce(b.author_id::text, b.pseudonymized_author_id) AS b_actor,
+               a.id AS a_id, b.id AS b_id,
+               unnest(a.search_terms_matched) AS term, b.search_terms_matched AS b_terms,
+               (a.published_at AT TIME ZONE 'UTC')::date AS day
+        FROM content_records a
+        JOIN content_records b ON a.search_terms_matched && b.search_terms_matched
+          AND (a.published_at AT TIME ZONE 'UTC')::date = (b.published_at AT TIME ZONE 'UTC')::date
+        WHERE a.query_design_id = :d AND b.query_design_id = :d
+          AND a.published_at >= :start AND a.published_at < :end
+          AND b.published_at >= :start AND b.published_at < :end
+          AND NOT (a.raw_metadata ? 'duplicate_of') AND NOT (b.raw_metadata ? 'duplicate_of')
+          AND coalesce(a.author_id::text, a.pseudonymized_author_id) < coalesce(b.author_id::text, b.pseudonymized_author_id)
+    ) pairs
+    WHERE term = ANY(b_terms)
+    GROUP BY 1, 2, 3, 4
+) per_term_day
 GROUP BY 1, 2
 """
 
