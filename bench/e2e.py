@@ -221,15 +221,11 @@ def child(output: Path) -> None:
     threading.Thread(target=sample, daemon=True).start()
     from observatory_pipelines.definitions import defs
     from observatory_pipelines.defs import local_run
-    from observatory_pipelines.defs.resources import CollectionResource, PostgresResource, StorageResource
+    from observatory_pipelines.defs.resources import for_this_process
 
     url = database.resolve_url()
     instance = local_run.project_instance(url)
-    resources = {
-        "postgres": PostgresResource(database_url=url),
-        "collector": CollectionResource(salt=SALT),
-        "storage": StorageResource(),
-    }
+    resources = for_this_process(url, SALT)
     started = time.time()
     report = local_run.materialize_corpus(
         MONTH, DESIGN, instance=instance, defs=defs, resources=resources, arenas=["file_import"]

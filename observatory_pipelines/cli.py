@@ -206,15 +206,11 @@ def _summary(metadata: dict) -> str:
 def _run_corpus(month: str, design: str, arenas=None, salt: str | None = None, identity: str | None = None) -> int:
     from observatory_pipelines.definitions import defs
     from observatory_pipelines.defs import local_run
-    from observatory_pipelines.defs.resources import CollectionResource, PostgresResource, StorageResource
+    from observatory_pipelines.defs.resources import for_this_process
 
     url = database.resolve_url()
     instance = local_run.project_instance(url)
-    resources = {
-        "postgres": PostgresResource(database_url=url),
-        "collector": CollectionResource(salt=salt),
-        "storage": StorageResource(),
-    }
+    resources = for_this_process(url, salt)
     report = local_run.materialize_corpus(
         month, design, instance=instance, defs=defs, resources=resources, arenas=arenas, export_identity=identity
     )

@@ -154,3 +154,13 @@ def from_environment() -> dict[str, dg.ConfigurableResource]:
             secret_key=_bound(settings.MINIO_SECRET_KEY, settings.MINIO_ROOT_PASSWORD),
         ),
     }
+
+
+def for_this_process(database_url: str, salt: str | None) -> dict[str, dg.ConfigurableResource]:
+    """The resources of a run in this process (``observatory run``, scripts): the database it was
+    given, the salt the CLI settled on, and the object store from the environment."""
+    return {
+        "postgres": PostgresResource(database_url=database_url),
+        "collector": CollectionResource(salt=salt),
+        "storage": StorageResource(),
+    }
