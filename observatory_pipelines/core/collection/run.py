@@ -12,7 +12,8 @@
 6. reserve the estimated credits, before any paid API is called;
 7. stream the arena's items through ``records.prepare`` into ``ingest.write_batch``, batch by
    batch (each written on a background thread while the next is prepared: ``ingest.BatchWriter``),
-   counting new / updated / unchanged / rejected / filtered records;
+   counting new / updated / unchanged / rejected / filtered records. A large file import into an
+   empty month is loaded in bulk instead (``ingest.FirstLoad``): indexes are built once, at the end;
 8. settle the credits with what was really used, and close the task, writing what each source
    gave to ``source_yields`` (``core.collection.yields``).
 
@@ -365,21 +366,22 @@ def _collect_locked(
             authors=authors,
         )
         batch: list[tuple] = []
-        writer = ingest.BatchWriter(engine, outcome.written)
+        context = CollectionContext(
+            http=http,
+            import_dir=import_dir,
+            log=log,
+            credentials=credentials,
+            searched=tally.searched,
+            budget=budget,
+            resume=resumes.get,
+            collected_at=collected_at,
+        )
+        if (arena.input_bytes(spec, context) or 0) >= ingest.FIRST_LOAD_MIN_BYTES:
+            writer = ingest.FirstLoad.open(engine, month, design.id, outcome.written, log)
+        else:
+            writer = ingest.BatchWriter(engine, outcome.written)
         try:
-            for found in arena.collect(
-                spec,
-                CollectionContext(
-                    http=http,
-                    import_dir=import_dir,
-                    log=log,
-                    credentials=credentials,
-                    searched=tally.searched,
-                    budget=budget,
-                    resume=resumes.get,
-                    collected_at=collected_at,
-                ),
-            ):
+            for found in arena.collect(spec, context):
                 if isinstance(found, Checkpoint):
                     # The page's items first: a checkpoint must never run ahead of what is stored.
                     if batch:

@@ -6,10 +6,20 @@ EXCLUSIVE lock on the parent (CREATE TABLE ... PARTITION OF would take ACCESS EX
 other months stay writable; the default partition is locked for the short move. A CHECK
 constraint matching the bounds is added before ATTACH so PostgreSQL can skip re-scanning the
 new table. Everything for one month happens in one transaction: a failure leaves no half-moved rows.
+
+A large first load of an empty month (``core.collection.ingest.FirstLoad``) goes into a *load
+table* instead, which has no indexes while it fills. ``start_load`` creates it, with only the
+item key's unique constraint (the load's own merges need it); ``finish_load`` gives it every index
+and constraint of the partition it replaces, then swaps the two (``_swap``). Building an index
+once over the whole month is several times cheaper than keeping it up to date row by row, above
+all the GIN indexes. Everything happens in the loader's one transaction, so a load that dies
+leaves nothing behind: no load table, no half-swapped partition.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +31,20 @@ PARENT_TABLE = "content_records"
 DEFAULT_PARTITION = "content_records_default"
 # Serialises concurrent ensure runs (daily schedule vs. a manual CLI call) across sessions.
 _ADVISORY_LOCK_KEY = 0x0B5E_0001
+#: Suffix of a month's load table (``content_records_2026_03_load``).
+LOAD_SUFFIX = "_load"
+#: Memory each index build of a load may use: a GIN index is built in one pass when its entries
+#: fit (the full-text index of a 1M-record month needs about this much). Set for the load's
+#: transaction only.
+BUILD_MEMORY = "512MB"
+#: The swap needs the parent table to itself for a moment (DETACH takes ACCESS EXCLUSIVE). It
+#: waits this long for it per attempt, so that a long export never stalls every other reader
+#: queued behind the swap...
+SWAP_LOCK_TIMEOUT = "5s"
+#: ...and tries this many times before it falls back to inserting the loaded rows into the
+#: partition as it is (slower, the same result).
+SWAP_ATTEMPTS = 6
+_BUSY = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
 
 
 @dataclass(frozen=True)
@@ -78,7 +102,7 @@ def default_partition_months(conn: sa.Connection) -> dict[str, int]:
 
 def _quote(conn: sa.Connection, name: str) -> str:
     # Only our own names ever get here: partition names derived from validated month keys.
-    if name != DEFAULT_PARTITION and months.month_of_partition(name) is None:
+    if name != DEFAULT_PARTITION and months.month_of_partition(name.removesuffix(LOAD_SUFFIX)) is None:
         raise ValueError(f"refusing to use '{name}' as a partition name")
     return conn.dialect.identifier_preparer.quote(name)
 
@@ -173,3 +197,179 @@ def partition_health(engine: sa.Engine, now: datetime | None = None) -> Partitio
             next_month_exists=next_month in existing_months(conn),
             default_rows=default_partition_months(conn),
         )
+
+
+# --- the first load of an empty month ---------------------------------------------------------------
+
+
+def load_table(month: str) -> str:
+    return months.partition_name(month) + LOAD_SUFFIX
+
+
+def is_empty(conn: sa.Connection, month: str) -> bool:
+    """Whether ``month`` has its own partition and that partition holds no row (of any design)."""
+    if month not in existing_months(conn):
+        return False
+    table = _quote(conn, months.partition_name(month))
+    return conn.execute(sa.text(f"SELECT NOT EXISTS (SELECT FROM {table})")).scalar_one()
+
+
+def _indexes(conn: sa.Connection, table: str) -> list[sa.Row]:
+    """``table``'s indexes: name, definition and the kind of constraint each backs (p, u or None)."""
+    return conn.execute(
+        sa.text(
+            """
+            SELECT c.relname AS name, pg_get_indexdef(c.oid) AS definition, con.contype AS backs
+            FROM pg_index x
+            JOIN pg_class c ON c.oid = x.indexrelid
+            LEFT JOIN pg_constraint con ON con.conindid = c.oid AND con.conrelid = x.indrelid
+            WHERE x.indrelid = CAST(:table AS regclass)
+            ORDER BY c.relname
+            """
+        ),
+        {"table": table},
+    ).all()
+
+
+def _constraints(conn: sa.Connection, table: str, kinds: str) -> list[sa.Row]:
+    return conn.execute(
+        sa.text(
+            """
+            SELECT conname AS name, contype AS kind, pg_get_constraintdef(oid) AS definition
+            FROM pg_constraint WHERE conrelid = CAST(:table AS regclass) AND contype = ANY(:kinds)
+            ORDER BY conname
+            """
+        ),
+        {"table": table, "kinds": list(kinds)},
+    ).all()
+
+
+def _temporary_name(load: str, index: int) -> str:
+    return f"{load}_i{index}"
+
+
+def _build_like(conn: sa.Connection, month: str, want: set[str | None]) -> None:
+    """Build on the load table the partition's indexes whose constraint kind is in ``want``, under
+    temporary names (the partition still holds theirs), and the constraints they back."""
+    partition, load = months.partition_name(month), load_table(month)
+    quote = conn.dialect.identifier_preparer.quote
+    for number, index in enumerate(_indexes(conn, partition)):
+        if index.backs not in want:
+            continue
+        # pg_get_indexdef: "CREATE [UNIQUE] INDEX <name> ON <schema>.<partition> USING <method> (...)".
+        head = re.match(
+            rf"CREATE (UNIQUE )?INDEX {re.escape(quote(index.name))} ON \S+\.{partition} USING ", index.definition
+        )
+        if head is None:
+            raise ValueError(f"unexpected definition of index {index.name!r}: {index.definition[:120]}")
+        temporary = _temporary_name(load, number)
+        conn.execute(
+            sa.text(
+                f"CREATE {head.group(1) or ''}INDEX {temporary} ON {_quote(conn, load)} USING "
+                + index.definition[head.end() :]
+            )
+        )
+        if index.backs:
+            kind = "PRIMARY KEY" if index.backs == "p" else "UNIQUE"
+            conn.execute(
+                sa.text(f"ALTER TABLE {_quote(conn, load)} ADD CONSTRAINT {temporary} {kind} USING INDEX {temporary}")
+            )
+
+
+def start_load(conn: sa.Connection, month: str) -> str:
+    """Create ``month``'s load table inside the caller's transaction and return its name. It has
+    the partition's columns and defaults, and the item key's unique constraint only."""
+    load = _quote(conn, load_table(month))
+    conn.execute(sa.text(f"CREATE TABLE {load} (LIKE {PARENT_TABLE} INCLUDING DEFAULTS INCLUDING STORAGE)"))
+    _build_like(conn, month, {"u"})
+    return load_table(month)
+
+
+def finish_load(conn: sa.Connection, month: str, log=lambda message: None) -> str:
+    """Give the load table the rest of the partition's indexes and constraints, then put it in the
+    partition's place; inside the caller's transaction. Returns ``"attached"``, or ``"inserted"``
+    when the parent table stayed busy and the rows went into the partition as it is instead."""
+    partition, load = months.partition_name(month), load_table(month)
+    start, end = months.month_bounds(month)
+    bounds = f"{load}_bounds"
+    conn.execute(sa.text("SELECT set_config('maintenance_work_mem', :memory, true)"), {"memory": BUILD_MEMORY})
+    _build_like(conn, month, {None, "p"})
+    for constraint in _constraints(conn, partition, "fc"):
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE {_quote(conn, load)} ADD CONSTRAINT {_quote_constraint(conn, constraint.name)} {constraint.definition}"
+            )
+        )
+    # Checked now, outside the swap's lock, so that ATTACH need not scan the month again.
+    conn.execute(
+        sa.text(
+            f"ALTER TABLE {_quote(conn, load)} ADD CONSTRAINT {bounds} CHECK "
+            f"(published_at IS NOT NULL AND published_at >= '{start:%Y-%m-%d %H:%M:%S}+00' "
+            f"AND published_at < '{end:%Y-%m-%d %H:%M:%S}+00')"
+        )
+    )
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            with conn.begin_nested():
+                _swap(conn, month)
+            return "attached"
+        except sa.exc.DBAPIError as err:
+            if getattr(err.orig, "sqlstate", None) not in _BUSY:
+                raise
+            log(f"{partition} was busy (attempt {attempt} of {SWAP_ATTEMPTS}); trying again")
+            time.sleep(min(2**attempt, 30) / 10)
+    columns = _columns(conn)
+    conn.execute(sa.text(f"INSERT INTO {PARENT_TABLE} ({columns}) SELECT {columns} FROM {_quote(conn, load)}"))
+    conn.execute(sa.text(f"DROP TABLE {_quote(conn, load)}"))
+    return "inserted"
+
+
+def analyze(conn: sa.Connection, month: str) -> None:
+    conn.execute(sa.text(f"ANALYZE {_quote(conn, months.partition_name(month))}"))
+
+
+def _quote_constraint(conn: sa.Connection, name: str) -> str:
+    # Constraint names come from the partition's own catalog entries; only ours look like this.
+    if not re.fullmatch(r"[a-z0-9_]{1,63}", name):
+        raise ValueError(f"refusing to use constraint name {name!r}")
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def _columns(conn: sa.Connection) -> str:
+    names = conn.execute(
+        sa.text(
+            "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:parent AS regclass) AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum"
+        ),
+        {"parent": PARENT_TABLE},
+    ).scalars()
+    return ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+
+
+def _swap(conn: sa.Connection, month: str) -> None:
+    """Detach and drop the (empty, or written to by other designs meanwhile) partition, move its
+    rows into the load table, give the load table the partition's names, and attach it."""
+    partition, load = months.partition_name(month), load_table(month)
+    start, end = months.month_bounds(month)
+    quote = conn.dialect.identifier_preparer.quote
+    conn.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": SWAP_LOCK_TIMEOUT})
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    names = [index.name for index in _indexes(conn, partition)]
+    conn.execute(sa.text(f"ALTER TABLE {PARENT_TABLE} DETACH PARTITION {_quote(conn, partition)}"))
+    columns = _columns(conn)
+    # Other designs may have collected this month while the load ran; their rows come along.
+    conn.execute(
+        sa.text(f"INSERT INTO {_quote(conn, load)} ({columns}) SELECT {columns} FROM {_quote(conn, partition)}")
+    )
+    conn.execute(sa.text(f"DROP TABLE {_quote(conn, partition)}"))
+    for number, name in enumerate(names):
+        conn.execute(sa.text(f"ALTER INDEX {_temporary_name(load, number)} RENAME TO {quote(name)}"))
+    conn.execute(sa.text(f"ALTER TABLE {_quote(conn, load)} RENAME TO {_quote(conn, partition)}"))
+    conn.execute(
+        sa.text(
+            f"ALTER TABLE {PARENT_TABLE} ATTACH PARTITION {_quote(conn, partition)} "
+            f"FOR VALUES FROM ('{start:%Y-%m-%d %H:%M:%S}+00') TO ('{end:%Y-%m-%d %H:%M:%S}+00')"
+        )
+    )
+    conn.execute(sa.text(f"ALTER TABLE {_quote(conn, partition)} DROP CONSTRAINT {quote(load + '_bounds')}"))
+    conn.execute(sa.text("SELECT set_config('lock_timeout', '0', true)"))

@@ -201,6 +201,13 @@ class Arena(ABC):
     #: arenas are also collected hourly for the current month, so nothing scrolls out between runs.
     latest_only: ClassVar[bool] = False
 
+    def input_bytes(self, spec: QuerySpec, ctx: CollectionContext) -> int | None:
+        """How much a collection will read, when the arena knows before it starts (files); None
+        otherwise. A large first load of an empty month is loaded in bulk (``ingest.FirstLoad``),
+        which shows the month only when it is whole: arenas that checkpoint their paging must
+        answer None, since a checkpoint may not run ahead of what is stored."""
+        return None
+
     def needs_credential_for(self, options: Mapping[str, Any]) -> bool:
         """``needs_credential`` for a design's (validated) options: an arena with an optional keyed
         path overrides this, so its keyless path still runs without ``OBSERVATORY_CREDENTIAL_KEY``."""

@@ -24,6 +24,7 @@ from observatory_pipelines.core.collection.arenas.file_import.mappers import pla
 from observatory_pipelines.core.collection.arenas.file_import.readers import (
     ARENA_NAME,
     local_import_files,
+    matching_import_files,
     read_import_file,
 )
 from observatory_pipelines.core.collection.tiers import Tier
@@ -71,17 +72,32 @@ class FileImportArena(Arena):
     def estimate_credits(self, spec: QuerySpec) -> int:
         return 0
 
+    def _folder(self, spec: QuerySpec, import_dir: str) -> Path:
+        if "://" in import_dir:
+            raise ArenaError(self.name, "object-store import folders are not supported yet; use a local folder")
+        slug = spec.design_slug
+        if slug in ("", ".", "..") or PurePosixPath(slug).name != slug or "\\" in slug:
+            raise ArenaError(self.name, f"design slug '{slug}' cannot name a folder; use letters, digits and dashes")
+        return Path(import_dir) / slug
+
+    def input_bytes(self, spec: QuerySpec, ctx: CollectionContext) -> int | None:
+        if not ctx.import_dir:
+            return None
+        folder = self._folder(spec, ctx.import_dir)
+        if not folder.is_dir():
+            return None
+        files = matching_import_files(folder, self.validate_options(spec.options)["files"])
+        try:
+            return sum((folder / name).stat().st_size for name in files)
+        except OSError:
+            return None  # collect() says what is wrong with the file
+
     def collect(self, spec: QuerySpec, ctx: CollectionContext) -> Iterator[CollectedItem | Rejected]:
         options = self.validate_options(spec.options)
         if not ctx.import_dir:
             yield Rejected("no import folder is configured; set one and put files in <import_dir>/<design_slug>/")
             return
-        if "://" in ctx.import_dir:
-            raise ArenaError(self.name, "object-store import folders are not supported yet; use a local folder")
-        slug = spec.design_slug
-        if slug in ("", ".", "..") or PurePosixPath(slug).name != slug or "\\" in slug:
-            raise ArenaError(self.name, f"design slug '{slug}' cannot name a folder; use letters, digits and dashes")
-        folder = Path(ctx.import_dir) / slug
+        folder = self._folder(spec, ctx.import_dir)
         if not folder.exists():
             yield Rejected(
                 f"no import folder for this design: put Zeeschuimer or 4CAT exports in {folder}", str(folder)

@@ -290,8 +290,9 @@ class _UnopenedFile(io.RawIOBase):
         raise self.error
 
 
-def local_import_files(folder: Path, patterns: Iterable[str]) -> Iterator[ImportFile]:
-    """Files under ``folder`` matching any pattern, by relative name; hidden files are left out."""
+def matching_import_files(folder: Path, patterns: Iterable[str]) -> list[str]:
+    """The names, relative to ``folder``, of the files under it that match any pattern, sorted;
+    hidden files and folders are left out."""
 
     def unreadable(exc: OSError) -> None:
         raise ArenaError(
@@ -307,7 +308,12 @@ def local_import_files(folder: Path, patterns: Iterable[str]) -> Iterator[Import
             relative = (Path(root) / file_name).relative_to(folder).as_posix()
             if not file_name.startswith(".") and any(m.fullmatch(relative) for m in matchers):
                 names.append(relative)
-    for relative in sorted(names):
+    return sorted(names)
+
+
+def local_import_files(folder: Path, patterns: Iterable[str]) -> Iterator[ImportFile]:
+    """Files under ``folder`` matching any pattern, by relative name; hidden files are left out."""
+    for relative in matching_import_files(folder, patterns):
         try:
             stream = open(folder / relative, "rb")
         except OSError as exc:
