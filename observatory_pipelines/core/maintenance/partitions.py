@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -214,7 +215,7 @@ def is_empty(conn: sa.Connection, month: str) -> bool:
     return conn.execute(sa.text(f"SELECT NOT EXISTS (SELECT FROM {table})")).scalar_one()
 
 
-def _indexes(conn: sa.Connection, table: str) -> list[sa.Row]:
+def _indexes(conn: sa.Connection, table: str) -> Sequence[sa.Row]:
     """``table``'s indexes: name, definition and the kind of constraint each backs (p, u or None)."""
     return conn.execute(
         sa.text(
@@ -231,7 +232,7 @@ def _indexes(conn: sa.Connection, table: str) -> list[sa.Row]:
     ).all()
 
 
-def _constraints(conn: sa.Connection, table: str, kinds: str) -> list[sa.Row]:
+def _constraints(conn: sa.Connection, table: str, kinds: str) -> Sequence[sa.Row]:
     return conn.execute(
         sa.text(
             """
