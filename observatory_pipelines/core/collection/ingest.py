@@ -8,7 +8,8 @@ staging table, then, in one transaction:
    items that were new go into ``content_records`` in the same statement, by a plain ``INSERT``:
    a first load pays no conflict arbitration;
 2. when the batch held items registered before, it is merged under their registered dates with
-   ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_content_corpus_item DO UPDATE``:
+   ``INSERT ... SELECT ... ON CONFLICT (<item key>, published_at) DO UPDATE`` (the key of
+   ``uq_content_corpus_item``, named by its columns so that a month's load table, below, has it too):
    - an item already in the corpus has its engagement counts, matched terms and metadata
      refreshed, but only when something changed (no dead tuples for unchanged rows, and "updated"
      means it);
@@ -34,6 +35,9 @@ Concurrent ingests of overlapping items (two processes) serialise on the item's 
 Both statements take their row locks in key order, so two batches cannot deadlock. Duplicates
 within one batch are collapsed to the last one first, because ON CONFLICT cannot touch a row twice
 in one statement.
+
+A large first load of an empty month writes the same statements into a load table without
+index maintenance, in one transaction, and swaps it in for the partition at the end: ``FirstLoad``.
 """
 
 from __future__ import annotations

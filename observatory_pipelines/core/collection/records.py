@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
+
 from observatory_pipelines.core.collection import privacy, terms, text
 from observatory_pipelines.core.collection.arenas.base import INTERACTION_KINDS, CollectedItem, Rejected
 
@@ -143,11 +145,16 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+_PLAIN_JSON_ONLY = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
 def _metadata_json(metadata: dict[str, Any]) -> str:
     try:
         # Most metadata is plain JSON already: encode it as it is, and walk it with _json_safe
-        # only when that fails (NaN, a value JSON has no type for) or leaves a NUL jsonb refuses.
-        encoded = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        # only when that fails (a value JSON has no type for: a set, a datetime, an integer past 64
+        # bits, a key that is not a string) or leaves a NUL jsonb refuses. orjson writes NaN as
+        # null, as _json_safe does.
+        encoded = orjson.dumps(metadata, option=_PLAIN_JSON_ONLY).decode()
         if "\\u0000" in encoded:
             raise ValueError("NUL")
     except (TypeError, ValueError):

@@ -383,6 +383,8 @@ def _collect_locked(
         try:
             for found in arena.collect(spec, context):
                 if isinstance(found, Checkpoint):
+                    if isinstance(writer, ingest.FirstLoad):  # stores nothing before its end
+                        raise TypeError(f"arena {arena.name} checkpoints, so its input_bytes must be None")
                     # The page's items first: a checkpoint must never run ahead of what is stored.
                     if batch:
                         writer.submit(batch)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import unicodedata
@@ -43,14 +42,22 @@ def content_hash(text: str | None) -> str | None:
     return fingerprints(text)[0]
 
 
-@functools.lru_cache(maxsize=1 << 17)
+#: Words repeat (Zipf): each frequent one is hashed once, whatever the corpus size. A plain dict,
+#: emptied when full, so memory stays bounded; an LRU cache's bookkeeping cost more than the hash.
+_WORD_HASHES: dict[str, bytes] = {}
+_WORD_HASHES_KEPT = 1 << 17
+
+
 def _word_hash(word: str) -> bytes:
-    # Words repeat (Zipf): a bounded cache hashes each frequent one once, whatever the corpus size.
-    return hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+    if len(_WORD_HASHES) >= _WORD_HASHES_KEPT:
+        _WORD_HASHES.clear()
+    digest = _WORD_HASHES[word] = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+    return digest
 
 
 def _feature_hashes(tokens: list[str]) -> np.ndarray:
-    return np.frombuffer(b"".join(map(_word_hash, tokens)), dtype="<u8")
+    known = _WORD_HASHES.get
+    return np.frombuffer(b"".join([known(token) or _word_hash(token) for token in tokens]), dtype="<u8")
 
 
 def _simhash_of(tokens: list[str]) -> int | None:

@@ -46,7 +46,7 @@ FULLTEXT_DOCUMENT_SQL = "to_tsvector('danish', coalesce(title, '') || ' ' || coa
 #: out of the dedup pass, which neither groups nor unmarks them.
 ITEM_COPY_KIND = "same_item"
 
-#: The corpus key that makes writes idempotent (``INSERT ... ON CONFLICT ON CONSTRAINT ...``).
+#: The corpus key that makes writes idempotent (``INSERT ... ON CONFLICT (its columns) ...``).
 CORPUS_ITEM_CONSTRAINT = "uq_content_corpus_item"
 
 
