@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-import orjson
-
 from observatory_pipelines.core.collection.arenas.base import Rejected
 from observatory_pipelines.core.collection.arenas.errors import ArenaError
 from observatory_pipelines.core.collection.arenas.file_import.mappers import (
@@ -116,23 +114,6 @@ def _platform_from_filename(name: str) -> str | None:
     return platform_name(match.group(1)) if match else None
 
 
-# orjson reads an integer past 64 bits as a float: such a line (an id of 20 digits or more) is read
-# by json, which keeps it exact.
-_LONG_NUMBER = re.compile(r"\d{20}")
-
-
-def _parse_line(text: str) -> Any:
-    """One NDJSON line. orjson for speed; json, as before, for what orjson refuses or reads
-    differently (NaN and Infinity, which are not JSON and become None; lone surrogates; long
-    numbers), and for the error message."""
-    if not _LONG_NUMBER.search(text):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text, parse_constant=lambda constant: None)
-
-
 def _read_ndjson(name: str, lines: Iterable[_Line], platform_option: str | None) -> Iterator[Output]:
     fallback_platform = _platform_from_filename(name) or platform_option
     reported_missing_platform = False
@@ -144,7 +125,7 @@ def _read_ndjson(name: str, lines: Iterable[_Line], platform_option: str | None)
         if not line.text.strip():
             continue
         try:
-            obj = _parse_line(line.text)
+            obj = json.loads(line.text, parse_constant=lambda constant: None)  # NaN/Infinity: not JSON
         except (ValueError, RecursionError) as exc:
             yield Rejected(f"invalid JSON: {_one_line(exc)}", source)
             continue
