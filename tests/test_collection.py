@@ -412,3 +412,57 @@ def test_interactions_are_stored_in_the_shared_shape_with_the_authors_pseudonyms
     assert reply["interaction_accounts"][0] == {"author_id": "u-åse", "handle": "åse"}
     assert "interaction_accounts" in AUTHOR_METADATA_KEYS  # left out of pseudonymised exports
     assert "interactions" not in rows["p1"]["raw_metadata"]
+
+
+class OddMetadataArena(Arena):
+    """Two posts: one whose platform object is plain JSON, one holding what JSON has no type for."""
+
+    name = "odd_metadata_test"
+    platform = "mærkværk"
+    description = "A test arena whose raw metadata is awkward."
+
+    def collect(self, spec, ctx):
+        when = datetime(2026, 3, 4, 8, tzinfo=timezone.utc)
+        plain = {"tekst": "Æbelø og Ærø", "andel": 1.5, "liste": [1, "to", None], "dybt": {"ja": True}}
+        odd = {
+            "set_at": when,
+            "tags": {"klima"},
+            "score": float("nan"),
+            "stor": 2**70,
+            "note": "før\x00efter",
+            7: "syv",
+        }
+        for platform_id, metadata in (("plain", plain), ("odd", odd)):
+            yield CollectedItem(
+                platform="mærkværk",
+                platform_id=platform_id,
+                published_at=when,
+                text_content="klima",
+                raw_metadata=metadata,
+            )
+
+
+def test_raw_metadata_is_stored_as_json_whatever_the_platform_object_holds(engine):
+    from observatory_pipelines.core.collection import arenas
+
+    saved = arenas.registry()
+    register(OddMetadataArena)
+    try:
+        design = make_design(engine, "maerkvaerk", arenas_config={"odd_metadata_test": {"enabled": True}})
+        assert collect(engine, "odd_metadata_test", slug="maerkvaerk").written.new == 2
+    finally:
+        arenas._REGISTRY.clear()
+        arenas._REGISTRY.update(saved)
+
+    rows = {r["platform_id"]: r["raw_metadata"] for r in content_rows(engine, design)}
+    assert rows["plain"] == {"tekst": "Æbelø og Ærø", "andel": 1.5, "liste": [1, "to", None], "dybt": {"ja": True}}
+    # Times and sets become their text, NaN null, a NUL is dropped, a key becomes a string, and an
+    # integer past 64 bits stays exact.
+    assert rows["odd"] == {
+        "set_at": "2026-03-04 08:00:00+00:00",
+        "tags": "{'klima'}",
+        "score": None,
+        "stor": 2**70,
+        "note": "førefter",
+        "7": "syv",
+    }
