@@ -8,11 +8,10 @@ constraint matching the bounds is added before ATTACH so PostgreSQL can skip re-
 new table. Everything for one month happens in one transaction: a failure leaves no half-moved rows.
 
 A large first load of an empty month (``core.collection.ingest.FirstLoad``) goes into a *load
-table* instead, which has no indexes while it fills. ``start_load`` creates it, with only the
-item key's unique constraint (the load's own merges need it); ``finish_load`` gives it every index
-and constraint of the partition it replaces, then swaps the two (``_swap``). Building an index
-once over the whole month is several times cheaper than keeping it up to date row by row, above
-all the GIN indexes. Everything happens in the loader's one transaction, so a load that dies
+table* instead, which keeps few indexes up to date while it fills. ``start_load`` creates it, with
+the indexes in ``DURING_LOAD``; ``finish_load`` gives it every other index and constraint of the
+partition it replaces, then swaps the two (``_swap``). Building an index once over the whole month
+is several times cheaper than keeping it up to date row by row, above all a GIN index. Everything happens in the loader's one transaction, so a load that dies
 leaves nothing behind: no load table, no half-swapped partition.
 """
 
@@ -26,6 +25,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from observatory_pipelines.core.models.content import CORPUS_ITEM_CONSTRAINT
 from observatory_pipelines.core.platform import months
 
 PARENT_TABLE = "content_records"
@@ -34,9 +34,15 @@ DEFAULT_PARTITION = "content_records_default"
 _ADVISORY_LOCK_KEY = 0x0B5E_0001
 #: Suffix of a month's load table (``content_records_2026_03_load``).
 LOAD_SUFFIX = "_load"
-#: Memory each index build of a load may use: a GIN index is built in one pass when its entries
-#: fit (the full-text index of a 1M-record month needs about this much). Set for the load's
-#: transaction only.
+#: The parent's indexes a load keeps up to date as it fills; the others are built at its end. The
+#: item key's, because the load's own merges need it; the full text's, because computing a
+#: tsvector costs the same row by row as in a build, and the server has a core to spare while
+#: Python prepares the rows (1M records: 218 s in all, against 259 s building it at the end too).
+#: The metadata GIN costs 1.6 × more kept up than built, more than the spare core absorbs (242 s).
+DURING_LOAD = frozenset({CORPUS_ITEM_CONSTRAINT, "idx_content_fulltext"})
+#: Memory each index build of a load may use (for the load's transaction only): a GIN index is
+#: built in fewer passes when more of its entries fit; more did not help (a 1M-record month's
+#: metadata index: 44 s with 512 MB, 50 s with 2 GB).
 BUILD_MEMORY = "512MB"
 #: The swap needs the parent table to itself for a moment (DETACH takes ACCESS EXCLUSIVE). It
 #: waits this long for it per attempt, so that a long export never stalls every other reader
@@ -216,14 +222,18 @@ def is_empty(conn: sa.Connection, month: str) -> bool:
 
 
 def _indexes(conn: sa.Connection, table: str) -> Sequence[sa.Row]:
-    """``table``'s indexes: name, definition and the kind of constraint each backs (p, u or None)."""
+    """``table``'s indexes: name, definition, the kind of constraint each backs (p, u or None), and
+    the parent table's index it is attached to."""
     return conn.execute(
         sa.text(
             """
-            SELECT c.relname AS name, pg_get_indexdef(c.oid) AS definition, con.contype AS backs
+            SELECT c.relname AS name, pg_get_indexdef(c.oid) AS definition, con.contype AS backs,
+                   parent.relname AS parent
             FROM pg_index x
             JOIN pg_class c ON c.oid = x.indexrelid
             LEFT JOIN pg_constraint con ON con.conindid = c.oid AND con.conrelid = x.indrelid
+            LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+            LEFT JOIN pg_class parent ON parent.oid = i.inhparent
             WHERE x.indrelid = CAST(:table AS regclass)
             ORDER BY c.relname
             """
@@ -249,13 +259,14 @@ def _temporary_name(load: str, index: int) -> str:
     return f"{load}_i{index}"
 
 
-def _build_like(conn: sa.Connection, month: str, want: set[str | None]) -> None:
-    """Build on the load table the partition's indexes whose constraint kind is in ``want``, under
-    temporary names (the partition still holds theirs), and the constraints they back."""
+def _build_like(conn: sa.Connection, month: str, during_load: bool) -> None:
+    """Build on the load table the partition's indexes kept up during the load (``during_load``) or
+    the others, under temporary names (the partition still holds theirs), and the constraints
+    they back."""
     partition, load = months.partition_name(month), load_table(month)
     quote = conn.dialect.identifier_preparer.quote
     for number, index in enumerate(_indexes(conn, partition)):
-        if index.backs not in want:
+        if (index.parent in DURING_LOAD) != during_load:
             continue
         # pg_get_indexdef: "CREATE [UNIQUE] INDEX <name> ON <schema>.<partition> USING <method> (...)".
         head = re.match(
@@ -279,10 +290,10 @@ def _build_like(conn: sa.Connection, month: str, want: set[str | None]) -> None:
 
 def start_load(conn: sa.Connection, month: str) -> str:
     """Create ``month``'s load table inside the caller's transaction and return its name. It has
-    the partition's columns and defaults, and the item key's unique constraint only."""
+    the partition's columns and defaults, and the indexes kept up during the load."""
     load = _quote(conn, load_table(month))
     conn.execute(sa.text(f"CREATE TABLE {load} (LIKE {PARENT_TABLE} INCLUDING DEFAULTS INCLUDING STORAGE)"))
-    _build_like(conn, month, {"u"})
+    _build_like(conn, month, during_load=True)
     return load_table(month)
 
 
@@ -294,7 +305,7 @@ def finish_load(conn: sa.Connection, month: str, log=lambda message: None) -> st
     start, end = months.month_bounds(month)
     bounds = f"{load}_bounds"
     conn.execute(sa.text("SELECT set_config('maintenance_work_mem', :memory, true)"), {"memory": BUILD_MEMORY})
-    _build_like(conn, month, {None, "p"})
+    _build_like(conn, month, during_load=False)
     for constraint in _constraints(conn, partition, "fc"):
         conn.execute(
             sa.text(
