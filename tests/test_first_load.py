@@ -246,3 +246,18 @@ def test_a_first_load_goes_into_the_partition_as_it_is_when_the_table_stays_busy
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT CAST(:t AS regclass)::oid"), {"t": PARTITION}).scalar_one() == before
     assert _catalog(engine)[_LOAD_TABLES] == []
+
+
+def test_an_index_added_to_the_table_during_a_first_load_is_on_the_month_after_it(engine):
+    design = make_design(engine, "nyt-indeks")
+    load = ingest.FirstLoad.open(engine, MARCH, design)
+    load.submit(_rows(design, range(5), day=14))
+    load.flush()
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE INDEX idx_content_language ON content_records (language)"))
+    load.close()
+
+    assert load.swap == "attached" and len(content_rows(engine, design)) == 5
+    indexes = {name: parent for name, _, parent in _catalog(engine)[_INDEXES]}
+    assert indexes["content_records_2026_03_language_idx"] == "idx_content_language"
+    assert len(indexes) == 12 and all(indexes.values())

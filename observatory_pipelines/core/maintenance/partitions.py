@@ -17,9 +17,10 @@ leaves nothing behind: no load table, no half-swapped partition.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -255,8 +256,9 @@ def _constraints(conn: sa.Connection, table: str, kinds: str) -> Sequence[sa.Row
     ).all()
 
 
-def _temporary_name(load: str, index: int) -> str:
-    return f"{load}_i{index}"
+def _temporary_name(load: str, index: str) -> str:
+    # Named after the partition's index it copies, so the swap finds each whatever was added since.
+    return f"{load}_{hashlib.sha256(index.encode()).hexdigest()[:12]}"
 
 
 def _build_like(conn: sa.Connection, month: str, during_load: bool) -> None:
@@ -265,7 +267,7 @@ def _build_like(conn: sa.Connection, month: str, during_load: bool) -> None:
     they back."""
     partition, load = months.partition_name(month), load_table(month)
     quote = conn.dialect.identifier_preparer.quote
-    for number, index in enumerate(_indexes(conn, partition)):
+    for index in _indexes(conn, partition):
         if (index.parent in DURING_LOAD) != during_load:
             continue
         # pg_get_indexdef: "CREATE [UNIQUE] INDEX <name> ON <schema>.<partition> USING <method> (...)".
@@ -274,7 +276,7 @@ def _build_like(conn: sa.Connection, month: str, during_load: bool) -> None:
         )
         if head is None:
             raise ValueError(f"unexpected definition of index {index.name!r}: {index.definition[:120]}")
-        temporary = _temporary_name(load, number)
+        temporary = _temporary_name(load, index.name)
         conn.execute(
             sa.text(
                 f"CREATE {head.group(1) or ''}INDEX {temporary} ON {_quote(conn, load)} USING "
@@ -297,7 +299,7 @@ def start_load(conn: sa.Connection, month: str) -> str:
     return load_table(month)
 
 
-def finish_load(conn: sa.Connection, month: str, log=lambda message: None) -> str:
+def finish_load(conn: sa.Connection, month: str, log: Callable[[str], None] = lambda message: None) -> str:
     """Give the load table the rest of the partition's indexes and constraints, then put it in the
     partition's place; inside the caller's transaction. Returns ``"attached"``, or ``"inserted"``
     when the parent table stayed busy and the rows went into the partition as it is instead."""
@@ -367,6 +369,11 @@ def _swap(conn: sa.Connection, month: str) -> None:
     conn.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": SWAP_LOCK_TIMEOUT})
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
     names = [index.name for index in _indexes(conn, partition)]
+    built = set(
+        conn.execute(
+            sa.text("SELECT relname FROM pg_class WHERE relname LIKE :load"), {"load": f"{load}\\_%"}
+        ).scalars()
+    )
     conn.execute(sa.text(f"ALTER TABLE {PARENT_TABLE} DETACH PARTITION {_quote(conn, partition)}"))
     columns = _columns(conn)
     # Other designs may have collected this month while the load ran; their rows come along.
@@ -374,8 +381,10 @@ def _swap(conn: sa.Connection, month: str) -> None:
         sa.text(f"INSERT INTO {_quote(conn, load)} ({columns}) SELECT {columns} FROM {_quote(conn, partition)}")
     )
     conn.execute(sa.text(f"DROP TABLE {_quote(conn, partition)}"))
-    for number, name in enumerate(names):
-        conn.execute(sa.text(f"ALTER INDEX {_temporary_name(load, number)} RENAME TO {quote(name)}"))
+    for name in names:
+        # An index created on the parent during the load is not here: ATTACH builds it.
+        if _temporary_name(load, name) in built:
+            conn.execute(sa.text(f"ALTER INDEX {_temporary_name(load, name)} RENAME TO {quote(name)}"))
     conn.execute(sa.text(f"ALTER TABLE {_quote(conn, load)} RENAME TO {_quote(conn, partition)}"))
     conn.execute(
         sa.text(
