@@ -11,12 +11,12 @@ records (DESIGN.md).
   a shared term anywhere in the month links nearly every pair once a design has a few popular
   terms: the network is complete and says nothing.) ``weight`` = over the (term, day) pairs both
   used, the sum of the quieter actor's records there (two accounts that post on a topic all day
-  weigh more than two that touched it once); ``shared_terms`` = those terms; ``days`` = those days. A (term, day) used by k actors
-  makes k(k−1)/2 candidate co-uses, so when they would exceed ``max_links`` only the most active
-  actors (records, then engagement) that fit are paired (``actors_included`` < ``actors_total``):
-  the join holds at most about 2 × ``max_links`` rows (each pair both ways, before one is kept).
-  Of the candidate edges, only the backbone is
-  kept: the disparity filter (Serrano, Boguñá & Vespignani 2009, PNAS 106(16):6483–6488) keeps an
+  weigh more than two that touched it once); ``shared_terms`` = those terms; ``days`` = those
+  days. A (term, day) used by k actors makes k(k−1)/2 candidate co-uses, so when they would
+  exceed ``max_links`` only the most active actors (records, then engagement) that fit are paired
+  (``actors_included`` < ``actors_total``): the join holds at most about 2 × ``max_links`` rows
+  (each pair both ways, before one is kept). Of the candidate edges, only the backbone is kept:
+  the disparity filter (Serrano, Boguñá & Vespignani 2009, PNAS 106(16):6483–6488) keeps an
   edge when, for at least one of its two actors, its share p = weight / strength of that actor's
   edges is improbable under a uniform split of the strength over the actor's k edges:
   ``disparity_alpha`` = min over both ends of (1 − p)^(k−1) ≤ ``alpha`` (default 0.05). An actor

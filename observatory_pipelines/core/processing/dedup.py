@@ -665,27 +665,15 @@ def load_compact(engine: sa.Engine, design_id: uuid.UUID | str, month: str) -> C
     piece of ``LOAD_CHUNK_BYTES`` at a time: no text is kept, and no Python object per record."""
     start, end = months.month_bounds(month)
     pieces: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = []
-    buffer = bytearray()
     loaded = 0
-
-    def flush() -> None:
-        nonlocal loaded
-        piece = pl.read_csv(bytes(buffer), has_header=False, schema=_LOAD_SCHEMA)
-        buffer.clear()
-        pieces.append(_compact_piece(piece, loaded))
-        loaded += piece.height
-
     with database.driver_connection(engine, commit=False) as conn, conn.cursor() as cur:
         with cur.copy(_LOAD_SQL, (str(design_id), start, end, ITEM_COPY_KIND)) as copy:
-            for row in copy:  # libpq hands over one whole row at a time
-                buffer += row
-                if len(buffer) >= LOAD_CHUNK_BYTES:
-                    flush()
-    if buffer or not pieces:
-        if not buffer:
-            pieces.append(_compact_piece(pl.DataFrame(schema=_LOAD_SCHEMA), 0))
-        else:
-            flush()
+            for block in database.copy_row_blocks(copy, LOAD_CHUNK_BYTES):
+                piece = pl.read_csv(block, has_header=False, schema=_LOAD_SCHEMA)
+                pieces.append(_compact_piece(piece, loaded))
+                loaded += piece.height
+    if not pieces:
+        pieces.append(_compact_piece(pl.DataFrame(schema=_LOAD_SCHEMA), 0))
     rows, ids, link_keys = (pl.concat([p[i] for p in pieces], rechunk=True) for i in range(3))
     return CompactCorpus(rows=rows, ids=ids, link_keys=link_keys)
 
@@ -755,9 +743,9 @@ def _uuid_hex(hi: np.ndarray, lo: np.ndarray) -> pl.Series:
 
 
 def _uuid_text(ids: pl.DataFrame, rows: list[int]) -> list[str]:
-    mask = (1 << 64) - 1
+    """The ids of ``rows`` in their usual text form."""
     hi, lo = ids["id_hi"].to_numpy(), ids["id_lo"].to_numpy()
-    return [str(uuid.UUID(int=((int(hi[r]) & mask) << 64) | (int(lo[r]) & mask))) for r in rows]
+    return [str(uuid.UUID(hex=h)) for h in _uuid_hex(hi[rows], lo[rows])]
 
 
 def _compact_marks(duplicates: pl.DataFrame, ids: pl.DataFrame) -> Iterator[bytes]:
@@ -778,17 +766,11 @@ def _compact_marks(duplicates: pl.DataFrame, ids: pl.DataFrame) -> Iterator[byte
         )
 
 
-def mark_duplicates(engine: sa.Engine, design_id: uuid.UUID | str, month: str, marks: pl.DataFrame) -> MarkCounts:
-    """Make the corpus's marks exactly ``marks`` (id, published_at, canonical_id, kind), in one
-    transaction: set ``raw_metadata.duplicate_of`` / ``duplicate_kind`` where they differ, remove
-    them from the corpus's other records. Unchanged rows are not rewritten; other keys are kept.
-    """
-    batches = (_marks_csv(marks.slice(start, MARK_BATCH)) for start in range(0, marks.height, MARK_BATCH))
-    return _write_marks(engine, design_id, month, batches)
-
-
 def _write_marks(engine: sa.Engine, design_id: uuid.UUID | str, month: str, batches: Iterable[bytes]) -> MarkCounts:
-    """``mark_duplicates`` with the marks as CSV pieces, staged one at a time."""
+    """Make the corpus's marks exactly those in ``batches`` (CSV pieces of id, published_at,
+    canonical_id, kind, staged one at a time), in one transaction: set ``raw_metadata.duplicate_of``
+    / ``duplicate_kind`` where they differ, remove them from the corpus's other records. Unchanged
+    rows are not rewritten; other keys are kept."""
     start, end = months.month_bounds(month)
     params = {"design": str(design_id), "start": start, "end": end, "item_copy": ITEM_COPY_KIND}
     with database.driver_connection(engine, commit=True) as conn, conn.cursor() as cur:
