@@ -10,6 +10,8 @@ import argparse
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from observatory_pipelines.core.collection.arenas.base import CollectedItem, Int
 from observatory_pipelines.core.platform import database, migrate
 
 RESULTS = Path(__file__).resolve().parent / "results"
+_ROOT = Path(__file__).resolve().parents[1]
 
 WORDS = (
     "klima klimaet regeringen folketinget grøn omstilling CO2-afgift vindmøller havvind landbruget "
@@ -280,3 +283,19 @@ def environment() -> dict:
 
 
 COLUMN_LIST = ", ".join(records.COLUMNS)
+
+
+def run_child(module: str, argument: list, url_variable: str, url: str, what: str) -> dict:
+    """Run ``python -m <module> --child <argument as JSON>`` in a fresh process (its own peak RSS)
+    and return the JSON object it prints last. The database URL goes in the environment, as
+    ``url_variable``: on the command line, any password in it would show in `ps`."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--child", json.dumps(argument)],
+        cwd=_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, url_variable: url},
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -31,8 +31,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,6 +39,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench import common
 from bench.rss import peak_rss_mb
 from observatory_pipelines.core.collection.designs import Corpus, find_corpus
 from observatory_pipelines.core.exports import writers as exports
@@ -59,7 +58,6 @@ TARGET_XLSX_ROWS_PER_S = 20_000
 TARGET_PEAK_MB = 600
 WARM_UP_ROWS = 5_000
 SMALL, SMALL_REPEATS = 200_000, 5
-_ROOT = Path(__file__).resolve().parents[1]
 _URL_VARIABLE = "BENCH_EXPORTS_DATABASE_URL"
 
 
@@ -177,17 +175,7 @@ def child(task: str, url: str, folder: str) -> dict:
 
 
 def run_child(task: str, url: str, folder: str) -> dict:
-    # The URL goes in the environment: on the command line, any password in it would show in `ps`.
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.exports", "--child", json.dumps([task, folder])],
-        cwd=_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, _URL_VARIABLE: url},
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{task} run failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return common.run_child("bench.exports", [task, folder], _URL_VARIABLE, url, f"{task} run")
 
 
 # --- the benchmark -----------------------------------------------------------------------------

@@ -33,14 +33,13 @@ import argparse
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench import common
 from bench.rss import peak_rss_mb
 from observatory_pipelines.core.collection.designs import find_corpus
 from observatory_pipelines.core.platform import database
@@ -70,7 +69,6 @@ LAST_NAMES = (
     "Kristensen Olsen Thomsen Christiansen Poulsen Johansen Møller Mortensen Kjær Kjaer Østergaard Ærø Lund "
     "Holm Bach Dahl Friis Brandt Skov Winther Krog Vestergaard Bøgh Mikkelsen Frandsen Iversen Jakobsen Laursen"
 ).split()
-_ROOT = Path(__file__).resolve().parents[1]
 _URL_VARIABLE = "BENCH_MEMORY_DATABASE_URL"
 
 
@@ -191,17 +189,7 @@ def child(step: str, url: str, folder: str) -> dict:
 
 
 def run_child(step: str, url: str, folder: str) -> dict:
-    # The URL goes in the environment: on the command line, any password in it would show in `ps`.
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.memory", "--child", json.dumps([step, folder])],
-        cwd=_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, _URL_VARIABLE: url},
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{step} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return common.run_child("bench.memory", [step, folder], _URL_VARIABLE, url, step)
 
 
 # --- the benchmark -----------------------------------------------------------------------------
